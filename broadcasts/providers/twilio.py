@@ -1,0 +1,229 @@
+"""Twilio Programmable Messaging client (SMS) over the 2010-04-01 REST API.
+
+Error codes that change what we do about a number (see https://www.twilio.com/docs/api/errors):
+
+- 21610 "Attempt to send to unsubscribed recipient": the person texted STOP to our sender,
+  so it is an opt-out (RecipientOptedOutError; DESIGN rule 10).
+- Codes that describe the *number itself* and suppress it (InvalidRecipientError):
+  21211 invalid 'To' number, 21614 'To' is not a mobile number (landline or invalid),
+  21635 'To' is a landline; and, on status callbacks only, 30005 unknown destination handset
+  and 30006 landline or unreachable carrier.
+- Deliberately *not* suppressing: 21612 (the To/From combination cannot be routed: a sender
+  configuration problem), 21408 (the account has no permission for that region), 21608
+  (trial account, unverified number), 30003 (handset unreachable, often temporary). These fail
+  the delivery with their code (PermanentProviderError) but leave the number usable.
+
+The helpers `error_for_code` / `is_opt_out_code` / `is_invalid_recipient_code` are public so
+that the delivery-status webhook can classify `ErrorCode` the same way as a synchronous reply.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+from datetime import datetime, timezone
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .base import (
+    InvalidRecipientError,
+    OutgoingMessage,
+    PermanentProviderError,
+    Provider,
+    ProviderError,
+    RecipientOptedOutError,
+    SendResult,
+    TransientProviderError,
+)
+
+DEFAULT_API_BASE = "https://api.twilio.com"
+DEFAULT_TIMEOUT = (3.05, 10.0)
+
+OPT_OUT_CODES = frozenset({"21610"})
+INVALID_RECIPIENT_CODES = frozenset({"21211", "21614", "21635", "30005", "30006"})
+# Twilio's own "too many requests" code; it comes with HTTP 429 but we trust the code too.
+RATE_LIMIT_CODES = frozenset({"20429"})
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:  # HTTP-dates are always GMT
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def transport_error(exc: requests.RequestException, provider: str) -> TransientProviderError:
+    """A TransientProviderError for a failed HTTP exchange, marking whether the request may have arrived.
+
+    A connect timeout or a refused connection never reached the provider: retrying is safe.
+    A read timeout or a connection dropped mid-response may have been accepted by the provider,
+    so the error carries `outcome_unknown = True`; a caller that must never send twice
+    (DESIGN rule 8) should mark such a delivery `unknown` rather than resend it.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        code, unknown = "connect_timeout", False
+    elif isinstance(exc, requests.Timeout):
+        code, unknown = "read_timeout", True
+    elif isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        text = f"{type(reason).__name__} {reason}" if reason is not None else str(exc)
+        if "NewConnectionError" in text or "Connection refused" in text or "NameResolution" in text:
+            code, unknown = "connection_refused", False
+        else:
+            code, unknown = "connection_error", True
+    else:
+        code, unknown = "request_error", True
+    error = TransientProviderError(f"{provider}: {code}: {exc}", code=code)
+    error.outcome_unknown = unknown
+    return error
+
+
+def new_session(pool_maxsize: int = 10) -> requests.Session:
+    """A keep-alive session that never retries by itself (a retried POST could send twice)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_maxsize, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def error_for_code(code, message: str = "", *, http_status: int | None = None) -> ProviderError:
+    """The exception a Twilio error code means (opt-out, invalid number, rate limit or other)."""
+    code = str(code or "")
+    text = f"twilio {code or http_status}: {message}".strip()
+    if code in OPT_OUT_CODES:
+        return RecipientOptedOutError(text, code=code, http_status=http_status)
+    if code in INVALID_RECIPIENT_CODES:
+        return InvalidRecipientError(text, code=code, http_status=http_status)
+    if code in RATE_LIMIT_CODES:
+        return TransientProviderError(text, code=code, http_status=http_status)
+    return PermanentProviderError(text, code=code or str(http_status or ""), http_status=http_status)
+
+
+def is_opt_out_code(code) -> bool:
+    return str(code or "") in OPT_OUT_CODES
+
+
+def is_invalid_recipient_code(code) -> bool:
+    return str(code or "") in INVALID_RECIPIENT_CODES
+
+
+class TwilioProvider(Provider):
+    """Sends SMS through Twilio's Messages.json endpoint.
+
+    One keep-alive `requests.Session` per instance. A Session is safe enough to share between
+    the threads of one worker process (its connection pool is locked), but not across a fork:
+    create the provider after the worker process starts (get_provider() does), not at import.
+    """
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str = "",
+        messaging_service_sid: str = "",
+        api_base: str = DEFAULT_API_BASE,
+        timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+    ):
+        if not account_sid or not auth_token:
+            raise ValueError("TwilioProvider needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        if not from_number and not messaging_service_sid:
+            raise ValueError("TwilioProvider needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+        self.account_sid = account_sid
+        self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.api_base = api_base.rstrip("/")
+        self.timeout = timeout
+        self.url = f"{self.api_base}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self.session = session or new_session()
+        self.session.auth = (account_sid, auth_token)
+
+    @classmethod
+    def from_settings(cls) -> TwilioProvider:
+        """A provider configured from settings TWILIO_* and PROVIDER_TIMEOUT."""
+        from django.conf import settings
+
+        return cls(
+            account_sid=settings.TWILIO_ACCOUNT_SID,
+            auth_token=settings.TWILIO_AUTH_TOKEN,
+            from_number=getattr(settings, "TWILIO_FROM_NUMBER", ""),
+            messaging_service_sid=getattr(settings, "TWILIO_MESSAGING_SERVICE_SID", ""),
+            api_base=getattr(settings, "TWILIO_API_BASE", DEFAULT_API_BASE) or DEFAULT_API_BASE,
+            timeout=tuple(getattr(settings, "PROVIDER_TIMEOUT", DEFAULT_TIMEOUT)),
+        )
+
+    def form_for(self, message: OutgoingMessage) -> dict[str, str]:
+        form = {"To": message.to, "Body": message.body}
+        # A Messaging Service picks the sender and applies its own opt-out handling; prefer it.
+        if self.messaging_service_sid:
+            form["MessagingServiceSid"] = self.messaging_service_sid
+        else:
+            form["From"] = self.from_number
+        if message.status_callback:
+            form["StatusCallback"] = message.status_callback
+        return form
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        try:
+            response = self.session.post(self.url, data=self.form_for(message), timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise transport_error(exc, "twilio") from exc
+        return self.result_from_response(response)
+
+    def result_from_response(self, response: requests.Response) -> SendResult:
+        """A SendResult for a 2xx reply; otherwise raise the ProviderError the reply means."""
+        status = response.status_code
+        try:
+            payload = response.json()
+        except (ValueError, json.JSONDecodeError):
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {}
+
+        if 200 <= status < 300:
+            sid = payload.get("sid")
+            if not isinstance(sid, str) or not sid:
+                # Twilio took the request but we cannot tell which message it made: resending could
+                # send twice, so this is permanent, and flagged as an unknown outcome.
+                error = PermanentProviderError(
+                    f"twilio: {status} reply without a message sid", code="malformed_response", http_status=status
+                )
+                error.outcome_unknown = True
+                raise error
+            return SendResult(provider_message_id=sid, status=str(payload.get("status") or "queued"), raw=payload)
+
+        code = payload.get("code")
+        text = str(payload.get("message") or response.reason or "")
+        if status == 429 or status >= 500:
+            raise TransientProviderError(
+                f"twilio {status}: {text}",
+                code=str(code or status),
+                http_status=status,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        error = error_for_code(code, text, http_status=status)
+        if isinstance(error, TransientProviderError):
+            error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise error
