@@ -28,7 +28,8 @@ MAX_ITEMS = 1000  # records in one WhatsApp batch
 
 # Provider error codes (strings) and what they mean to the consent rules.
 OPT_OUT_ERROR_CODES = frozenset({"21610", "131050"})  # the person opted out at the provider
-INVALID_NUMBER_ERROR_CODES = frozenset({"21211", "21614", "30006", "30003", "131026"})
+# The same sets as broadcasts/providers (twilio.py, whatsapp.py) use for synchronous replies.
+INVALID_NUMBER_ERROR_CODES = frozenset({"21211", "21614", "21635", "30005", "30006", "131026"})
 
 # Twilio's MessageStatus and WhatsApp's status, in the vocabulary of our records.
 STATUS_MAP = {

@@ -102,7 +102,7 @@ def test_twilio_inbound_bad_num_media_is_zero():
         ("twilio_status_sent.txt", "sent", "", False, False),
         ("twilio_status_delivered.txt", "delivered", "", False, False),
         ("twilio_status_failed_21610.txt", "failed", "21610", True, False),
-        ("twilio_status_undelivered_30003.txt", "failed", "30003", False, True),
+        ("twilio_status_undelivered_30003.txt", "failed", "30003", False, False),  # handset off: not invalid
         ("twilio_status_whatsapp_read.txt", "read", "", False, False),
     ],
 )
@@ -269,6 +269,15 @@ def test_whatsapp_body_size_and_record_count_are_capped():
     payload["entry"][0]["changes"][0]["value"]["statuses"] *= MAX_ITEMS + 1
     with pytest.raises(PayloadError, match="records"):
         parse_whatsapp(payload)
+
+
+def test_error_code_sets_agree_with_the_provider_clients():
+    from broadcasts.providers import twilio, whatsapp
+
+    from consent.webhooks.parsers import INVALID_NUMBER_ERROR_CODES, OPT_OUT_ERROR_CODES
+
+    assert OPT_OUT_ERROR_CODES == twilio.OPT_OUT_CODES | whatsapp.OPT_OUT_CODES
+    assert INVALID_NUMBER_ERROR_CODES == twilio.INVALID_RECIPIENT_CODES | whatsapp.INVALID_RECIPIENT_CODES
 
 
 def test_every_fixture_parses():
