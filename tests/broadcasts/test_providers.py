@@ -1,0 +1,311 @@
+"""Twilio and WhatsApp Cloud clients: request shape, reply-to-error mapping, and a loopback round trip."""
+
+import base64
+import json
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+import responses
+
+from broadcasts.providers import (
+    InvalidRecipientError,
+    OutgoingMessage,
+    PermanentProviderError,
+    RecipientOptedOutError,
+    TransientProviderError,
+    get_provider,
+)
+from broadcasts.providers.twilio import TwilioProvider, parse_retry_after
+from broadcasts.providers.whatsapp import WhatsAppCloudProvider
+
+TWILIO_BASE = "https://twilio.test"
+TWILIO_URL = f"{TWILIO_BASE}/2010-04-01/Accounts/AC123/Messages.json"
+WHATSAPP_BASE = "https://graph.test/v23.0"
+WHATSAPP_URL = f"{WHATSAPP_BASE}/555000/messages"
+
+SMS = OutgoingMessage(to="+15551234567", channel="sms", body="Sale today. Reply STOP to opt out.")
+WA_TEMPLATE = OutgoingMessage(
+    to="+33 6 12 34 56 78",
+    channel="whatsapp",
+    template={"name": "promo_fr", "language": "fr", "components": [{"type": "body", "parameters": [{"type": "text", "text": "20%"}]}]},
+)
+WA_TEXT = OutgoingMessage(to="+15551234567", channel="whatsapp", body="Thanks, you're in.")
+
+
+def twilio(**kwargs):
+    options = {"from_number": "+15550000000", "api_base": TWILIO_BASE, "timeout": (1, 1)}
+    options.update(kwargs)
+    return TwilioProvider("AC123", "secret", **options)
+
+
+def whatsapp():
+    return WhatsAppCloudProvider("wa-token", "555000", api_base=WHATSAPP_BASE, timeout=(1, 1))
+
+
+def twilio_error(code, status=400):
+    return {"code": code, "message": f"error {code}", "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+
+
+def whatsapp_error(code):
+    return {"error": {"message": f"(#{code}) title", "type": "OAuthException", "code": code, "error_data": {"messaging_product": "whatsapp", "details": "details"}, "fbtrace_id": "x"}}
+
+
+# -- Twilio ------------------------------------------------------------------------------------
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "kwargs, message, expected",
+    [
+        ({}, SMS, {"To": "+15551234567", "From": "+15550000000", "Body": SMS.body}),
+        (
+            {"from_number": "", "messaging_service_sid": "MG1"},
+            SMS,
+            {"To": "+15551234567", "MessagingServiceSid": "MG1", "Body": SMS.body},
+        ),
+        (
+            {},
+            OutgoingMessage(to="+15551234567", channel="sms", body="hi", status_callback="https://x.test/webhooks/twilio/status/"),
+            {"To": "+15551234567", "From": "+15550000000", "Body": "hi", "StatusCallback": "https://x.test/webhooks/twilio/status/"},
+        ),
+    ],
+)
+def test_twilio_posts_the_message_form_with_basic_auth(kwargs, message, expected):
+    responses.post(TWILIO_URL, json={"sid": "SM1", "status": "queued"}, status=201)
+
+    result = twilio(**kwargs).send(message)
+
+    request = responses.calls[0].request
+    assert {k: v[0] for k, v in parse_qs(request.body).items()} == expected
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"AC123:secret").decode()
+    assert (result.provider_message_id, result.status) == ("SM1", "queued")
+
+
+PAST_HTTP_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "status, body, headers, error, code, retry_after",
+    [
+        (429, twilio_error(20429, 429), {"Retry-After": "7"}, TransientProviderError, "20429", 7.0),
+        (503, "<html>down</html>", {"Retry-After": PAST_HTTP_DATE}, TransientProviderError, "503", 0.0),
+        (500, twilio_error(20500, 500), {}, TransientProviderError, "20500", None),
+        (400, twilio_error(21610), {}, RecipientOptedOutError, "21610", None),
+        (400, twilio_error(21211), {}, InvalidRecipientError, "21211", None),
+        (400, twilio_error(21614), {}, InvalidRecipientError, "21614", None),
+        (400, twilio_error(21612), {}, PermanentProviderError, "21612", None),
+        (400, twilio_error(21408), {}, PermanentProviderError, "21408", None),
+        (401, twilio_error(20003, 401), {}, PermanentProviderError, "20003", None),
+        (400, "not json at all", {}, PermanentProviderError, "400", None),
+        (404, ["unexpected", "list"], {}, PermanentProviderError, "404", None),
+        (201, "{broken", {}, PermanentProviderError, "malformed_response", None),
+        (201, {"status": "queued"}, {}, PermanentProviderError, "malformed_response", None),
+    ],
+)
+def test_twilio_maps_replies_to_provider_errors(status, body, headers, error, code, retry_after):
+    kwargs = {"json": body} if isinstance(body, (dict, list)) else {"body": body}
+    responses.post(TWILIO_URL, status=status, headers=headers, **kwargs)
+
+    with pytest.raises(error) as raised:
+        twilio().send(SMS)
+
+    assert type(raised.value) is error
+    assert raised.value.code == code
+    assert raised.value.http_status == status
+    if error is TransientProviderError:
+        assert raised.value.retry_after == retry_after
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "exc, code, outcome_unknown",
+    [
+        (requests.ConnectTimeout("connect timed out"), "connect_timeout", False),
+        (requests.ReadTimeout("read timed out"), "read_timeout", True),
+        (requests.ConnectionError("Connection aborted."), "connection_error", True),
+    ],
+)
+@pytest.mark.parametrize("provider, url, message", [(twilio, TWILIO_URL, SMS), (whatsapp, WHATSAPP_URL, WA_TEXT)])
+def test_transport_failures_are_transient_and_say_whether_the_request_may_have_arrived(exc, code, outcome_unknown, provider, url, message):
+    responses.post(url, body=exc)
+
+    with pytest.raises(TransientProviderError) as raised:
+        provider().send(message)
+
+    assert raised.value.code == code
+    assert raised.value.outcome_unknown is outcome_unknown
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("120", 120.0),
+        (" 1.5 ", 1.5),
+        ("-3", 0.0),
+        ("Wed, 25 Nov 2026 18:00:30 GMT", 30.0),
+        ("Wed, 25 Nov 2026 17:59:00 GMT", 0.0),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("nan", None),
+    ],
+)
+def test_parse_retry_after_accepts_seconds_and_http_dates(value, expected):
+    now = datetime(2026, 11, 25, 18, 0, 0, tzinfo=timezone.utc)
+    assert parse_retry_after(value, now=now) == expected
+
+
+def test_twilio_requires_credentials_and_a_sender():
+    with pytest.raises(ValueError):
+        TwilioProvider("", "secret", from_number="+1555")
+    with pytest.raises(ValueError):
+        TwilioProvider("AC1", "secret")
+
+
+def test_twilio_keeps_one_session_per_provider():
+    provider = twilio()
+    assert provider.session is provider.session
+    assert provider.session.auth == ("AC123", "secret")
+
+
+# -- WhatsApp Cloud ----------------------------------------------------------------------------
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        (
+            WA_TEMPLATE,
+            {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "33612345678",
+                "type": "template",
+                "template": {"name": "promo_fr", "language": {"code": "fr"}, "components": WA_TEMPLATE.template["components"]},
+            },
+        ),
+        (
+            OutgoingMessage(to="+15551234567", channel="whatsapp", template={"name": "optin_confirmation", "language": {"code": "en_US"}}),
+            {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "15551234567",
+                "type": "template",
+                "template": {"name": "optin_confirmation", "language": {"code": "en_US"}},
+            },
+        ),
+        (
+            WA_TEXT,
+            {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "15551234567",
+                "type": "text",
+                "text": {"body": WA_TEXT.body, "preview_url": False},
+            },
+        ),
+    ],
+)
+def test_whatsapp_posts_json_with_bearer_token(message, expected):
+    responses.post(
+        WHATSAPP_URL,
+        json={"messaging_product": "whatsapp", "contacts": [{"input": expected["to"], "wa_id": expected["to"]}], "messages": [{"id": "wamid.ABC"}]},
+    )
+
+    result = whatsapp().send(message)
+
+    request = responses.calls[0].request
+    assert json.loads(request.body) == expected
+    assert request.headers["Authorization"] == "Bearer wa-token"
+    assert (result.provider_message_id, result.status) == ("wamid.ABC", "accepted")
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "status, body, headers, error, code, retry_after",
+    [
+        (400, whatsapp_error(131050), {}, RecipientOptedOutError, "131050", None),
+        (400, whatsapp_error(131026), {}, InvalidRecipientError, "131026", None),
+        (400, whatsapp_error(130429), {}, TransientProviderError, "130429", None),
+        (400, whatsapp_error(131048), {}, TransientProviderError, "131048", None),
+        (400, whatsapp_error(131056), {}, TransientProviderError, "131056", None),
+        (400, whatsapp_error(80007), {}, TransientProviderError, "80007", None),
+        (429, whatsapp_error(4), {"Retry-After": "3"}, TransientProviderError, "4", 3.0),
+        (429, "", {"Retry-After": "3"}, TransientProviderError, "429", 3.0),
+        (500, whatsapp_error(131000), {}, TransientProviderError, "131000", None),
+        (502, "<html>bad gateway</html>", {}, TransientProviderError, "502", None),
+        (400, whatsapp_error(131009), {}, PermanentProviderError, "131009", None),
+        (400, whatsapp_error(132001), {}, PermanentProviderError, "132001", None),
+        (401, whatsapp_error(190), {}, PermanentProviderError, "190", None),
+        (400, "{not json", {}, PermanentProviderError, "400", None),
+        (400, {"error": "a string"}, {}, PermanentProviderError, "400", None),
+        (200, {"messages": []}, {}, PermanentProviderError, "malformed_response", None),
+        (200, "{not json", {}, PermanentProviderError, "malformed_response", None),
+    ],
+)
+def test_whatsapp_maps_replies_to_provider_errors(status, body, headers, error, code, retry_after):
+    kwargs = {"json": body} if isinstance(body, (dict, list)) else {"body": body}
+    responses.post(WHATSAPP_URL, status=status, headers=headers, **kwargs)
+
+    with pytest.raises(error) as raised:
+        whatsapp().send(WA_TEMPLATE)
+
+    assert type(raised.value) is error
+    assert raised.value.code == code
+    if error is TransientProviderError:
+        assert raised.value.retry_after == retry_after
+
+
+# -- settings and the loopback stand-in --------------------------------------------------------
+
+
+def test_from_settings_reads_provider_settings(settings):
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC9", "tok"
+    settings.TWILIO_FROM_NUMBER, settings.TWILIO_MESSAGING_SERVICE_SID = "", "MG9"
+    settings.TWILIO_API_BASE = "http://127.0.0.1:9/"
+    settings.WHATSAPP_ACCESS_TOKEN, settings.WHATSAPP_PHONE_NUMBER_ID = "wa", "42"
+    settings.WHATSAPP_API_BASE = "http://127.0.0.1:9/v23.0"
+    settings.PROVIDER_TIMEOUT = (1.5, 4.0)
+
+    sms, wa = TwilioProvider.from_settings(), WhatsAppCloudProvider.from_settings()
+
+    assert sms.url == "http://127.0.0.1:9/2010-04-01/Accounts/AC9/Messages.json"
+    assert (sms.messaging_service_sid, sms.timeout) == ("MG9", (1.5, 4.0))
+    assert (wa.url, wa.timeout) == ("http://127.0.0.1:9/v23.0/42/messages", (1.5, 4.0))
+
+
+def test_twilio_round_trip_through_the_stand_in(use_stand_in):
+    use_stand_in.configure(faults=[{"kind": "429", "count": 1, "retry_after": "2"}], recipients={"+15550000001": "opted_out"})
+    provider = get_provider("sms")
+    assert isinstance(provider, TwilioProvider)
+
+    with pytest.raises(TransientProviderError) as throttled:
+        provider.send(SMS)
+    result = provider.send(SMS)
+    with pytest.raises(RecipientOptedOutError):
+        provider.send(OutgoingMessage(to="+15550000001", channel="sms", body="hi"))
+
+    assert throttled.value.retry_after == 2.0
+    assert result.provider_message_id.startswith("SM") and result.status == "queued"
+    sent = use_stand_in.messages(to=SMS.to)
+    assert [(m["api"], m["body"], m["message_id"]) for m in sent] == [("twilio", SMS.body, result.provider_message_id)]
+    assert use_stand_in.stats()["connections"] == 1  # one keep-alive connection for all three calls
+
+
+def test_whatsapp_round_trip_through_the_stand_in(use_stand_in):
+    use_stand_in.configure(recipients={"+15550000002": "invalid"})
+    provider = get_provider("whatsapp")
+    assert isinstance(provider, WhatsAppCloudProvider)
+
+    result = provider.send(WA_TEMPLATE)
+    with pytest.raises(InvalidRecipientError) as invalid:
+        provider.send(OutgoingMessage(to="+15550000002", channel="whatsapp", body="hi"))
+
+    assert result.provider_message_id.startswith("wamid.")
+    assert invalid.value.code == "131026"
+    [sent] = use_stand_in.messages(to="33612345678")
+    assert sent["template"] == {"name": "promo_fr", "language": {"code": "fr"}, "components": WA_TEMPLATE.template["components"]}
