@@ -1,0 +1,64 @@
+"""The one small interface every messaging provider implements.
+
+A provider turns an OutgoingMessage into a provider message id, or raises one of the
+errors below. Transient errors may succeed if tried again later; permanent ones never will.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """What to send. `body` for free text; `template` (name, language, components) for WhatsApp templates."""
+
+    to: str  # E.164
+    channel: str  # "sms" | "whatsapp"
+    body: str = ""
+    template: dict | None = None
+    status_callback: str = ""  # absolute URL for delivery-status callbacks, where the provider takes one
+    reference: str = ""  # our own id for the message, for logs
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+    status: str = "sent"
+    raw: dict = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """A provider refused or failed to take a message."""
+
+    def __init__(self, message: str, *, code: str = "", http_status: int | None = None):
+        super().__init__(message)
+        self.code = str(code or "")
+        self.http_status = http_status
+
+
+class TransientProviderError(ProviderError):
+    """Worth retrying later (429, 5xx, timeouts, connection errors)."""
+
+    def __init__(self, message: str, *, code: str = "", http_status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, code=code, http_status=http_status)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Will fail again whatever we do (other 4xx)."""
+
+
+class RecipientOptedOutError(PermanentProviderError):
+    """The provider says this person opted out (Twilio 21610, WhatsApp 131050)."""
+
+
+class InvalidRecipientError(PermanentProviderError):
+    """The number cannot receive messages on this channel (the number is suppressed)."""
+
+
+class Provider:
+    """Base class: subclasses implement send()."""
+
+    name = "base"
+
+    def send(self, message: OutgoingMessage) -> SendResult:  # pragma: no cover - interface
+        raise NotImplementedError

@@ -1,0 +1,3 @@
+"""Broadcast API routes (mounted under /api/v1/)."""
+
+urlpatterns = []

@@ -1,0 +1,43 @@
+"""Liveness and readiness probes."""
+
+import logging
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+
+logger = logging.getLogger(__name__)
+
+
+def healthz(request):
+    """The process is up."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """The database and the broker are reachable."""
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+def _check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:  # any failure means not ready
+        logger.warning("readiness: database: %s", exc)
+        return "unreachable"
+
+
+def _check_broker() -> str:
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return "ok"
+    except Exception as exc:
+        logger.warning("readiness: broker %s: %s", settings.CELERY_BROKER_URL.split("@")[-1], exc)
+        return "unreachable"

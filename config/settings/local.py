@@ -1,0 +1,6 @@
+"""Development: the embedded default (SQLite + file-system broker) and DEBUG on."""
+
+from .base import *  # noqa: F401,F403
+from .base import env_bool
+
+DEBUG = env_bool("DJANGO_DEBUG", True)

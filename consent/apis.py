@@ -1,0 +1,337 @@
+"""HTTP API for topics, opt-ins, revocations, imports and contacts: one view per endpoint."""
+
+from django.db.models import Prefetch
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors, services
+from .models import Consent, Contact, ConsentStatus, Source, Topic, actor_for
+from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
+from .serializers import (
+    ChannelField,
+    ConsentOutputSerializer,
+    ConsentWithPhoneSerializer,
+    ContactOutputSerializer,
+    EvidenceSerializer,
+    PhoneField,
+    TopicOutputSerializer,
+    TopicSlugField,
+    TopicTextSerializer,
+)
+
+
+def _contact_queryset():
+    return Contact.objects.prefetch_related(
+        Prefetch("consents", queryset=Consent.objects.select_related("topic", "text").order_by("topic__slug", "channel"))
+    )
+
+
+def _contact_from_path(phone: str) -> Contact:
+    try:
+        e164 = services.phone_normalise(phone)
+    except Exception:
+        raise Http404("No contact with this phone number.") from None
+    return get_object_or_404(_contact_queryset(), phone=e164)
+
+
+# --- topics ---------------------------------------------------------------------------------
+
+
+class TopicInputSerializer(serializers.Serializer):
+    slug = serializers.SlugField(max_length=64)
+    name = serializers.CharField(max_length=200)
+    keywords = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list, max_length=20)
+    consent_text = serializers.CharField(max_length=5000)
+    confirmation_message = serializers.CharField(max_length=1000)
+    help_message = serializers.CharField(max_length=1000)
+    consent_ttl_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True, default=None)
+
+    def validate_slug(self, value):
+        if Topic.objects.filter(slug=value).exists():
+            raise serializers.ValidationError("A topic with this slug already exists.")
+        return value
+
+
+class TopicListApi(APIView):
+    """List topics, or create one with its first text version."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    @extend_schema(responses=TopicOutputSerializer(many=True))
+    def get(self, request):
+        topics = Topic.objects.select_related("current_text").order_by("slug")
+        return Response(TopicOutputSerializer(topics, many=True).data)
+
+    @extend_schema(request=TopicInputSerializer, responses={201: TopicOutputSerializer})
+    def post(self, request):
+        data = TopicInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        topic = services.topic_create(**data.validated_data, actor=actor_for(request.user))
+        return Response(TopicOutputSerializer(topic).data, status=status.HTTP_201_CREATED)
+
+
+class TopicUpdateSerializer(TopicInputSerializer):
+    slug = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+
+
+class TopicDetailApi(APIView):
+    """Read a topic, or change it (a changed text becomes a new version)."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    @extend_schema(responses=TopicOutputSerializer)
+    def get(self, request, slug):
+        return Response(TopicOutputSerializer(get_object_or_404(Topic.objects.select_related("current_text"), slug=slug)).data)
+
+    @extend_schema(request=TopicUpdateSerializer, responses=TopicOutputSerializer)
+    def patch(self, request, slug):
+        topic = get_object_or_404(Topic, slug=slug)
+        data = TopicUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        changes = {k: v for k, v in data.validated_data.items() if k in request.data}
+        topic = services.topic_update(topic=topic, actor=actor_for(request.user), **changes)
+        return Response(TopicOutputSerializer(topic).data)
+
+
+class TopicTextListApi(APIView):
+    """Every text version a topic has had, oldest first (old versions stay readable forever)."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    @extend_schema(responses=TopicTextSerializer(many=True))
+    def get(self, request, slug):
+        topic = get_object_or_404(Topic, slug=slug)
+        return Response(TopicTextSerializer(topic.texts.order_by("version"), many=True).data)
+
+
+# --- opt-ins --------------------------------------------------------------------------------
+
+
+class OptinRequestApi(APIView):
+    """Request a double opt-in on behalf of a web form: the consent becomes pending and the prompt is sent."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    class InputSerializer(serializers.Serializer):
+        phone = PhoneField()
+        topic = TopicSlugField()
+        channel = ChannelField()
+        evidence = EvidenceSerializer(required=False, default=dict)
+
+    class OutputSerializer(serializers.Serializer):
+        phone = serializers.CharField()
+        topic = serializers.CharField()
+        channel = serializers.CharField()
+        status = serializers.CharField()
+        requested_at = serializers.DateTimeField()
+        confirm_by = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        evidence = {**data.validated_data["evidence"], "requested_via": "api"}
+        result = services.optin_request(
+            phone=data.validated_data["phone"], topic=data.validated_data["topic"],
+            channel=data.validated_data["channel"], source=Source.API, evidence=evidence,
+            actor=actor_for(request.user),
+        )
+        consent = result.consent
+        body = {
+            "phone": consent.contact.phone, "topic": consent.topic.slug, "channel": consent.channel,
+            "status": selectors.effective_status(consent), "requested_at": consent.requested_at,
+            "confirm_by": consent.confirm_by,
+        }
+        return Response(self.OutputSerializer(body).data,
+                        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class OptinConfirmApi(APIView):
+    """Confirm with the token from the confirmation link. No API token: the link's token is the secret."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    class InputSerializer(serializers.Serializer):
+        token = serializers.CharField(max_length=200)
+
+    @extend_schema(request=InputSerializer, responses=ConsentWithPhoneSerializer)
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        consent = services.optin_confirm_by_token(
+            token=data.validated_data["token"], source=Source.API,
+            evidence={"ip": request.META.get("REMOTE_ADDR"), "user_agent": request.META.get("HTTP_USER_AGENT", "")[:1000]},
+        )
+        return Response(ConsentWithPhoneSerializer(consent).data)
+
+
+# --- consents -------------------------------------------------------------------------------
+
+
+class ConsentRevokeApi(APIView):
+    """Revoke a contact's consents on a channel (one topic, or all)."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    class InputSerializer(serializers.Serializer):
+        phone = PhoneField()
+        channel = ChannelField()
+        topic = TopicSlugField(required=False, allow_null=True)
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    @extend_schema(request=InputSerializer, responses=ConsentWithPhoneSerializer(many=True))
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        contact = selectors.contact_get_by_phone(data.validated_data["phone"])
+        if contact is None:
+            raise Http404("No contact with this phone number.")
+        revoked = services.consent_revoke(
+            contact=contact, channel=data.validated_data["channel"], topic=data.validated_data.get("topic"),
+            source=Source.API, reason=data.validated_data["reason"], actor=actor_for(request.user),
+            evidence={"ip": request.META.get("REMOTE_ADDR")},
+        )
+        return Response(ConsentWithPhoneSerializer(revoked, many=True).data)
+
+
+class ConsentListApi(APIView):
+    """Consents with their effective status, filtered by phone, topic, channel and status."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    @extend_schema(parameters=[OpenApiParameter("phone", str), OpenApiParameter("topic", str),
+                               OpenApiParameter("channel", str), OpenApiParameter("status", str)],
+                   responses=ConsentWithPhoneSerializer(many=True))
+    def get(self, request):
+        from rest_framework.pagination import LimitOffsetPagination
+
+        qs = Consent.objects.select_related("contact", "topic", "text").order_by("id")
+        params = request.query_params
+        if params.get("phone"):
+            qs = qs.filter(contact__phone=services.phone_normalise(params["phone"]))
+        if params.get("topic"):
+            qs = qs.filter(topic__slug=params["topic"])
+        if params.get("channel"):
+            qs = qs.filter(channel=params["channel"])
+        if params.get("status"):
+            if params["status"] not in ConsentStatus.values:
+                raise serializers.ValidationError({"status": f"One of {', '.join(ConsentStatus.values)}."})
+            qs = qs.filter(selectors._effective_status_q(params["status"], selectors.timezone.now()))
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(ConsentWithPhoneSerializer(page, many=True).data)
+
+
+class ConsentImportApi(APIView):
+    """Import legacy proofs of consent (admin). All records or none; each needs its evidence."""
+
+    permission_classes = [IsAdminRole]
+
+    class RecordSerializer(serializers.Serializer):
+        phone = PhoneField()
+        topic = TopicSlugField()
+        channel = ChannelField()
+        confirmed_at = serializers.DateTimeField()
+        evidence = serializers.DictField(allow_empty=False)
+        source_detail = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    class InputSerializer(serializers.Serializer):
+        records = serializers.ListField(allow_empty=False, max_length=10000)
+
+        def validate_records(self, records):
+            errors, cleaned = {}, []
+            for index, record in enumerate(records):
+                item = ConsentImportApi.RecordSerializer(data=record)
+                if item.is_valid():
+                    cleaned.append(item.validated_data)
+                else:
+                    errors[index] = item.errors
+            if errors:
+                raise serializers.ValidationError(errors)
+            return cleaned
+
+    @extend_schema(request=inline_serializer("ImportRequest", {"records": RecordSerializer(many=True)}),
+                   responses={200: inline_serializer("ImportSummary", {
+                       "batch": serializers.CharField(), "imported": serializers.IntegerField(),
+                       "active": serializers.IntegerField(), "expired": serializers.IntegerField(),
+                       "skipped": serializers.ListField(child=serializers.DictField())})})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        records = [services.ImportRecord(**record) for record in data.validated_data["records"]]
+        summary = services.consents_import(records=records, actor=actor_for(request.user))
+        return Response(summary)
+
+
+# --- contacts -------------------------------------------------------------------------------
+
+
+class ContactListApi(APIView):
+    """List contacts (filter by phone, topic, status), or create one."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    class InputSerializer(serializers.Serializer):
+        phone = PhoneField()
+        country = serializers.RegexField(r"^[A-Z]{2}$", required=False, help_text="ISO 3166-1 alpha-2 override.")
+        timezone = serializers.CharField(required=False, max_length=64, help_text="IANA time zone override.")
+        attributes = serializers.DictField(required=False, default=dict)
+
+        def validate_timezone(self, value):
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise serializers.ValidationError("Unknown IANA time zone.") from None
+            return value
+
+    @extend_schema(parameters=[OpenApiParameter("phone", str), OpenApiParameter("topic", str),
+                               OpenApiParameter("status", str)], responses=ContactOutputSerializer(many=True))
+    def get(self, request):
+        from rest_framework.pagination import LimitOffsetPagination
+
+        params = request.query_params
+        phone = services.phone_normalise(params["phone"]) if params.get("phone") else None
+        if params.get("status") and params["status"] not in ConsentStatus.values:
+            raise serializers.ValidationError({"status": f"One of {', '.join(ConsentStatus.values)}."})
+        qs = selectors.contact_list(phone=phone, topic=params.get("topic"), status=params.get("status"))
+        qs = qs.prefetch_related(
+            Prefetch("consents", queryset=Consent.objects.select_related("topic", "text").order_by("topic__slug", "channel"))
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(ContactOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: ContactOutputSerializer, 200: ContactOutputSerializer})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        existed = selectors.contact_get_by_phone(data.validated_data["phone"]) is not None
+        contact = services.contact_get_or_create(
+            phone=data.validated_data["phone"], country=data.validated_data.get("country"),
+            timezone_name=data.validated_data.get("timezone"), attributes=data.validated_data.get("attributes"),
+        )
+        contact = _contact_queryset().get(pk=contact.pk)
+        return Response(ContactOutputSerializer(contact).data, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+
+
+class ContactDetailApi(APIView):
+    """One contact with every consent (`{phone}` in E.164; the `+` may be URL-encoded or left out)."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    @extend_schema(responses=ContactOutputSerializer)
+    def get(self, request, phone):
+        return Response(ContactOutputSerializer(_contact_from_path(phone)).data)

@@ -1,0 +1,109 @@
+"""Appending to the consent ledger and reading it back as chained fields.
+
+Appends are serialised by a row lock on the single ChainHead row, taken as the last step
+of the caller's transaction, so any number of web and worker processes produce one
+gap-free chain. Callers must already be inside `transaction.atomic()`.
+"""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from .hashing import GENESIS_HASH, chain_hash, format_instant, phone_pseudonym
+from .models import ChainHead, Contact, ConsentEvent, Topic, TopicText
+
+
+def pseudonym_for(e164: str) -> str:
+    return phone_pseudonym(e164, settings.CONSENT_PSEUDONYM_KEY)
+
+
+def chained_fields(event: ConsentEvent) -> dict:
+    """The fields of an event that its hash covers, as the hash sees them."""
+    return {
+        "seq": event.seq,
+        "uuid": str(event.uuid),
+        "occurred_at": format_instant(event.occurred_at),
+        "recorded_at": format_instant(event.recorded_at),
+        "kind": event.kind,
+        "subject": event.subject,
+        "topic": event.topic_slug,
+        "channel": event.channel,
+        "source": event.source,
+        "actor": event.actor,
+        "text_version": event.text_version,
+        "text_sha256": event.text_sha256,
+        "evidence": event.evidence,
+    }
+
+
+def _lock_head() -> ChainHead:
+    if not connection.in_atomic_block:
+        raise RuntimeError("event_append must run inside transaction.atomic()")
+    head = ChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        # First append on a fresh database: create the head (racing creators collide on the pk).
+        ChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+        head = ChainHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+def event_append(
+    *,
+    kind: str,
+    contact: Contact,
+    source: str,
+    actor: str,
+    topic: Topic | None = None,
+    channel: str = "",
+    text: TopicText | None = None,
+    evidence: dict | None = None,
+    occurred_at: datetime | None = None,
+) -> ConsentEvent:
+    """Append one event to the chain, in the caller's transaction."""
+    head = _lock_head()
+    now = timezone.now()
+    event = ConsentEvent(
+        seq=head.seq + 1,
+        occurred_at=occurred_at or now,
+        recorded_at=now,
+        kind=kind,
+        contact=contact,
+        subject=contact.phone_pseudonym,
+        topic=topic,
+        topic_slug=topic.slug if topic else "",
+        channel=channel or "",
+        source=source,
+        actor=actor,
+        text=text,
+        text_version=text.version if text else None,
+        text_sha256=text.sha256 if text else "",
+        evidence=_clean_evidence(evidence or {}),
+        prev_hash=head.hash,
+    )
+    event.hash = chain_hash(head.hash, chained_fields(event))
+    event.save(force_insert=True)
+    ChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
+    head.seq, head.hash = event.seq, event.hash
+    return event
+
+
+def _clean_evidence(evidence: dict) -> dict:
+    """Evidence as it will read back from the database: JSON types only, no None values."""
+    cleaned = {}
+    for key, value in evidence.items():
+        if value is None or value == "":
+            continue
+        if isinstance(value, datetime):
+            value = format_instant(value)
+        elif isinstance(value, float):
+            value = repr(value)  # floats do not survive every JSON store identically
+        cleaned[str(key)] = value
+    return cleaned
+
+
+def ledger_head() -> tuple[int, str]:
+    head = ChainHead.objects.filter(pk=1).first()
+    return (head.seq, head.hash) if head else (0, GENESIS_HASH)
+

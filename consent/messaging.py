@@ -1,0 +1,150 @@
+"""Transactional messages (prompts and replies): queue, render, and hand to the provider.
+
+Promotional broadcasts have their own pipeline in `broadcasts`; these messages are the
+service's answers to a person and are never promotional.
+"""
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from broadcasts.providers import (
+    InvalidRecipientError,
+    OutgoingMessage,
+    PermanentProviderError,
+    RecipientOptedOutError,
+    TransientProviderError,
+    get_provider,
+)
+
+from .models import Channel, Contact, EventKind, Message, Source, Topic
+
+logger = logging.getLogger(__name__)
+
+CONFIRM_INSTRUCTION = "Reply YES to confirm, STOP to cancel."
+
+
+def confirmation_link(token: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/optin/confirm/{token}/"
+
+
+def whatsapp_window_open(contact: Contact, now: datetime) -> bool:
+    return contact.whatsapp_window_until is not None and contact.whatsapp_window_until > now
+
+
+def prompt_for(*, contact: Contact, topic: Topic, channel: str, token: str, now: datetime) -> tuple[str, dict | None]:
+    """The confirmation prompt: the topic's text, the reply instruction and the link.
+
+    On WhatsApp outside the 24-hour window, only a template may be sent: the configured
+    utility template, with the topic name and the link as its body parameters.
+    """
+    link = confirmation_link(token)
+    text = topic.current_text.confirmation_message.strip()
+    if "{link}" in text:
+        text = text.replace("{link}", link)
+    else:
+        text = f"{text} {link}"
+    if "YES" not in text.upper():
+        text = f"{text} {CONFIRM_INSTRUCTION}"
+    if channel == Channel.WHATSAPP and not whatsapp_window_open(contact, now):
+        template = {
+            "name": settings.WHATSAPP_OPTIN_TEMPLATE,
+            "language": {"code": settings.WHATSAPP_OPTIN_TEMPLATE_LANGUAGE},
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": topic.name}, {"type": "text", "text": link}]}
+            ],
+        }
+        return text, template
+    return text, None
+
+
+def message_queue(*, contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None,
+                  template: dict | None = None) -> Message:
+    """Store an outbound message and send it once the surrounding transaction commits."""
+    message = Message.objects.create(contact=contact, channel=channel, direction=Message.Direction.OUTBOUND,
+                                     kind=kind, topic=topic, body=body, template=template,
+                                     status=Message.Status.QUEUED)
+    from .tasks import message_deliver_task
+
+    transaction.on_commit(lambda: message_deliver_task.delay(message.pk))
+    return message
+
+
+def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
+    """Claim a queued message, hand it to the provider, record the outcome. Safe to call twice."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update(of=("self",)).select_related("contact", "topic").filter(pk=message_id).first()
+        if message is None or message.status != Message.Status.QUEUED:
+            return "skipped"
+        contact = message.contact
+        if contact.phone is None:
+            message.status = Message.Status.FAILED
+            message.error_message = "contact erased"
+            message.save(update_fields=["status", "error_message"])
+            return "failed"
+        message.status = Message.Status.SENDING
+        message.attempts += 1
+        message.status_at = timezone.now()
+        message.save(update_fields=["status", "attempts", "status_at"])
+    outgoing = OutgoingMessage(
+        to=contact.phone,
+        channel=message.channel,
+        body=message.body,
+        template=message.template,
+        status_callback=f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/status/" if message.channel == Channel.SMS else "",
+        reference=f"message-{message.pk}",
+    )
+    try:
+        result = get_provider(message.channel).send(outgoing)
+    except TransientProviderError as exc:
+        status = Message.Status.FAILED if final_attempt else Message.Status.QUEUED
+        Message.objects.filter(pk=message.pk).update(status=status, error_code=exc.code, error_message=str(exc)[:255])
+        if final_attempt:
+            return "failed"
+        raise
+    except PermanentProviderError as exc:
+        _record_permanent_failure(message, exc)
+        return "failed"
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.SENT, provider_message_id=result.provider_message_id, sent_at=timezone.now(),
+            status_at=timezone.now(), error_code="", error_message="",
+        )
+        if message.kind == Message.Kind.CONFIRMATION_PROMPT and message.topic_id:
+            from .ledger import event_append
+
+            consent = message.topic.consents.filter(contact=contact, channel=message.channel).select_related("text").first()
+            event_append(kind=EventKind.CONFIRMATION_SENT, contact=contact, topic=message.topic,
+                         channel=message.channel, source=Source.SYSTEM, actor="system",
+                         text=consent.text if consent else message.topic.current_text,
+                         evidence={"message_id": message.pk, "provider_message_id": result.provider_message_id,
+                                   "provider": get_provider(message.channel).name,
+                                   "template": (message.template or {}).get("name")})
+    return "sent"
+
+
+def _record_permanent_failure(message: Message, exc: PermanentProviderError) -> None:
+    from .services import consent_revoke, contact_suppress
+
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.FAILED, error_code=exc.code, error_message=str(exc)[:255], status_at=timezone.now()
+        )
+        evidence = {"provider_error_code": exc.code, "message_id": message.pk}
+        if isinstance(exc, RecipientOptedOutError):
+            consent_revoke(contact=message.contact, channel=message.channel, source=Source.PROVIDER,
+                           reason="provider reports opt-out", evidence=evidence)
+        elif isinstance(exc, InvalidRecipientError):
+            contact_suppress(contact=message.contact, reason="invalid_number", source=Source.PROVIDER, evidence=evidence)
+    logger.warning("message %s failed permanently: %s %s", message.pk, exc.code, exc)
+
+
+def messages_mark_stale_unknown(*, older_than_seconds: int = 600) -> int:
+    """Messages left in `sending` by a crash: their outcome is unknown; never resend them."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    return Message.objects.filter(status=Message.Status.SENDING, status_at__lt=cutoff).update(
+        status=Message.Status.UNKNOWN, status_at=timezone.now()
+    )

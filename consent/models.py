@@ -1,0 +1,278 @@
+"""Contacts, topics and their text versions, consents (current state) and the consent ledger."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class Channel(models.TextChoices):
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
+
+
+class ConsentStatus(models.TextChoices):
+    PENDING = "pending", "Pending confirmation"
+    ACTIVE = "active", "Active"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+
+
+class Source(models.TextChoices):
+    WEB_FORM = "web_form", "Web form"
+    API = "api", "API"
+    SMS_KEYWORD = "sms_keyword", "SMS keyword"
+    WHATSAPP_KEYWORD = "whatsapp_keyword", "WhatsApp keyword"
+    IMPORT = "import", "Import"
+    ADMIN = "admin", "Admin"
+    PROVIDER = "provider", "Provider"
+    SYSTEM = "system", "System"
+
+
+class EventKind(models.TextChoices):
+    REQUESTED = "requested", "Opt-in requested"
+    CONFIRMATION_SENT = "confirmation_sent", "Confirmation prompt sent"
+    CONFIRMED = "confirmed", "Confirmed"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+    IMPORTED = "imported", "Imported"
+    ERASED = "erased", "Personal data erased"
+    SUPPRESSED = "suppressed", "Number suppressed"
+
+
+class Contact(models.Model):
+    """One person, identified by one phone number in E.164."""
+
+    phone = models.CharField(max_length=20, unique=True, null=True, blank=True, help_text="E.164; empty once erased.")
+    phone_pseudonym = models.CharField(max_length=64, unique=True, help_text="Keyed HMAC of the number, as in the ledger.")
+    country = models.CharField(max_length=2, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    timezones = models.JSONField(default=list, blank=True, help_text="Every zone the number's prefix may be in.")
+    attributes = models.JSONField(default=dict, blank=True)
+    whatsapp_window_until = models.DateTimeField(null=True, blank=True, help_text="End of the 24-hour customer-care window.")
+    erased_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.phone or f"[erased contact {self.pk}]"
+
+
+class Suppression(models.Model):
+    """A number that must never be messaged again (erased, invalid), kept as a pseudonym only."""
+
+    phone_pseudonym = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=64)
+    detail = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.phone_pseudonym[:12]}… ({self.reason})"
+
+
+class Topic(models.Model):
+    """A purpose of promotional messages, with versioned texts."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    keywords = models.JSONField(default=list, blank=True, help_text='Upper-case keywords such as ["PROMO"].')
+    consent_ttl_days = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: consent does not expire.")
+    current_text = models.ForeignKey("TopicText", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.slug
+
+
+class TopicText(models.Model):
+    """One immutable version of a topic's texts; every consent event names the version it was given under."""
+
+    topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="texts")
+    version = models.PositiveIntegerField()
+    consent_text = models.TextField()
+    confirmation_message = models.TextField()
+    help_message = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["topic_id", "version"]
+        constraints = [models.UniqueConstraint(fields=["topic", "version"], name="topictext_unique_version")]
+
+    def __str__(self):
+        return f"{self.topic.slug} v{self.version}"
+
+
+class Consent(models.Model):
+    """Current consent state for one contact × topic × channel (a projection of the ledger)."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="consents")
+    topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="consents")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=ConsentStatus.choices)
+    text = models.ForeignKey(TopicText, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=32, choices=Source.choices)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    confirm_by = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "topic", "channel"], name="consent_unique_contact_topic_channel")
+        ]
+        indexes = [
+            models.Index(fields=["topic", "channel", "status", "contact"], name="consent_audience_idx"),
+            models.Index(fields=["status", "expires_at"], name="consent_expiry_idx"),
+            models.Index(fields=["status", "confirm_by"], name="consent_pending_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.contact} {self.topic.slug}/{self.channel}: {self.status}"
+
+
+class ChainHead(models.Model):
+    """The single row that serialises appends to the ledger: last sequence number and hash."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+
+class ConsentEvent(models.Model):
+    """One append-only ledger entry. The database refuses UPDATE and DELETE on this table."""
+
+    seq = models.BigIntegerField(unique=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    kind = models.CharField(max_length=32, choices=EventKind.choices)
+    contact = models.ForeignKey(Contact, on_delete=models.DO_NOTHING, related_name="events", db_constraint=True)
+    subject = models.CharField(max_length=64, help_text="Keyed pseudonym of the phone number.")
+    topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="events")
+    topic_slug = models.CharField(max_length=64, blank=True)
+    channel = models.CharField(max_length=16, blank=True)
+    source = models.CharField(max_length=32, choices=Source.choices)
+    actor = models.CharField(max_length=160)
+    text = models.ForeignKey(TopicText, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+")
+    text_version = models.PositiveIntegerField(null=True, blank=True)
+    text_sha256 = models.CharField(max_length=64, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [
+            models.Index(fields=["contact", "seq"], name="event_contact_idx"),
+            models.Index(fields=["topic", "channel", "seq"], name="event_topic_idx"),
+            models.Index(fields=["kind", "seq"], name="event_kind_idx"),
+            models.Index(fields=["occurred_at"], name="event_occurred_idx"),
+        ]
+
+    def __str__(self):
+        return f"#{self.seq} {self.kind} {self.topic_slug}/{self.channel}"
+
+
+class ConfirmationToken(models.Model):
+    """A single-use, expiring confirmation link; only the SHA-256 of the token is stored."""
+
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    consent = models.ForeignKey(Consent, on_delete=models.CASCADE, related_name="tokens")
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Message(models.Model):
+    """Every transactional message exchanged with a contact (prompts, replies, inbound texts)."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "in", "Inbound"
+        OUTBOUND = "out", "Outbound"
+
+    class Kind(models.TextChoices):
+        CONFIRMATION_PROMPT = "confirmation_prompt", "Confirmation prompt"
+        CONFIRMED_REPLY = "confirmed_reply", "Confirmation acknowledgement"
+        STOP_REPLY = "stop_reply", "Opt-out confirmation"
+        HELP_REPLY = "help_reply", "Help reply"
+        NOTHING_PENDING_REPLY = "nothing_pending_reply", "Nothing to confirm"
+        REPLY = "reply", "Other reply"
+        INBOUND = "inbound", "Inbound message"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        READ = "read", "Read"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+        RECEIVED = "received", "Received"
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField(blank=True)
+    template = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    provider_message_id = models.CharField(max_length=128, null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    status_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "provider_message_id"],
+                condition=Q(provider_message_id__isnull=False),
+                name="message_unique_provider_id",
+            )
+        ]
+        indexes = [models.Index(fields=["contact", "created_at"], name="message_contact_idx")]
+
+    def __str__(self):
+        return f"{self.direction} {self.kind} {self.channel} {self.status}"
+
+
+class LedgerCheckpoint(models.Model):
+    """A signed statement of the chain head at a moment (Ed25519), for verification that resumes."""
+
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    signature = models.TextField(help_text="Base64 Ed25519 signature over the canonical checkpoint.")
+    public_key = models.TextField(help_text="PEM of the key that signed it.")
+
+    class Meta:
+        ordering = ["-seq"]
+
+
+class ApiRole(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    MARKETER = "marketer", "Marketer"
+    AUDITOR = "auditor", "Auditor"
+
+
+def actor_for(user) -> str:
+    """How the ledger names who did something."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return "system"
+    return f"user:{user.get_username()}"
+

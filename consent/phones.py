@@ -1,0 +1,49 @@
+"""Phone numbers: parse to E.164 and derive country and time zones (pure, no ORM)."""
+
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezone
+
+
+class InvalidPhoneNumber(ValueError):
+    """The text is not a phone number that could be dialled."""
+
+
+@dataclass(frozen=True)
+class ParsedPhone:
+    e164: str
+    country: str  # ISO 3166-1 alpha-2, "" when the number belongs to no single region
+    timezones: tuple[str, ...]  # every IANA zone the number's prefix may be in
+
+    @property
+    def timezone(self) -> str:
+        return self.timezones[0] if self.timezones else "UTC"
+
+
+def parse_phone(text: str, *, default_region: str | None = None) -> ParsedPhone:
+    """Parse `text` into E.164, or raise InvalidPhoneNumber with a reason a person can act on."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidPhoneNumber("Enter a phone number.")
+    raw = text.strip()
+    if len(raw) > 32:
+        raise InvalidPhoneNumber("This is too long to be a phone number.")
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    region = None if raw.startswith("+") else default_region
+    if region is None and not raw.startswith("+"):
+        raw = "+" + raw
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(f"Not a phone number: {exc._msg}") from None
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidPhoneNumber("Not a possible phone number for its country (check the length).")
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneNumber("Not a valid phone number (unknown prefix for its country).")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    country = phonenumbers.region_code_for_number(number) or ""
+    if country == "001":
+        country = ""
+    zones = tuple(z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown")
+    return ParsedPhone(e164=e164, country=country, timezones=zones)

@@ -1,0 +1,19 @@
+"""API roles are Django groups; this gives each group its Django-admin permissions."""
+
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
+
+from .models import ApiRole
+
+# Marketers manage topics, contacts and broadcasts; everybody reads; nobody edits the ledger.
+MARKETER_PERMISSIONS = Q(content_type__app_label="consent", codename__startswith="view_") | Q(
+    content_type__app_label="consent", codename__in=["add_topic", "change_topic", "add_contact", "change_contact"]
+) | Q(content_type__app_label="broadcasts")
+AUDITOR_PERMISSIONS = Q(content_type__app_label__in=["consent", "broadcasts"], codename__startswith="view_")
+
+
+def ensure_role_groups() -> dict[str, Group]:
+    groups = {role: Group.objects.get_or_create(name=role)[0] for role in ApiRole.values}
+    groups[ApiRole.MARKETER].permissions.set(Permission.objects.filter(MARKETER_PERMISSIONS))
+    groups[ApiRole.AUDITOR].permissions.set(Permission.objects.filter(AUDITOR_PERMISSIONS))
+    return groups

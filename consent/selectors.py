@@ -1,0 +1,116 @@
+"""Reads. The one definition of a *current* consent lives here and is used everywhere."""
+
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from .models import Consent, ConsentStatus, Contact, Suppression, Topic
+
+
+def current_consent_q(now: datetime, prefix: str = "") -> Q:
+    """Q for consents that are current at `now`: active and not past `expires_at`."""
+    return Q(**{f"{prefix}status": ConsentStatus.ACTIVE}) & (
+        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": now})
+    )
+
+
+def consent_is_current(consent: Consent, now: datetime | None = None) -> bool:
+    """Whether this consent row allows promotional messages at `now`."""
+    now = now or timezone.now()
+    return consent.status == ConsentStatus.ACTIVE and (consent.expires_at is None or consent.expires_at > now)
+
+
+def effective_status(consent: Consent, now: datetime | None = None) -> str:
+    """The status a reader should see: an active consent past its lifetime reads as expired."""
+    now = now or timezone.now()
+    if consent.status == ConsentStatus.ACTIVE and not consent_is_current(consent, now):
+        return ConsentStatus.EXPIRED
+    if consent.status == ConsentStatus.PENDING and consent.confirm_by and consent.confirm_by < now:
+        return ConsentStatus.EXPIRED
+    return consent.status
+
+
+def not_suppressed_q(prefix: str = "") -> Q:
+    """Q for contacts that may be messaged at all (not erased, not on the suppression list)."""
+    suppressed = Suppression.objects.filter(phone_pseudonym=OuterRef(f"{prefix}phone_pseudonym"))
+    return Q(**{f"{prefix}erased_at__isnull": True}) & ~Q(Exists(suppressed))
+
+
+def is_suppressed(pseudonym: str) -> bool:
+    return Suppression.objects.filter(phone_pseudonym=pseudonym).exists()
+
+
+def audience_consents(*, topic: Topic, channel: str, now: datetime | None = None) -> QuerySet[Consent]:
+    """Consents of `topic` on `channel` that are current at `now`, for contacts that may be messaged.
+
+    This is the audience of a broadcast; the send-time gate asks the same question per contact.
+    """
+    now = now or timezone.now()
+    suppressed = Suppression.objects.filter(phone_pseudonym=OuterRef("contact__phone_pseudonym"))
+    return (
+        Consent.objects.filter(topic=topic, channel=channel)
+        .filter(current_consent_q(now))
+        .filter(contact__erased_at__isnull=True)
+        .exclude(Exists(suppressed))
+    )
+
+
+def contact_may_receive_promotion(*, contact_id: int, topic_id: int, channel: str, now: datetime | None = None) -> bool:
+    """The send-time gate: one query, true only if consent is current and the contact not suppressed."""
+    now = now or timezone.now()
+    suppressed = Suppression.objects.filter(phone_pseudonym=OuterRef("contact__phone_pseudonym"))
+    return (
+        Consent.objects.filter(contact_id=contact_id, topic_id=topic_id, channel=channel)
+        .filter(current_consent_q(now))
+        .filter(contact__erased_at__isnull=True)
+        .exclude(Exists(suppressed))
+        .exists()
+    )
+
+
+def contact_get_by_phone(e164: str) -> Contact | None:
+    return Contact.objects.filter(phone=e164).first()
+
+
+def contact_list(*, phone: str | None = None, topic: str | None = None, status: str | None = None, now=None) -> QuerySet[Contact]:
+    """Contacts filtered by phone, and by having a consent of `topic` in `status` (effective status)."""
+    now = now or timezone.now()
+    qs = Contact.objects.all().order_by("id")
+    if phone:
+        qs = qs.filter(phone=phone)
+    consent_filter = Q()
+    if topic:
+        consent_filter &= Q(consents__topic__slug=topic)
+    if status:
+        consent_filter &= _effective_status_q(status, now, prefix="consents__")
+    if topic or status:
+        qs = qs.filter(consent_filter).distinct()
+    return qs
+
+
+def _effective_status_q(status: str, now: datetime, prefix: str = "") -> Q:
+    if status == ConsentStatus.ACTIVE:
+        return current_consent_q(now, prefix)
+    if status == ConsentStatus.EXPIRED:
+        return Q(**{f"{prefix}status": ConsentStatus.EXPIRED}) | (
+            Q(**{f"{prefix}status": ConsentStatus.ACTIVE}) & Q(**{f"{prefix}expires_at__lte": now})
+        ) | (Q(**{f"{prefix}status": ConsentStatus.PENDING}) & Q(**{f"{prefix}confirm_by__lt": now}))
+    if status == ConsentStatus.PENDING:
+        return Q(**{f"{prefix}status": ConsentStatus.PENDING}) & (
+            Q(**{f"{prefix}confirm_by__isnull": True}) | Q(**{f"{prefix}confirm_by__gte": now})
+        )
+    return Q(**{f"{prefix}status": status})
+
+
+def topic_get(slug: str) -> Topic | None:
+    return Topic.objects.select_related("current_text").filter(slug=slug).first()
+
+
+def topics_by_keyword() -> dict[str, Topic]:
+    """Upper-case topic keyword → topic."""
+    mapping = {}
+    for topic in Topic.objects.select_related("current_text"):
+        for keyword in topic.keywords or []:
+            mapping[str(keyword).upper()] = topic
+    return mapping

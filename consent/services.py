@@ -1,0 +1,438 @@
+"""Writes. Every consent change appends its ledger event(s) in the same transaction.
+
+Services take keyword-only arguments, validate what the edge cannot know (suppression,
+state), and raise django.core.exceptions.ValidationError with a field → reason mapping.
+"""
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .hashing import text_sha256
+from .ledger import event_append, pseudonym_for
+from .messaging import message_queue, prompt_for
+from .models import (
+    ConfirmationToken,
+    Consent,
+    ConsentStatus,
+    Contact,
+    EventKind,
+    Message,
+    Source,
+    Suppression,
+    Topic,
+    TopicText,
+)
+from .phones import InvalidPhoneNumber, parse_phone
+from .selectors import is_suppressed
+
+TOKEN_SALT = "consent.optin.confirm"
+OPEN_STATUSES = (ConsentStatus.PENDING, ConsentStatus.ACTIVE)
+
+
+# --- contacts -------------------------------------------------------------------------------
+
+
+def phone_normalise(phone: str) -> str:
+    """E.164 for `phone`, or a ValidationError on the `phone` field."""
+    try:
+        return parse_phone(phone, default_region=settings.DEFAULT_PHONE_REGION).e164
+    except InvalidPhoneNumber as exc:
+        raise ValidationError({"phone": str(exc)}) from None
+
+
+def contact_get_or_create(*, phone: str, country: str | None = None, timezone_name: str | None = None,
+                          attributes: dict | None = None) -> Contact:
+    """The contact for this number, created with its country and time zone if new."""
+    try:
+        parsed = parse_phone(phone, default_region=settings.DEFAULT_PHONE_REGION)
+    except InvalidPhoneNumber as exc:
+        raise ValidationError({"phone": str(exc)}) from None
+    pseudonym = pseudonym_for(parsed.e164)
+    contact = Contact.objects.filter(phone_pseudonym=pseudonym).first()
+    if contact is not None:
+        changed = []
+        if country and contact.country != country:
+            contact.country = country
+            changed.append("country")
+        if timezone_name and contact.timezone != timezone_name:
+            contact.timezone, contact.timezones = timezone_name, [timezone_name]
+            changed += ["timezone", "timezones"]
+        if attributes:
+            contact.attributes = {**contact.attributes, **attributes}
+            changed.append("attributes")
+        if changed and contact.erased_at is None:
+            contact.save(update_fields=changed)
+        return contact
+    zones = [timezone_name] if timezone_name else list(parsed.timezones) or ["UTC"]
+    contact, _ = Contact.objects.get_or_create(
+        phone_pseudonym=pseudonym,
+        defaults={
+            "phone": parsed.e164,
+            "country": country or parsed.country,
+            "timezone": zones[0],
+            "timezones": zones,
+            "attributes": attributes or {},
+        },
+    )
+    return contact
+
+
+def _ensure_messageable(contact: Contact, field: str = "phone") -> None:
+    if contact.erased_at is not None or is_suppressed(contact.phone_pseudonym):
+        raise ValidationError({field: "This number is on the suppression list and cannot be messaged."})
+
+
+@transaction.atomic
+def contact_suppress(*, contact: Contact, reason: str, source: str, actor: str = "system", evidence: dict | None = None) -> None:
+    """Put the number on the suppression list (idempotent) and record it in the ledger."""
+    _, created = Suppression.objects.get_or_create(phone_pseudonym=contact.phone_pseudonym, defaults={"reason": reason})
+    if created:
+        event_append(kind=EventKind.SUPPRESSED, contact=contact, source=source, actor=actor,
+                     evidence={"reason": reason, **(evidence or {})})
+
+
+# --- topics ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def topic_create(*, slug: str, name: str, keywords: list[str], consent_text: str, confirmation_message: str,
+                 help_message: str, consent_ttl_days: int | None, actor: str = "system") -> Topic:
+    topic = Topic(slug=slug, name=name, keywords=_keywords(keywords), consent_ttl_days=consent_ttl_days)
+    topic.full_clean(exclude=["current_text"])
+    _ensure_keywords_free(topic.keywords, exclude_topic=None)
+    topic.save()
+    topic.current_text = _text_version_create(topic=topic, consent_text=consent_text,
+                                              confirmation_message=confirmation_message,
+                                              help_message=help_message, actor=actor)
+    topic.save(update_fields=["current_text"])
+    return topic
+
+
+@transaction.atomic
+def topic_update(*, topic: Topic, actor: str = "system", **changes) -> Topic:
+    """Change a topic; changing any text creates a new text version (old ones stay)."""
+    topic = Topic.objects.select_for_update().get(pk=topic.pk)
+    text_fields = {"consent_text", "confirmation_message", "help_message"}
+    current = topic.current_text
+    new_texts = {f: changes.pop(f) for f in list(changes) if f in text_fields}
+    if "keywords" in changes:
+        changes["keywords"] = _keywords(changes["keywords"])
+        _ensure_keywords_free(changes["keywords"], exclude_topic=topic)
+    for field, value in changes.items():
+        setattr(topic, field, value)
+    topic.full_clean(exclude=["current_text"])
+    if new_texts and any(getattr(current, f) != v for f, v in new_texts.items()):
+        topic.current_text = _text_version_create(
+            topic=topic,
+            consent_text=new_texts.get("consent_text", current.consent_text),
+            confirmation_message=new_texts.get("confirmation_message", current.confirmation_message),
+            help_message=new_texts.get("help_message", current.help_message),
+            actor=actor,
+        )
+    topic.save()
+    return topic
+
+
+def _keywords(keywords) -> list[str]:
+    seen = []
+    for keyword in keywords or []:
+        word = " ".join(str(keyword).split()).upper()
+        if word and word not in seen:
+            seen.append(word)
+    return seen
+
+
+def _ensure_keywords_free(keywords: list[str], exclude_topic: Topic | None) -> None:
+    reserved = set()
+    for words in settings.CONSENT_KEYWORDS.values():
+        reserved.update(w.upper() for w in words)
+    clash = [k for k in keywords if k in reserved]
+    if clash:
+        raise ValidationError({"keywords": f"{', '.join(clash)} is a reserved keyword (STOP, YES, HELP, …)."})
+    others = Topic.objects.exclude(pk=exclude_topic.pk if exclude_topic else None)
+    for other in others.only("slug", "keywords"):
+        taken = set(keywords) & {k.upper() for k in other.keywords or []}
+        if taken:
+            raise ValidationError({"keywords": f"{', '.join(sorted(taken))} is already used by topic {other.slug}."})
+
+
+def _text_version_create(*, topic: Topic, consent_text: str, confirmation_message: str, help_message: str,
+                         actor: str) -> TopicText:
+    last = topic.texts.order_by("-version").values_list("version", flat=True).first() or 0
+    return TopicText.objects.create(
+        topic=topic,
+        version=last + 1,
+        consent_text=consent_text,
+        confirmation_message=confirmation_message,
+        help_message=help_message,
+        sha256=text_sha256(consent_text, confirmation_message, help_message),
+        created_by=actor,
+    )
+
+
+# --- double opt-in --------------------------------------------------------------------------
+
+
+@dataclass
+class OptinResult:
+    consent: Consent
+    token: str | None  # the confirmation token, when a prompt was queued
+    created: bool  # False when the consent was already current (nothing changed)
+
+
+def _confirmation_token_create(consent: Consent, expires_at: datetime) -> str:
+    token = signing.TimestampSigner(salt=TOKEN_SALT).sign(secrets.token_urlsafe(24))
+    ConfirmationToken.objects.create(
+        token_sha256=hashlib.sha256(token.encode()).hexdigest(), consent=consent, expires_at=expires_at
+    )
+    return token
+
+
+@transaction.atomic
+def optin_request(*, phone: str, topic: Topic, channel: str, source: str, evidence: dict | None = None,
+                  actor: str = "system", now: datetime | None = None, occurred_at: datetime | None = None) -> OptinResult:
+    """Make the consent pending and queue the confirmation prompt (double opt-in, step one)."""
+    now = now or timezone.now()
+    contact = contact_get_or_create(phone=phone)
+    _ensure_messageable(contact)
+    text = topic.current_text
+    consent = Consent.objects.select_for_update().filter(contact=contact, topic=topic, channel=channel).first()
+    if consent is not None and consent.status == ConsentStatus.ACTIVE and (
+        consent.expires_at is None or consent.expires_at > now
+    ):
+        return OptinResult(consent=consent, token=None, created=False)
+    confirm_by = now + timedelta(hours=settings.CONSENT_CONFIRMATION_WINDOW_HOURS)
+    if consent is None:
+        consent = Consent(contact=contact, topic=topic, channel=channel)
+    consent.status = ConsentStatus.PENDING
+    consent.text = text
+    consent.source = source
+    consent.requested_at = now
+    consent.confirm_by = confirm_by
+    consent.confirmed_at = consent.expires_at = consent.revoked_at = None
+    consent.save()
+    token = _confirmation_token_create(consent, min(confirm_by, now + timedelta(hours=settings.CONSENT_TOKEN_MAX_AGE_HOURS)))
+    event_append(kind=EventKind.REQUESTED, contact=contact, topic=topic, channel=channel, source=source,
+                 actor=actor, text=text, evidence=evidence, occurred_at=occurred_at or now)
+    body, template = prompt_for(contact=contact, topic=topic, channel=channel, token=token, now=now)
+    message_queue(contact=contact, channel=channel, kind=Message.Kind.CONFIRMATION_PROMPT, topic=topic,
+                  body=body, template=template)
+    return OptinResult(consent=consent, token=token, created=True)
+
+
+def _confirm(consents: list[Consent], *, source: str, actor: str, evidence: dict | None, now: datetime) -> list[Consent]:
+    for consent in consents:
+        ttl = consent.topic.consent_ttl_days
+        consent.status = ConsentStatus.ACTIVE
+        consent.confirmed_at = now
+        consent.expires_at = now + timedelta(days=ttl) if ttl else None
+        consent.source = source
+        consent.save(update_fields=["status", "confirmed_at", "expires_at", "source", "updated_at"])
+    for consent in consents:
+        event_append(kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
+                     source=source, actor=actor, text=consent.text, evidence=evidence, occurred_at=now)
+    return consents
+
+
+def _pending_in_window(contact: Contact, channel: str, now: datetime) -> list[Consent]:
+    return list(
+        Consent.objects.select_for_update()
+        .select_related("topic", "contact", "text")
+        .filter(contact=contact, channel=channel, status=ConsentStatus.PENDING, confirm_by__gte=now)
+        .order_by("id")
+    )
+
+
+@transaction.atomic
+def optin_confirm_by_reply(*, contact: Contact, channel: str, source: str, evidence: dict | None = None,
+                           actor: str = "system", now: datetime | None = None) -> list[Consent]:
+    """A confirm keyword from the handset: every pending consent on that channel, inside its window, becomes active."""
+    now = now or timezone.now()
+    return _confirm(_pending_in_window(contact, channel, now), source=source, actor=actor, evidence=evidence, now=now)
+
+
+class TokenError(ValidationError):
+    """A confirmation token that cannot be used (invalid, expired, already used)."""
+
+
+@transaction.atomic
+def optin_confirm_by_token(*, token: str, source: str, evidence: dict | None = None, now: datetime | None = None) -> Consent:
+    """POST of a signed, single-use, expiring token: confirms the contact's pending consents on that channel."""
+    now = now or timezone.now()
+    if not isinstance(token, str) or not token or len(token) > 200:
+        raise TokenError({"token": "This confirmation link is not valid."})
+    try:
+        signing.TimestampSigner(salt=TOKEN_SALT).unsign(
+            token, max_age=timedelta(hours=settings.CONSENT_TOKEN_MAX_AGE_HOURS)
+        )
+    except signing.SignatureExpired:
+        raise TokenError({"token": "This confirmation link has expired. Request a new one."}) from None
+    except signing.BadSignature:
+        raise TokenError({"token": "This confirmation link is not valid."}) from None
+    record = (
+        ConfirmationToken.objects.select_for_update()
+        .select_related("consent")
+        .filter(token_sha256=hashlib.sha256(token.encode()).hexdigest())
+        .first()
+    )
+    if record is None:
+        raise TokenError({"token": "This confirmation link is not valid."})
+    if record.used_at is not None:
+        raise TokenError({"token": "This confirmation link has already been used."})
+    if record.expires_at <= now:
+        raise TokenError({"token": "This confirmation link has expired. Request a new one."})
+    consent = record.consent
+    pending = _pending_in_window(consent.contact, consent.channel, now)
+    if consent.pk not in {c.pk for c in pending}:
+        raise TokenError({"token": "There is nothing left to confirm with this link (already confirmed, cancelled or expired)."})
+    record.used_at = now
+    record.save(update_fields=["used_at"])
+    _confirm(pending, source=source, actor="system", evidence={**(evidence or {}), "method": "confirmation_link"}, now=now)
+    consent.refresh_from_db()
+    return consent
+
+
+# --- revocation and restart -----------------------------------------------------------------
+
+
+@transaction.atomic
+def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic | None = None, reason: str = "",
+                   evidence: dict | None = None, actor: str = "system", now: datetime | None = None) -> list[Consent]:
+    """Revoke every pending or active consent of the contact on `channel` (or only `topic`)."""
+    now = now or timezone.now()
+    qs = Consent.objects.select_for_update().select_related("topic", "text").filter(
+        contact=contact, channel=channel, status__in=OPEN_STATUSES
+    )
+    if topic is not None:
+        qs = qs.filter(topic=topic)
+    consents = list(qs.order_by("id"))
+    for consent in consents:
+        consent.status = ConsentStatus.REVOKED
+        consent.revoked_at = now
+        consent.source = source
+        consent.save(update_fields=["status", "revoked_at", "source", "updated_at"])
+    # Pending confirmation links die with the consent.
+    ConfirmationToken.objects.filter(consent__in=consents, used_at__isnull=True).update(used_at=now)
+    evidence = {**(evidence or {}), "reason": reason} if reason else evidence
+    for consent in consents:
+        event_append(kind=EventKind.REVOKED, contact=contact, topic=consent.topic, channel=channel, source=source,
+                     actor=actor, text=consent.text, evidence=evidence, occurred_at=now)
+    return consents
+
+
+def topics_last_revoked(*, contact: Contact, channel: str) -> list[Topic]:
+    """The topics revoked by the contact's most recent revocation on `channel`."""
+    revoked = Consent.objects.filter(contact=contact, channel=channel, status=ConsentStatus.REVOKED)
+    last = revoked.order_by("-revoked_at").values_list("revoked_at", flat=True).first()
+    if last is None:
+        return []
+    return [c.topic for c in revoked.filter(revoked_at=last).select_related("topic__current_text").order_by("id")]
+
+
+# --- import and expiry ----------------------------------------------------------------------
+
+
+@dataclass
+class ImportRecord:
+    phone: str
+    topic: Topic
+    channel: str
+    confirmed_at: datetime
+    evidence: dict
+    source_detail: str = ""
+
+
+@transaction.atomic
+def consents_import(*, records: list[ImportRecord], actor: str, now: datetime | None = None) -> dict:
+    """Import legacy proofs of consent, all or nothing. Never overrides a newer local decision."""
+    now = now or timezone.now()
+    batch = str(uuid.uuid4())
+    summary = {"batch": batch, "imported": 0, "active": 0, "expired": 0, "skipped": []}
+    errors = {}
+    for index, record in enumerate(records):
+        if not record.evidence:
+            errors[f"records[{index}].evidence"] = "Each imported consent needs its evidence."
+        if record.confirmed_at > now:
+            errors[f"records[{index}].confirmed_at"] = "A consent cannot be confirmed in the future."
+    if errors:
+        raise ValidationError(errors)
+    for index, record in enumerate(records):
+        contact = contact_get_or_create(phone=record.phone)
+        if contact.erased_at is not None or is_suppressed(contact.phone_pseudonym):
+            summary["skipped"].append({"index": index, "reason": "suppressed"})
+            continue
+        consent = Consent.objects.select_for_update().filter(contact=contact, topic=record.topic, channel=record.channel).first()
+        if consent is not None:
+            latest = max(filter(None, [consent.requested_at, consent.confirmed_at, consent.revoked_at]), default=None)
+            if consent.status == ConsentStatus.REVOKED or (latest and latest >= record.confirmed_at) or consent.status == ConsentStatus.ACTIVE:
+                summary["skipped"].append({"index": index, "reason": f"a newer local consent exists ({consent.status})"})
+                continue
+        ttl = record.topic.consent_ttl_days
+        expires_at = record.confirmed_at + timedelta(days=ttl) if ttl else None
+        expired = expires_at is not None and expires_at <= now
+        if consent is None:
+            consent = Consent(contact=contact, topic=record.topic, channel=record.channel)
+        consent.status = ConsentStatus.EXPIRED if expired else ConsentStatus.ACTIVE
+        consent.text = record.topic.current_text
+        consent.source = Source.IMPORT
+        consent.requested_at = None
+        consent.confirm_by = None
+        consent.confirmed_at = record.confirmed_at
+        consent.expires_at = expires_at
+        consent.revoked_at = None
+        consent.save()
+        evidence = {**record.evidence, "import_batch": batch, "source_detail": record.source_detail}
+        event_append(kind=EventKind.IMPORTED, contact=contact, topic=record.topic, channel=record.channel,
+                     source=Source.IMPORT, actor=actor, text=consent.text, evidence=evidence,
+                     occurred_at=record.confirmed_at)
+        if expired:
+            event_append(kind=EventKind.EXPIRED, contact=contact, topic=record.topic, channel=record.channel,
+                         source=Source.SYSTEM, actor="system", text=consent.text,
+                         evidence={"import_batch": batch, "expired_at": expires_at}, occurred_at=now)
+            summary["expired"] += 1
+        else:
+            summary["active"] += 1
+        summary["imported"] += 1
+    return summary
+
+
+def consents_expire_due(*, now: datetime | None = None, batch_size: int = 500) -> int:
+    """Record `expired` for active consents past their lifetime and pending ones past their window.
+
+    Correctness never waits for this: selectors already treat them as not current.
+    """
+    now = now or timezone.now()
+    total = 0
+    while True:
+        with transaction.atomic():
+            due = list(
+                Consent.objects.select_for_update(skip_locked=True)
+                .select_related("contact", "topic", "text")
+                .filter(
+                    Q(status=ConsentStatus.ACTIVE, expires_at__lte=now)
+                    | Q(status=ConsentStatus.PENDING, confirm_by__lt=now)
+                )
+                .order_by("id")[:batch_size]
+            )
+            if not due:
+                return total
+            for consent in due:
+                was = consent.status
+                consent.status = ConsentStatus.EXPIRED
+                consent.save(update_fields=["status", "updated_at"])
+                event_append(kind=EventKind.EXPIRED, contact=consent.contact, topic=consent.topic,
+                             channel=consent.channel, source=Source.SYSTEM, actor="system", text=consent.text,
+                             evidence={"was": was, "expired_at": consent.expires_at or consent.confirm_by},
+                             occurred_at=now)
+            total += len(due)
+
