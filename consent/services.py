@@ -246,7 +246,7 @@ def _confirm(consents: list[Consent], *, source: str, actor: str, evidence: dict
 
 def _pending_in_window(contact: Contact, channel: str, now: datetime) -> list[Consent]:
     return list(
-        Consent.objects.select_for_update()
+        Consent.objects.select_for_update(of=("self",))
         .select_related("topic", "contact", "text")
         .filter(contact=contact, channel=channel, status=ConsentStatus.PENDING, confirm_by__gte=now)
         .order_by("id")
@@ -280,7 +280,7 @@ def optin_confirm_by_token(*, token: str, source: str, evidence: dict | None = N
     except signing.BadSignature:
         raise TokenError({"token": "This confirmation link is not valid."}) from None
     record = (
-        ConfirmationToken.objects.select_for_update()
+        ConfirmationToken.objects.select_for_update(of=("self",))
         .select_related("consent")
         .filter(token_sha256=hashlib.sha256(token.encode()).hexdigest())
         .first()
@@ -310,7 +310,7 @@ def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic 
                    evidence: dict | None = None, actor: str = "system", now: datetime | None = None) -> list[Consent]:
     """Revoke every pending or active consent of the contact on `channel` (or only `topic`)."""
     now = now or timezone.now()
-    qs = Consent.objects.select_for_update().select_related("topic", "text").filter(
+    qs = Consent.objects.select_for_update(of=("self",)).select_related("topic", "text").filter(
         contact=contact, channel=channel, status__in=OPEN_STATUSES
     )
     if topic is not None:
@@ -416,7 +416,7 @@ def consents_expire_due(*, now: datetime | None = None, batch_size: int = 500) -
     while True:
         with transaction.atomic():
             due = list(
-                Consent.objects.select_for_update(skip_locked=True)
+                Consent.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("contact", "topic", "text")
                 .filter(
                     Q(status=ConsentStatus.ACTIVE, expires_at__lte=now)
