@@ -1,0 +1,323 @@
+"""Customers' side: apply what providers tell us (inbound texts, delivery statuses, preferences).
+
+Each function runs in one transaction. An inbound message is first stored with its provider
+message id; the unique (channel, provider_message_id) constraint makes a redelivered webhook
+a no-op, also when both copies arrive at once on two processes (the second insert waits for
+the first transaction and then fails). Consent changes go through consent.services, which
+append their ledger events in the same transaction. Replies are queued as outbound Message
+rows and sent by Celery after commit: never a promotional message, at most one reply per
+inbound message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import keywords as kw
+from . import selectors, services
+from .messaging import message_queue
+from .models import Channel, Consent, Contact, Message, Source, Topic
+from .phones import InvalidPhoneNumber, parse_phone
+from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate
+from .webhooks.signals import provider_status_received
+
+logger = logging.getLogger(__name__)
+
+WHATSAPP_WINDOW = timedelta(hours=24)
+MAX_TOPICS_LISTED = 5
+
+DEFAULT_REPLIES = {
+    "stop_all": "You are unsubscribed and will receive no more promotional messages on this number. Reply START to subscribe again.",
+    "stop_topic": "You are unsubscribed from {topics} and will receive no more of these messages. Reply START to subscribe again.",
+    "confirmed": "Thank you, you are subscribed to {topics}. Reply HELP for help, STOP to unsubscribe.",
+    "nothing_pending": "There is nothing waiting for your confirmation on this number.{join_hint}",
+    "already_active": "You are already subscribed to {topics}. Reply STOP to unsubscribe.",
+    "nothing_to_restart": "You have no subscription to restart on this number.{join_hint}",
+    "help_generic": "Reply STOP to unsubscribe from promotional messages, START to subscribe again.{join_hint}",
+}
+
+# Message.status a delivery status may move a message from (statuses only move forward).
+_STATUS_FROM = {
+    Message.Status.SENT: {Message.Status.QUEUED, Message.Status.SENDING, Message.Status.UNKNOWN},
+    Message.Status.DELIVERED: {Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT, Message.Status.UNKNOWN},
+    Message.Status.READ: {Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT, Message.Status.DELIVERED,
+                          Message.Status.UNKNOWN},
+    Message.Status.FAILED: {Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT, Message.Status.UNKNOWN},
+}
+_UPDATE_TO_MESSAGE_STATUS = {
+    "sent": Message.Status.SENT,
+    "delivered": Message.Status.DELIVERED,
+    "read": Message.Status.READ,
+    "failed": Message.Status.FAILED,
+    "canceled": Message.Status.FAILED,
+}
+
+
+@dataclass
+class InboundResult:
+    """What happened to one inbound message."""
+
+    outcome: str  # "applied" | "duplicate" | "ignored"
+    intent: kw.Intent = kw.NO_INTENT
+    message: Message | None = None
+    consents: list[Consent] = field(default_factory=list)
+    replies: list[Message] = field(default_factory=list)
+    reason: str = ""
+
+
+def reply_text(name: str, **values) -> str:
+    """A reply text: settings.CONSENT_REPLY_TEXTS[name] when set, else the default, formatted."""
+    template = (getattr(settings, "CONSENT_REPLY_TEXTS", None) or {}).get(name) or DEFAULT_REPLIES[name]
+    return template.format(**values)
+
+
+def _source_for(channel: str) -> str:
+    return Source.WHATSAPP_KEYWORD if channel == Channel.WHATSAPP else Source.SMS_KEYWORD
+
+
+def _names(topics) -> str:
+    names = [t.name for t in topics]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _join_hint() -> str:
+    keywords = []
+    for topic in Topic.objects.order_by("slug")[:MAX_TOPICS_LISTED]:
+        if topic.keywords:
+            keywords.append(f"JOIN {topic.keywords[0]}")
+    return f" Text {' or '.join(keywords)} to subscribe." if keywords else ""
+
+
+def _may_message(contact: Contact) -> bool:
+    return contact.erased_at is None and not selectors.is_suppressed(contact.phone_pseudonym)
+
+
+def _reply(contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None) -> Message | None:
+    if not body or not _may_message(contact):
+        return None
+    return message_queue(contact=contact, channel=channel, kind=kind, body=body, topic=topic)
+
+
+def _intent_of(message: InboundMessage, topics: dict[str, Topic]) -> kw.Intent:
+    """The first keyword among a button's payload and label (or the text); Twilio's own opt-out as a fallback."""
+    for text in message.keyword_texts:
+        intent = kw.parse_inbound(text, topic_keywords=topics.keys())
+        if intent.is_keyword:
+            return intent
+    if message.provider_opt_out == "STOP":
+        return kw.Intent(kw.STOP)
+    return kw.NO_INTENT
+
+
+@transaction.atomic
+def inbound_message_receive(*, message: InboundMessage, provider: str, now: datetime | None = None) -> InboundResult:
+    """Store an inbound message once and apply its keyword, if it is one."""
+    now = now or timezone.now()
+    try:
+        parse_phone(message.sender)
+        contact = services.contact_get_or_create(phone=message.sender)
+    except (InvalidPhoneNumber, ValidationError):
+        logger.info("inbound %s %s ignored: sender is not a phone number", message.channel, message.provider_message_id)
+        return InboundResult("ignored", reason="sender is not a phone number")
+    try:
+        with transaction.atomic():
+            stored = Message.objects.create(
+                contact=contact,
+                channel=message.channel,
+                direction=Message.Direction.INBOUND,
+                kind=Message.Kind.INBOUND,
+                body=message.text or message.payload,
+                status=Message.Status.RECEIVED,
+                provider_message_id=message.provider_message_id,
+                status_at=message.received_at or now,
+            )
+    except IntegrityError:
+        return InboundResult("duplicate", reason="provider message id already received")
+
+    if message.channel == Channel.WHATSAPP:
+        # The person's own message opens the 24-hour customer-care window (free-form replies).
+        until = (message.received_at or now) + WHATSAPP_WINDOW
+        Contact.objects.filter(pk=contact.pk).exclude(whatsapp_window_until__gte=until).update(whatsapp_window_until=until)
+        contact.refresh_from_db(fields=["whatsapp_window_until"])
+
+    topics = selectors.topics_by_keyword()
+    intent = _intent_of(message, topics)
+    result = InboundResult("applied", intent=intent, message=stored)
+    if not intent.is_keyword:
+        return result  # customer care: stored, no consent change, no automatic reply
+
+    topic = topics.get(intent.topic_keyword.upper()) if intent.topic_keyword else None
+    channel = message.channel
+    source = _source_for(channel)
+    evidence = {
+        "inbound_message_id": stored.pk,
+        "provider_message_id": message.provider_message_id,
+        "inbound_text": (message.payload or message.text)[:320] if message.kind != "text" else message.text[:320],
+        "provider": provider,
+    }
+    # Twilio's Advanced Opt-Out already answered STOP and HELP itself: do not answer twice.
+    provider_answered = message.provider_opt_out in {"STOP", "HELP"}
+
+    if intent.kind == kw.STOP:
+        result.consents = services.consent_revoke(contact=contact, channel=channel, source=source, topic=topic,
+                                                  reason="keyword", evidence=evidence, now=now)
+        if not provider_answered:
+            body = reply_text("stop_topic", topics=topic.name) if topic else reply_text("stop_all")
+            result.replies.append(_reply(contact, channel, Message.Kind.STOP_REPLY, body, topic))
+    elif intent.kind in (kw.START, kw.JOIN):
+        targets = [topic] if topic else services.topics_last_revoked(contact=contact, channel=channel)
+        if not targets:
+            result.replies.append(_reply(contact, channel, Message.Kind.REPLY,
+                                         reply_text("nothing_to_restart", join_hint=_join_hint())))
+        already = []
+        for target in targets:
+            try:
+                optin = services.optin_request(phone=contact.phone, topic=target, channel=channel, source=source,
+                                               evidence=evidence, now=now)
+            except ValidationError as exc:  # suppressed or erased: no prompt, no reply
+                logger.info("inbound %s: no opt-in for %s: %s", stored.pk, target.slug, exc)
+                continue
+            result.consents.append(optin.consent)
+            if not optin.created:
+                already.append(target)
+        if already:
+            result.replies.append(_reply(contact, channel, Message.Kind.REPLY,
+                                         reply_text("already_active", topics=_names(already))))
+    elif intent.kind == kw.CONFIRM:
+        result.consents = services.optin_confirm_by_reply(contact=contact, channel=channel, source=source,
+                                                          evidence=evidence, now=now)
+        if result.consents:
+            confirmed_topics = [c.topic for c in result.consents]
+            result.replies.append(_reply(contact, channel, Message.Kind.CONFIRMED_REPLY,
+                                         reply_text("confirmed", topics=_names(confirmed_topics)),
+                                         confirmed_topics[0] if len(confirmed_topics) == 1 else None))
+        else:
+            result.replies.append(_reply(contact, channel, Message.Kind.NOTHING_PENDING_REPLY,
+                                         reply_text("nothing_pending", join_hint=_join_hint())))
+    elif intent.kind == kw.HELP and not provider_answered:
+        help_topics = [topic] if topic else _help_topics(contact, channel)
+        texts = [t.current_text.help_message.strip() for t in help_topics if t.current_text_id]
+        body = "\n".join(dict.fromkeys(t for t in texts if t)) or reply_text("help_generic", join_hint=_join_hint())
+        result.replies.append(_reply(contact, channel, Message.Kind.HELP_REPLY, body,
+                                     help_topics[0] if len(help_topics) == 1 else None))
+    result.replies = [r for r in result.replies if r is not None]
+    return result
+
+
+def _help_topics(contact: Contact, channel: str) -> list[Topic]:
+    """The topics the contact has (or asked for) on this channel; every topic when none."""
+    mine = [
+        c.topic
+        for c in Consent.objects.filter(contact=contact, channel=channel, status__in=services.OPEN_STATUSES)
+        .select_related("topic__current_text")
+        .order_by("topic__slug")
+    ]
+    if mine:
+        return mine
+    return list(Topic.objects.select_related("current_text").order_by("slug")[:MAX_TOPICS_LISTED])
+
+
+# --- delivery statuses and provider opt-outs ------------------------------------------------
+
+
+def _contact_for(update: StatusUpdate, message: Message | None) -> Contact | None:
+    if message is not None:
+        return message.contact
+    if not update.recipient:
+        return None
+    try:
+        e164 = parse_phone(update.recipient).e164
+    except InvalidPhoneNumber:
+        return None
+    return selectors.contact_get_by_phone(e164)
+
+
+@transaction.atomic
+def provider_status_apply(*, update: StatusUpdate, provider: str, now: datetime | None = None) -> dict:
+    """Apply a delivery status: move our message forward, honour opt-out and invalid-number errors.
+
+    Idempotent: a status only moves a message forward, and revoking or suppressing twice
+    changes nothing the second time. Receivers of `provider_status_received` (broadcast
+    deliveries) run in this transaction and must be idempotent too.
+    """
+    now = now or timezone.now()
+    summary = {"message_updated": False, "revoked": 0, "suppressed": False}
+    message = (
+        Message.objects.select_related("contact")
+        .filter(channel=update.channel, provider_message_id=update.provider_message_id)
+        .first()
+    )
+    new_status = _UPDATE_TO_MESSAGE_STATUS.get(update.status)
+    if message is not None and new_status is not None:
+        changes = {"status": new_status, "status_at": update.occurred_at or now}
+        if update.error_code:
+            changes.update(error_code=update.error_code[:32], error_message=update.error_message[:255])
+        summary["message_updated"] = bool(
+            Message.objects.filter(pk=message.pk, status__in=_STATUS_FROM[new_status]).update(**changes)
+        )
+    contact = _contact_for(update, message)
+    if contact is not None and update.error_code:
+        evidence = {
+            "provider_error_code": update.error_code,
+            "provider_message_id": update.provider_message_id,
+            "provider": provider,
+            "message_id": message.pk if message else None,
+        }
+        if update.is_opt_out:
+            sent_at = (message.sent_at or message.created_at) if message else (update.occurred_at or now)
+            summary["revoked"] = len(_revoke_consents_given_before(contact, update.channel, sent_at, evidence, now))
+        elif update.is_invalid_number:
+            services.contact_suppress(contact=contact, reason="invalid_number", source=Source.PROVIDER,
+                                      evidence=evidence)
+            summary["suppressed"] = True
+    provider_status_received.send(sender=provider, update=update, contact=contact, message=message)
+    return summary
+
+
+def _revoke_consents_given_before(contact: Contact, channel: str, before: datetime, evidence: dict,
+                                  now: datetime) -> list[Consent]:
+    """Revoke the open consents on `channel` that existed when the refused message was sent.
+
+    A consent requested after that moment is a newer decision of the person; a late or
+    redelivered callback about an older message must not undo it.
+    """
+    revoked = []
+    open_consents = Consent.objects.filter(contact=contact, channel=channel, status__in=services.OPEN_STATUSES)
+    for consent in open_consents.select_related("topic").order_by("id"):
+        given_at = consent.requested_at or consent.confirmed_at  # a new request resets requested_at
+        if given_at is not None and given_at > before:
+            continue
+        revoked += services.consent_revoke(contact=contact, channel=channel, topic=consent.topic,
+                                           source=Source.PROVIDER, reason="provider reports opt-out",
+                                           evidence=evidence, now=now)
+    return revoked
+
+
+@transaction.atomic
+def whatsapp_preference_apply(*, preference: PreferenceUpdate, now: datetime | None = None) -> list[Consent]:
+    """A WhatsApp user stopped marketing messages: revoke every WhatsApp consent (source provider).
+
+    "resume" changes nothing: consent needs a new double opt-in, which the person can start by
+    texting START or JOIN <KEYWORD>.
+    """
+    now = now or timezone.now()
+    if not preference.is_stop:
+        return []
+    try:
+        contact = selectors.contact_get_by_phone(parse_phone(preference.sender).e164)
+    except InvalidPhoneNumber:
+        return []
+    if contact is None:
+        return []
+    evidence = {"whatsapp_user_preference": preference.value, "detail": preference.detail,
+                "provider": "whatsapp_cloud", "preference_at": preference.occurred_at}
+    before = preference.occurred_at or now
+    return _revoke_consents_given_before(contact, Channel.WHATSAPP, before, evidence, now)
+

@@ -1,0 +1,179 @@
+"""Provider webhooks: Twilio inbound and status callbacks, WhatsApp Cloud verification and events.
+
+No API token: each request is authenticated by its provider's signature (else 403). The
+order is always: size cap (413), signature (403), parse (400), apply. Applying is
+idempotent, so a provider's redelivery changes nothing twice. Nothing a request carries can
+cause a 500: a failure while applying answers 503 so that the provider tries again later.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from consent import inbound
+
+from . import parsers
+from consent.signatures import (
+    TWILIO_SIGNATURE_HEADER,
+    TWILIO_SIGNATURE_SETTINGS_HEADER,
+    WHATSAPP_SIGNATURE_HEADER,
+    twilio_algorithm,
+    verify_twilio_signature,
+    verify_whatsapp_signature,
+)
+
+logger = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+TWILIO = "twilio"
+WHATSAPP_CLOUD = "whatsapp_cloud"
+
+
+def max_body_bytes() -> int:
+    return int(getattr(settings, "WEBHOOK_MAX_BODY_BYTES", parsers.MAX_BODY_BYTES))
+
+
+def _error(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
+
+
+def _too_large(request: HttpRequest) -> bool:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return True
+    return declared > max_body_bytes()
+
+
+def _read_body(request: HttpRequest) -> bytes | None:
+    """The raw body, or None when it is larger than the cap (whatever Content-Length said)."""
+    if _too_large(request):
+        return None
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return None
+    return None if len(body) > max_body_bytes() else body
+
+
+def _public_url(request: HttpRequest) -> str:
+    """The URL the provider called, as configured at the provider: PUBLIC_BASE_URL + path + query."""
+    return settings.PUBLIC_BASE_URL + request.get_full_path()
+
+
+def _twilio_form(request: HttpRequest):
+    """(form, error response): the verified form of a Twilio request."""
+    if _read_body(request) is None:
+        return None, _error(413, "Request body too large.")
+    try:
+        form = request.POST
+    except (SuspiciousOperation, ValueError):  # too many fields, undecodable body
+        return None, _error(400, "The body is not a form Twilio would send.")
+    valid = verify_twilio_signature(
+        settings.TWILIO_AUTH_TOKEN,
+        _public_url(request),
+        form,
+        request.headers.get(TWILIO_SIGNATURE_HEADER),
+        algorithm=twilio_algorithm(request.headers.get(TWILIO_SIGNATURE_SETTINGS_HEADER)),
+    )
+    if not valid:
+        return None, _error(403, "Invalid X-Twilio-Signature.")
+    return form, None
+
+
+def _retry_later(what: str) -> HttpResponse:
+    logger.exception("webhook %s could not be applied; the provider will retry", what)
+    response = _error(503, "Temporarily unable to process this webhook; retry later.")
+    response["Retry-After"] = "30"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request: HttpRequest) -> HttpResponse:
+    """POST /webhooks/twilio/inbound/: an SMS (or WhatsApp through Twilio) a person sent us."""
+    form, error = _twilio_form(request)
+    if error:
+        return error
+    try:
+        message = parsers.parse_twilio_inbound(form)
+    except parsers.PayloadError as exc:
+        return _error(400, f"Not a Twilio inbound message: {exc}.")
+    try:
+        result = inbound.inbound_message_receive(message=message, provider=TWILIO)
+    except Exception:
+        return _retry_later(f"twilio inbound {message.provider_message_id}")
+    logger.info("twilio inbound %s: %s %s", message.provider_message_id, result.outcome, result.intent.kind)
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
+
+
+@csrf_exempt
+@require_POST
+def twilio_status(request: HttpRequest) -> HttpResponse:
+    """POST /webhooks/twilio/status/: a status callback for a message we sent."""
+    form, error = _twilio_form(request)
+    if error:
+        return error
+    try:
+        update = parsers.parse_twilio_status(form)
+    except parsers.PayloadError as exc:
+        return _error(400, f"Not a Twilio status callback: {exc}.")
+    try:
+        inbound.provider_status_apply(update=update, provider=TWILIO)
+    except Exception:
+        return _retry_later(f"twilio status {update.provider_message_id}")
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def whatsapp(request: HttpRequest) -> HttpResponse:
+    """GET: Meta's subscription check. POST: a signed batch of messages, statuses and preferences."""
+    if request.method == "GET":
+        return _whatsapp_verify(request)
+    body = _read_body(request)
+    if body is None:
+        return _error(413, "Request body too large.")
+    if not verify_whatsapp_signature(settings.WHATSAPP_APP_SECRET, body, request.headers.get(WHATSAPP_SIGNATURE_HEADER)):
+        return _error(403, "Invalid X-Hub-Signature-256.")
+    try:
+        batch = parsers.parse_whatsapp_body(body)
+    except parsers.PayloadError as exc:
+        return _error(400, f"Not a WhatsApp Cloud webhook: {exc}.")
+    if batch.ignored:
+        logger.info("whatsapp webhook: ignored %s", ", ".join(batch.ignored[:20]))
+    outcomes = {"messages": 0, "duplicates": 0, "statuses": 0, "preferences": 0}
+    try:
+        for message in batch.messages:
+            result = inbound.inbound_message_receive(message=message, provider=WHATSAPP_CLOUD)
+            outcomes["duplicates" if result.outcome == "duplicate" else "messages"] += 1
+        for update in batch.statuses:
+            inbound.provider_status_apply(update=update, provider=WHATSAPP_CLOUD)
+            outcomes["statuses"] += 1
+        for preference in batch.preferences:
+            inbound.whatsapp_preference_apply(preference=preference)
+            outcomes["preferences"] += 1
+    except Exception:
+        # What was applied stays applied; the redelivery skips it (ids, forward-only statuses).
+        return _retry_later("whatsapp batch")
+    return JsonResponse({"ok": True, **outcomes, "ignored": len(batch.ignored)})
+
+
+def _whatsapp_verify(request: HttpRequest) -> HttpResponse:
+    expected = settings.WHATSAPP_VERIFY_TOKEN
+    given = request.GET.get("hub.verify_token", "")
+    challenge = request.GET.get("hub.challenge", "")
+    if request.GET.get("hub.mode") != "subscribe" or not expected or not challenge:
+        return _error(403, "Not a valid subscription request.")
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass")):
+        return _error(403, "Wrong verify token.")
+    if len(challenge) > 256:
+        return _error(400, "hub.challenge is too long.")
+    return HttpResponse(challenge, content_type="text/plain; charset=utf-8")
