@@ -190,7 +190,8 @@ def _first_instant_at_or_after(day: date, wall: time, zone: tzinfo) -> datetime:
             high = middle
         else:
             low = middle
-    return high.replace(microsecond=0) if high.replace(microsecond=0).astimezone(zone).replace(tzinfo=None) >= naive else high
+    # Offsets change on whole seconds, so the transition is `high` rounded down to the second.
+    return high.replace(microsecond=0)
 
 
 def _window(day: date, zone: tzinfo, policy: QuietHoursPolicy) -> tuple[datetime, datetime] | None:

@@ -22,9 +22,12 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import os
+import threading
 from datetime import datetime, timezone
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from .base import (
@@ -84,9 +87,11 @@ def transport_error(exc: requests.RequestException, provider: str) -> TransientP
     elif isinstance(exc, requests.Timeout):
         code, unknown = "read_timeout", True
     elif isinstance(exc, requests.ConnectionError):
+        # requests wraps urllib3's MaxRetryError, whose `reason` says what failed. A failure to
+        # open the connection (refused, DNS) is safe to retry; anything later (reset, remote
+        # disconnect, including a kept-alive socket the server had just closed) may not be.
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        text = f"{type(reason).__name__} {reason}" if reason is not None else str(exc)
-        if "NewConnectionError" in text or "Connection refused" in text or "NameResolution" in text:
+        if isinstance(reason, urllib3.exceptions.NewConnectionError):
             code, unknown = "connection_refused", False
         else:
             code, unknown = "connection_error", True
@@ -95,6 +100,26 @@ def transport_error(exc: requests.RequestException, provider: str) -> TransientP
     error = TransientProviderError(f"{provider}: {code}: {exc}", code=code)
     error.outcome_unknown = unknown
     return error
+
+
+_per_process: dict = {}
+_per_process_lock = threading.Lock()
+
+
+def per_process(key: tuple, factory):
+    """One instance per (process, key): keeps keep-alive connections across get_provider() calls.
+
+    Keyed by pid so that a forked worker (Celery prefork) never reuses its parent's sockets,
+    and by the configuration so that changed settings (tests) get a fresh client.
+    """
+    key = (os.getpid(), *key)
+    with _per_process_lock:
+        instance = _per_process.get(key)
+        if instance is None:
+            if len(_per_process) > 32:  # settings changed many times (tests): forget old clients
+                _per_process.clear()
+            instance = _per_process[key] = factory()
+        return instance
 
 
 def new_session(pool_maxsize: int = 10) -> requests.Session:
@@ -161,11 +186,15 @@ class TwilioProvider(Provider):
         self.session.auth = (account_sid, auth_token)
 
     @classmethod
-    def from_settings(cls) -> TwilioProvider:
-        """A provider configured from settings TWILIO_* and PROVIDER_TIMEOUT."""
+    def from_settings(cls, *, shared: bool = True) -> TwilioProvider:
+        """A provider configured from settings TWILIO_* and PROVIDER_TIMEOUT.
+
+        `shared=True` returns this process's instance for the current settings, so successive
+        sends reuse its keep-alive connections.
+        """
         from django.conf import settings
 
-        return cls(
+        options = dict(
             account_sid=settings.TWILIO_ACCOUNT_SID,
             auth_token=settings.TWILIO_AUTH_TOKEN,
             from_number=getattr(settings, "TWILIO_FROM_NUMBER", ""),
@@ -173,6 +202,9 @@ class TwilioProvider(Provider):
             api_base=getattr(settings, "TWILIO_API_BASE", DEFAULT_API_BASE) or DEFAULT_API_BASE,
             timeout=tuple(getattr(settings, "PROVIDER_TIMEOUT", DEFAULT_TIMEOUT)),
         )
+        if not shared:
+            return cls(**options)
+        return per_process((cls, *sorted(options.items())), lambda: cls(**options))
 
     def form_for(self, message: OutgoingMessage) -> dict[str, str]:
         form = {"To": message.to, "Body": message.body}

@@ -34,7 +34,7 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
-from .twilio import new_session, parse_retry_after, transport_error
+from .twilio import new_session, parse_retry_after, per_process, transport_error
 
 DEFAULT_API_BASE = "https://graph.facebook.com/v23.0"
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -100,16 +100,19 @@ class WhatsAppCloudProvider(Provider):
         self.session.headers["Authorization"] = f"Bearer {access_token}"
 
     @classmethod
-    def from_settings(cls) -> WhatsAppCloudProvider:
-        """A provider configured from settings WHATSAPP_* and PROVIDER_TIMEOUT."""
+    def from_settings(cls, *, shared: bool = True) -> WhatsAppCloudProvider:
+        """A provider configured from settings WHATSAPP_* and PROVIDER_TIMEOUT (shared: see TwilioProvider)."""
         from django.conf import settings
 
-        return cls(
+        options = dict(
             access_token=settings.WHATSAPP_ACCESS_TOKEN,
             phone_number_id=settings.WHATSAPP_PHONE_NUMBER_ID,
             api_base=getattr(settings, "WHATSAPP_API_BASE", DEFAULT_API_BASE) or DEFAULT_API_BASE,
             timeout=tuple(getattr(settings, "PROVIDER_TIMEOUT", DEFAULT_TIMEOUT)),
         )
+        if not shared:
+            return cls(**options)
+        return per_process((cls, *sorted(options.items())), lambda: cls(**options))
 
     def payload_for(self, message: OutgoingMessage) -> dict:
         payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": recipient_id(message.to)}

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import socket
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
@@ -278,22 +279,44 @@ def test_from_settings_reads_provider_settings(settings):
     assert (wa.url, wa.timeout) == ("http://127.0.0.1:9/v23.0/42/messages", (1.5, 4.0))
 
 
+def test_from_settings_shares_one_client_per_process_and_configuration(settings):
+    settings.WHATSAPP_ACCESS_TOKEN, settings.WHATSAPP_PHONE_NUMBER_ID = "wa", "42"
+    first, again = WhatsAppCloudProvider.from_settings(), WhatsAppCloudProvider.from_settings()
+    settings.WHATSAPP_PHONE_NUMBER_ID = "43"
+    changed = WhatsAppCloudProvider.from_settings()
+
+    assert first is again
+    assert changed is not first and changed.phone_number_id == "43"
+    assert WhatsAppCloudProvider.from_settings(shared=False) is not changed
+
+
+def test_refused_connection_is_safe_to_retry():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    provider = TwilioProvider("AC1", "t", from_number="+1555", api_base=f"http://127.0.0.1:{port}", timeout=(1, 1))
+
+    with pytest.raises(TransientProviderError) as raised:
+        provider.send(SMS)
+
+    assert (raised.value.code, raised.value.outcome_unknown) == ("connection_refused", False)
+
+
 def test_twilio_round_trip_through_the_stand_in(use_stand_in):
     use_stand_in.configure(faults=[{"kind": "429", "count": 1, "retry_after": "2"}], recipients={"+15550000001": "opted_out"})
-    provider = get_provider("sms")
-    assert isinstance(provider, TwilioProvider)
+    assert isinstance(get_provider("sms"), TwilioProvider)
 
     with pytest.raises(TransientProviderError) as throttled:
-        provider.send(SMS)
-    result = provider.send(SMS)
+        get_provider("sms").send(SMS)
+    result = get_provider("sms").send(SMS)
     with pytest.raises(RecipientOptedOutError):
-        provider.send(OutgoingMessage(to="+15550000001", channel="sms", body="hi"))
+        get_provider("sms").send(OutgoingMessage(to="+15550000001", channel="sms", body="hi"))
 
     assert throttled.value.retry_after == 2.0
     assert result.provider_message_id.startswith("SM") and result.status == "queued"
     sent = use_stand_in.messages(to=SMS.to)
     assert [(m["api"], m["body"], m["message_id"]) for m in sent] == [("twilio", SMS.body, result.provider_message_id)]
-    assert use_stand_in.stats()["connections"] == 1  # one keep-alive connection for all three calls
+    assert use_stand_in.stats()["connections"] <= 1  # one keep-alive connection across get_provider() calls
 
 
 def test_whatsapp_round_trip_through_the_stand_in(use_stand_in):
