@@ -1,0 +1,260 @@
+"""WhatsApp Cloud webhook end to end: verification, signature, messages, buttons, statuses, preferences."""
+
+import json
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+import pytest
+import time_machine
+
+from consent import services
+from consent.models import ConsentEvent, ConsentStatus, Contact, EventKind, Message, Source
+
+from .payloads import whatsapp_body, whatsapp_json
+
+pytestmark = pytest.mark.django_db
+
+# The recorded payloads were sent around 2025-11-25 18:12 UTC (their own timestamps): run the
+# tests a little before, so that consents given in a test precede the provider's events.
+RECORDED_AT = datetime(2025, 11, 25, 18, 10, tzinfo=dt_timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def at_recording_time():
+    with time_machine.travel(RECORDED_AT, tick=True):
+        yield
+
+URL = "/webhooks/whatsapp/"
+PHONE = "+33612345678"
+
+
+def active_consent(topic, phone=PHONE, channel="whatsapp"):
+    result = services.optin_request(phone=phone, topic=topic, channel=channel, source=Source.API, evidence={"ip": "192.0.2.1"})
+    services.optin_confirm_by_reply(contact=result.consent.contact, channel=channel, source=Source.WHATSAPP_KEYWORD)
+    result.consent.refresh_from_db()
+    return result.consent
+
+
+def body_of(payload):
+    return json.dumps(payload).encode()
+
+
+# verification ----------------------------------------------------------------------------
+
+
+def test_verification_echoes_the_challenge(client, webhook_settings):
+    response = client.get(URL, {"hub.mode": "subscribe", "hub.verify_token": "test-verify-token", "hub.challenge": "1158201444"})
+    assert response.status_code == 200
+    assert response.content == b"1158201444"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+        {"hub.mode": "unsubscribe", "hub.verify_token": "test-verify-token", "hub.challenge": "1"},
+        {"hub.mode": "subscribe", "hub.challenge": "1"},
+        {"hub.mode": "subscribe", "hub.verify_token": "test-verify-token"},
+        {},
+    ],
+)
+def test_verification_refuses(client, webhook_settings, params):
+    assert client.get(URL, params).status_code == 403
+
+
+def test_verification_without_a_configured_token_refuses(client, webhook_settings):
+    webhook_settings.WHATSAPP_VERIFY_TOKEN = ""
+    assert client.get(URL, {"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"}).status_code == 403
+
+
+# signature and malformed input -----------------------------------------------------------
+
+
+def test_bad_signature_is_403_and_changes_nothing(topic, whatsapp_post):
+    consent = active_consent(topic)
+    body = whatsapp_body("whatsapp_text_stop.json")
+    assert whatsapp_post(body, signature="sha256=" + "0" * 64).status_code == 403
+    assert whatsapp_post(body, secret="other").status_code == 403
+    assert whatsapp_post(body, signature="").status_code == 403
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+
+
+def test_signature_over_a_different_body_is_403(topic, whatsapp_post):
+    from consent.signatures import whatsapp_signature
+
+    signature = whatsapp_signature("test-whatsapp-app-secret", whatsapp_body("whatsapp_text_yes.json"))
+    assert whatsapp_post(whatsapp_body("whatsapp_text_stop.json"), signature=signature).status_code == 403
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[]", b'{"object":"page"}', b"\xff\xfe\x00"])
+def test_malformed_signed_bodies_are_400(whatsapp_post, body):
+    assert whatsapp_post(body).status_code == 400
+
+
+def test_oversized_body_is_413(whatsapp_post):
+    assert whatsapp_post(b" " * 400_000).status_code == 413
+
+
+def test_other_methods_are_405(client):
+    assert client.put(URL).status_code == 405
+
+
+# messages --------------------------------------------------------------------------------
+
+
+def test_stop_text_revokes_whatsapp_consent_only(topic, whatsapp_post, run_on_commit):
+    whatsapp_consent = active_consent(topic)
+    sms_consent = active_consent(topic, channel="sms")
+    with run_on_commit():
+        response = whatsapp_post(whatsapp_body("whatsapp_text_stop.json"))
+    assert response.status_code == 200
+    assert response.json()["messages"] == 1
+    whatsapp_consent.refresh_from_db()
+    sms_consent.refresh_from_db()
+    assert whatsapp_consent.status == ConsentStatus.REVOKED
+    assert sms_consent.status == ConsentStatus.ACTIVE
+    event = ConsentEvent.objects.get(kind=EventKind.REVOKED)
+    assert (event.source, event.channel) == (Source.WHATSAPP_KEYWORD, "whatsapp")
+    reply = Message.objects.get(kind=Message.Kind.STOP_REPLY)
+    assert (reply.channel, reply.template) == ("whatsapp", None)  # free text inside the 24-hour window
+
+
+def test_redelivery_changes_nothing(topic, whatsapp_post, run_on_commit):
+    active_consent(topic)
+    with run_on_commit():
+        whatsapp_post(whatsapp_body("whatsapp_text_stop.json"))
+        events = ConsentEvent.objects.count()
+        second = whatsapp_post(whatsapp_body("whatsapp_text_stop.json"))
+    assert second.json()["duplicates"] == 1
+    assert ConsentEvent.objects.count() == events
+    assert Message.objects.filter(kind=Message.Kind.STOP_REPLY).count() == 1
+
+
+def test_any_message_opens_the_24_hour_window(topic, whatsapp_post):
+    whatsapp_post(whatsapp_body("whatsapp_text_question.json"))
+    contact = Contact.objects.get(phone=PHONE)
+    received = datetime(2025, 11, 25, 18, 12, tzinfo=dt_timezone.utc)
+    assert contact.whatsapp_window_until == received + timedelta(hours=24)
+    stored = Message.objects.get(direction=Message.Direction.INBOUND)
+    assert (stored.body, stored.channel, stored.kind) == ("Bonjour, où est ma commande ?", "whatsapp", Message.Kind.INBOUND)
+
+
+def test_template_stop_button_revokes_the_named_topic(topic, whatsapp_post, run_on_commit):
+    other = services.topic_create(slug="news", name="News", keywords=["NEWS"], consent_text="c", confirmation_message="m",
+                                  help_message="h", consent_ttl_days=None)
+    promo = active_consent(topic)
+    news = active_consent(other)
+    with run_on_commit():
+        whatsapp_post(whatsapp_body("whatsapp_button_reply.json"))
+    promo.refresh_from_db()
+    news.refresh_from_db()
+    assert (promo.status, news.status) == (ConsentStatus.REVOKED, ConsentStatus.ACTIVE)
+
+
+def test_interactive_yes_button_confirms(topic, whatsapp_post, run_on_commit):
+    result = services.optin_request(phone=PHONE, topic=topic, channel="whatsapp", source=Source.WEB_FORM, evidence={"ip": "192.0.2.1"})
+    with run_on_commit():
+        whatsapp_post(whatsapp_body("whatsapp_interactive_button_reply.json"))
+    result.consent.refresh_from_db()
+    assert result.consent.status == ConsentStatus.ACTIVE
+    assert Message.objects.filter(kind=Message.Kind.CONFIRMED_REPLY).count() == 1
+
+
+def test_list_reply_join_starts_double_opt_in(topic, whatsapp_post, run_on_commit):
+    with run_on_commit():
+        whatsapp_post(whatsapp_body("whatsapp_interactive_list_reply.json"))
+    consent = topic.consents.get(channel="whatsapp")
+    assert consent.status == ConsentStatus.PENDING
+    prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
+    assert prompt.template is None  # the window is open: a text, not the utility template
+
+
+def test_media_and_system_messages_change_nothing(topic, whatsapp_post):
+    active_consent(topic)
+    events = ConsentEvent.objects.count()
+    assert whatsapp_post(whatsapp_body("whatsapp_image.json")).status_code == 200
+    assert whatsapp_post(whatsapp_body("whatsapp_system.json")).json()["ignored"] == 1
+    assert whatsapp_post(whatsapp_body("whatsapp_unsupported.json")).status_code == 200
+    assert ConsentEvent.objects.count() == events
+
+
+# statuses --------------------------------------------------------------------------------
+
+
+def test_statuses_update_our_message_in_any_order(topic, whatsapp_post, run_on_commit):
+    with run_on_commit():
+        services.optin_request(phone=PHONE, topic=topic, channel="whatsapp", source=Source.API, evidence={"ip": "192.0.2.1"})
+    prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
+    wamid = whatsapp_json("whatsapp_status_read.json")["entry"][0]["changes"][0]["value"]["statuses"][0]["id"]
+    Message.objects.filter(pk=prompt.pk).update(provider_message_id=wamid)
+    whatsapp_post(whatsapp_body("whatsapp_status_read.json"))
+    whatsapp_post(whatsapp_body("whatsapp_status_delivered.json"))
+    prompt.refresh_from_db()
+    assert prompt.status == Message.Status.READ
+
+
+def test_status_131050_revokes_with_source_provider(topic, whatsapp_post):
+    consent = active_consent(topic)
+    whatsapp_post(whatsapp_body("whatsapp_status_failed_131050.json"))
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.REVOKED
+    event = ConsentEvent.objects.get(kind=EventKind.REVOKED)
+    assert (event.source, event.evidence["provider_error_code"]) == (Source.PROVIDER, "131050")
+
+
+def test_status_131026_suppresses(topic, whatsapp_post):
+    from consent.models import Suppression
+
+    consent = active_consent(topic)
+    whatsapp_post(whatsapp_body("whatsapp_status_failed_131026.json"))
+    assert Suppression.objects.filter(phone_pseudonym=consent.contact.phone_pseudonym).exists()
+
+
+def test_mixed_batch(topic, whatsapp_post, run_on_commit):
+    with run_on_commit():
+        response = whatsapp_post(whatsapp_body("whatsapp_batch_mixed.json"))
+    assert response.json() == {"ok": True, "messages": 1, "duplicates": 0, "statuses": 2, "preferences": 0, "ignored": 1}
+    assert Message.objects.get(kind=Message.Kind.HELP_REPLY).body == topic.current_text.help_message
+
+
+# marketing preferences -------------------------------------------------------------------
+
+
+def test_marketing_stop_preference_revokes_every_whatsapp_consent(topic, whatsapp_post):
+    consent = active_consent(topic)
+    sms = active_consent(topic, channel="sms")
+    assert whatsapp_post(whatsapp_body("whatsapp_user_preferences_stop.json")).json()["preferences"] == 1
+    consent.refresh_from_db()
+    sms.refresh_from_db()
+    assert (consent.status, sms.status) == (ConsentStatus.REVOKED, ConsentStatus.ACTIVE)
+    event = ConsentEvent.objects.get(kind=EventKind.REVOKED)
+    assert event.source == Source.PROVIDER
+    assert event.evidence["whatsapp_user_preference"] == "stop"
+
+
+def test_marketing_resume_preference_does_not_opt_in(topic, whatsapp_post):
+    consent = active_consent(topic)
+    services.consent_revoke(contact=consent.contact, channel="whatsapp", source=Source.API)
+    whatsapp_post(whatsapp_body("whatsapp_user_preferences_resume.json"))
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.REVOKED
+
+
+def test_preference_for_an_unknown_number_is_ignored(whatsapp_post):
+    assert whatsapp_post(whatsapp_body("whatsapp_user_preferences_stop.json")).status_code == 200
+    assert not Contact.objects.exists()
+
+
+def test_late_preference_stop_does_not_undo_a_newer_opt_in(topic, whatsapp_post):
+    with time_machine.travel(RECORDED_AT + timedelta(hours=1)):
+        consent = active_consent(topic)
+    whatsapp_post(whatsapp_body("whatsapp_user_preferences_stop.json"))
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+
+
+def test_prompt_outside_the_window_uses_the_utility_template(topic, run_on_commit):
+    with run_on_commit():
+        services.optin_request(phone=PHONE, topic=topic, channel="whatsapp", source=Source.WEB_FORM, evidence={"ip": "192.0.2.1"})
+    assert Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT).template["name"]
