@@ -27,19 +27,26 @@ class SendResult:
 
 
 class ProviderError(Exception):
-    """A provider refused or failed to take a message."""
+    """A provider refused or failed to take a message.
 
-    def __init__(self, message: str, *, code: str = "", http_status: int | None = None):
+    `outcome_unknown` is true when the request may have reached the provider and been
+    accepted (a read timeout, a connection dropped after sending, a 2xx we could not read):
+    a promotional message in that state is marked `unknown`, never sent again.
+    """
+
+    def __init__(self, message: str, *, code: str = "", http_status: int | None = None, outcome_unknown: bool = False):
         super().__init__(message)
         self.code = str(code or "")
         self.http_status = http_status
+        self.outcome_unknown = outcome_unknown
 
 
 class TransientProviderError(ProviderError):
     """Worth retrying later (429, 5xx, timeouts, connection errors)."""
 
-    def __init__(self, message: str, *, code: str = "", http_status: int | None = None, retry_after: float | None = None):
-        super().__init__(message, code=code, http_status=http_status)
+    def __init__(self, message: str, *, code: str = "", http_status: int | None = None, retry_after: float | None = None,
+                 outcome_unknown: bool = False):
+        super().__init__(message, code=code, http_status=http_status, outcome_unknown=outcome_unknown)
         self.retry_after = retry_after
 
 
