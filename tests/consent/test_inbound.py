@@ -1,0 +1,225 @@
+"""Applying inbound keywords through the consent services (no HTTP): each intent, replies, edge cases."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+
+from consent import inbound, services
+from consent.models import ConsentStatus, Contact, EventKind, Message, Source, Suppression
+from consent.webhooks.parsers import InboundMessage
+
+pytestmark = pytest.mark.django_db
+
+PHONE = "+14155550123"
+TRANSACTIONAL = {
+    Message.Kind.CONFIRMATION_PROMPT, Message.Kind.CONFIRMED_REPLY, Message.Kind.STOP_REPLY, Message.Kind.HELP_REPLY,
+    Message.Kind.NOTHING_PENDING_REPLY, Message.Kind.REPLY,
+}
+_counter = iter(range(1, 10**6))
+
+
+def receive(text, *, phone=PHONE, channel="sms", **kwargs):
+    message = InboundMessage(channel=channel, provider_message_id=f"SMtest{next(_counter)}", sender=phone, text=text, **kwargs)
+    return inbound.inbound_message_receive(message=message, provider="twilio")
+
+
+@pytest.fixture
+def news(db):
+    return services.topic_create(slug="news", name="Acme news", keywords=["NEWS"], consent_text="News consent",
+                                 confirmation_message="Acme news: reply YES to confirm, STOP to cancel.",
+                                 help_message="Acme news help: news@acme.example. STOP to opt out.", consent_ttl_days=None)
+
+
+def subscribe(topic, channel="sms", phone=PHONE):
+    result = services.optin_request(phone=phone, topic=topic, channel=channel, source=Source.API, evidence={"ip": "192.0.2.1"})
+    services.optin_confirm_by_reply(contact=result.consent.contact, channel=channel, source=Source.API)
+    result.consent.refresh_from_db()
+    return result.consent
+
+
+def replies(kind=None):
+    qs = Message.objects.filter(direction=Message.Direction.OUTBOUND).exclude(kind=Message.Kind.CONFIRMATION_PROMPT)
+    return list(qs.filter(kind=kind) if kind else qs)
+
+
+def test_stop_topic_revokes_only_that_topic(topic, news):
+    promo, news_consent = subscribe(topic), subscribe(news)
+    result = receive("STOP NEWS")
+    assert [c.topic.slug for c in result.consents] == ["news"]
+    promo.refresh_from_db()
+    news_consent.refresh_from_db()
+    assert (promo.status, news_consent.status) == (ConsentStatus.ACTIVE, ConsentStatus.REVOKED)
+    (reply,) = replies(Message.Kind.STOP_REPLY)
+    assert "Acme news" in reply.body and reply.topic == news
+
+
+def test_bare_stop_revokes_pending_and_active_on_the_channel(topic, news):
+    subscribe(topic)
+    services.optin_request(phone=PHONE, topic=news, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    whatsapp = subscribe(topic, channel="whatsapp")
+    result = receive("stop")
+    assert sorted(c.topic.slug for c in result.consents) == ["news", "promo"]
+    whatsapp.refresh_from_db()
+    assert whatsapp.status == ConsentStatus.ACTIVE
+    assert len(replies(Message.Kind.STOP_REPLY)) == 1
+
+
+def test_stop_kills_pending_confirmation_links(topic):
+    result = services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    receive("STOP")
+    with pytest.raises(services.TokenError):
+        services.optin_confirm_by_token(token=result.token, source=Source.WEB_FORM)
+
+
+def test_start_restarts_the_topics_last_revoked(topic, news):
+    subscribe(topic)
+    subscribe(news)
+    receive("STOP NEWS")
+    result = receive("START")
+    assert [c.topic.slug for c in result.consents] == ["news"]
+    assert news.consents.get().status == ConsentStatus.PENDING
+    assert topic.consents.get().status == ConsentStatus.ACTIVE
+    prompt = Message.objects.filter(kind=Message.Kind.CONFIRMATION_PROMPT).last()
+    assert prompt.topic == news and "YES" in prompt.body
+
+
+def test_start_after_bare_stop_restarts_every_topic_and_yes_confirms_them(topic, news):
+    subscribe(topic)
+    subscribe(news)
+    receive("STOP")
+    receive("unstop")
+    assert set(Contact.objects.get().consents.values_list("status", flat=True)) == {ConsentStatus.PENDING}
+    result = receive("YES")
+    assert sorted(c.topic.slug for c in result.consents) == ["news", "promo"]
+    (reply,) = replies(Message.Kind.CONFIRMED_REPLY)
+    assert "Acme promotions" in reply.body and "Acme news" in reply.body
+
+
+def test_start_with_nothing_revoked_says_how_to_join(topic):
+    result = receive("START")
+    assert result.consents == []
+    (reply,) = replies(Message.Kind.REPLY)
+    assert "JOIN PROMO" in reply.body
+
+
+def test_bare_topic_keyword_joins(topic):
+    result = receive("Promo!")
+    assert result.intent.kind == "join"
+    assert topic.consents.get().status == ConsentStatus.PENDING
+    event = topic.events.get(kind=EventKind.REQUESTED)
+    assert event.source == Source.SMS_KEYWORD
+    assert event.evidence["inbound_text"] == "Promo!"
+
+
+def test_join_when_already_subscribed_changes_nothing_and_says_so(topic):
+    subscribe(topic)
+    events = topic.events.count()
+    receive("JOIN PROMO")
+    assert topic.events.count() == events
+    (reply,) = replies(Message.Kind.REPLY)
+    assert "already subscribed" in reply.body
+
+
+def test_yes_with_nothing_pending(topic):
+    result = receive("YES")
+    assert result.consents == []
+    assert len(replies(Message.Kind.NOTHING_PENDING_REPLY)) == 1
+
+
+def test_yes_after_the_window_confirms_nothing(topic):
+    services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    with time_machine.travel(timedelta(hours=49)):
+        receive("YES")
+    assert topic.consents.get().status == ConsentStatus.PENDING
+    assert len(replies(Message.Kind.NOTHING_PENDING_REPLY)) == 1
+
+
+def test_yes_on_another_channel_does_not_confirm(topic):
+    services.optin_request(phone=PHONE, topic=topic, channel="whatsapp", source=Source.API, evidence={"ip": "192.0.2.1"})
+    receive("YES", channel="sms")
+    assert topic.consents.get().status == ConsentStatus.PENDING
+
+
+def test_help_answers_with_the_topic_help_text(topic, news):
+    subscribe(news)
+    receive("HELP")
+    assert replies(Message.Kind.HELP_REPLY)[-1].body == news.current_text.help_message
+    receive("AIDE PROMO")
+    assert replies(Message.Kind.HELP_REPLY)[-1].body == topic.current_text.help_message
+
+
+def test_help_from_a_stranger_lists_every_topic(topic, news):
+    receive("info")
+    (reply,) = replies(Message.Kind.HELP_REPLY)
+    assert topic.current_text.help_message in reply.body and news.current_text.help_message in reply.body
+
+
+def test_help_with_no_topic_at_all_is_generic():
+    receive("HELP")
+    (reply,) = replies(Message.Kind.HELP_REPLY)
+    assert "STOP" in reply.body
+
+
+def test_customer_care_message_changes_nothing_and_gets_no_reply(topic):
+    consent = subscribe(topic)
+    result = receive("stop sending me the red one please")
+    assert result.intent.kind == "none"
+    assert result.message.body == "stop sending me the red one please"
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+    assert replies() == []
+
+
+def test_suppressed_numbers_get_no_reply_and_no_opt_in(topic):
+    contact = services.contact_get_or_create(phone=PHONE)
+    Suppression.objects.create(phone_pseudonym=contact.phone_pseudonym, reason="invalid_number")
+    receive("JOIN PROMO")
+    receive("STOP")
+    receive("HELP")
+    assert not topic.consents.exists()
+    assert replies() == []
+
+
+def test_reply_texts_are_configurable(topic, settings):
+    settings.CONSENT_REPLY_TEXTS = {"stop_all": "Bye from Acme. START to come back."}
+    subscribe(topic)
+    receive("STOP")
+    assert replies(Message.Kind.STOP_REPLY)[0].body == "Bye from Acme. START to come back."
+
+
+def test_configured_keywords_apply(topic, settings):
+    settings.CONSENT_KEYWORDS = {**settings.CONSENT_KEYWORDS, "stop": ["HALT"]}
+    consent = subscribe(topic)
+    receive("STOP")
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+    receive("halt")
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.REVOKED
+
+
+@pytest.mark.parametrize("text", ["STOP", "START", "JOIN PROMO", "PROMO", "YES", "HELP", "hello"])
+def test_at_most_one_reply_and_never_promotional(topic, text, run_on_commit):
+    subscribe(topic)
+    before = set(Message.objects.values_list("pk", flat=True))
+    with run_on_commit():
+        result = receive(text)
+    new = Message.objects.exclude(pk__in=before).filter(direction=Message.Direction.OUTBOUND)
+    assert all(m.kind in TRANSACTIONAL for m in new)
+    assert new.exclude(kind=Message.Kind.CONFIRMATION_PROMPT).count() <= 1
+    assert all(m.status == Message.Status.SENT for m in new)
+    assert len(result.replies) <= 1
+
+
+def test_button_payload_wins_over_its_label(topic):
+    subscribe(topic, channel="whatsapp", phone="+33612345678")
+    result = receive("Yes please stop", phone="+33612345678", channel="whatsapp", payload="STOP", kind="button")
+    assert result.intent.kind == "stop"
+
+
+def test_label_is_used_when_the_payload_is_no_keyword(topic):
+    services.optin_request(phone="+33612345678", topic=topic, channel="whatsapp", source=Source.API, evidence={"ip": "192.0.2.1"})
+    result = receive("Oui", phone="+33612345678", channel="whatsapp", payload="btn-1", kind="interactive")
+    assert result.intent.kind == "confirm"
+    assert topic.consents.get().status == ConsentStatus.ACTIVE
