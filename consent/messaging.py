@@ -99,15 +99,19 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     )
     try:
         result = get_provider(message.channel).send(outgoing)
+    except PermanentProviderError as exc:
+        if exc.outcome_unknown:
+            return _record_unknown(message, exc)
+        _record_permanent_failure(message, exc)
+        return "failed"
     except TransientProviderError as exc:
+        if exc.outcome_unknown:
+            return _record_unknown(message, exc)
         status = Message.Status.FAILED if final_attempt else Message.Status.QUEUED
         Message.objects.filter(pk=message.pk).update(status=status, error_code=exc.code, error_message=str(exc)[:255])
         if final_attempt:
             return "failed"
         raise
-    except PermanentProviderError as exc:
-        _record_permanent_failure(message, exc)
-        return "failed"
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(
             status=Message.Status.SENT, provider_message_id=result.provider_message_id, sent_at=timezone.now(),
@@ -124,6 +128,14 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
                                    "provider": get_provider(message.channel).name,
                                    "template": (message.template or {}).get("name")})
     return "sent"
+
+
+def _record_unknown(message: Message, exc) -> str:
+    """The provider may have taken the message (read timeout, unreadable reply): never resend it."""
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.UNKNOWN, error_code=exc.code,
+                                                 error_message=str(exc)[:255], status_at=timezone.now())
+    logger.warning("message %s outcome unknown (%s); not resent", message.pk, exc.code)
+    return "unknown"
 
 
 def _record_permanent_failure(message: Message, exc: PermanentProviderError) -> None:

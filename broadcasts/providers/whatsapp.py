@@ -34,7 +34,7 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
-from .twilio import new_session, parse_retry_after, per_process, transport_error
+from .http import new_session, parse_retry_after, per_process, transport_error
 
 DEFAULT_API_BASE = "https://graph.facebook.com/v23.0"
 DEFAULT_TIMEOUT = (3.05, 10.0)

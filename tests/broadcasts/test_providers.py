@@ -18,7 +18,8 @@ from broadcasts.providers import (
     TransientProviderError,
     get_provider,
 )
-from broadcasts.providers.twilio import TwilioProvider, parse_retry_after
+from broadcasts.providers.http import parse_retry_after
+from broadcasts.providers.twilio import TwilioProvider
 from broadcasts.providers.whatsapp import WhatsAppCloudProvider
 
 TWILIO_BASE = "https://twilio.test"
