@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/", include("consent.urls")),
     path("api/v1/", include("broadcasts.urls")),
     path("webhooks/", include("consent.webhooks.urls")),
+    path("optin/", include("consent.optin.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz/", health.healthz, name="healthz"),

@@ -1,0 +1,1 @@
+"""The hosted opt-in page: a real web form for double opt-in, with SMS-pumping protection."""
