@@ -5,6 +5,7 @@ from celery import shared_task
 from broadcasts.providers import TransientProviderError
 
 from . import messaging, services
+from .audit.tasks import ledger_checkpoint_task  # noqa: F401  (registered for autodiscovery)
 
 MESSAGE_MAX_RETRIES = 8
 

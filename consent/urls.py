@@ -1,6 +1,7 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import apis
+from .audit import apis as audit_apis
 
 urlpatterns = [
     path("topics/", apis.TopicListApi.as_view(), name="topic-list"),
@@ -13,4 +14,7 @@ urlpatterns = [
     path("consents/import/", apis.ConsentImportApi.as_view(), name="consent-import"),
     path("contacts/", apis.ContactListApi.as_view(), name="contact-list"),
     path("contacts/<str:phone>/", apis.ContactDetailApi.as_view(), name="contact-detail"),
+    path("contacts/<str:phone>/proof/", audit_apis.ContactProofApi.as_view(), name="contact-proof"),
+    path("contacts/<str:phone>/erase/", audit_apis.ContactEraseApi.as_view(), name="contact-erase"),
+    path("audit/", include("consent.audit.urls")),
 ]

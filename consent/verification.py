@@ -1,10 +1,22 @@
-"""Verify the ledger: recompute every hash, check sequence continuity and links, in constant memory."""
+"""Verify the ledger: recompute every hash, check sequence continuity, links and the recorded head.
+
+Verification streams the chain in keyset-paginated chunks of plain tuples (constant memory, no
+long-lived cursor or transaction), and can resume from the latest valid signed checkpoint so that
+daily runs only walk what was appended since. A full run also holds the chain to that checkpoint,
+so a chain rewritten consistently from some point on is still caught.
+"""
 
 from dataclasses import dataclass, field
 
-from .hashing import GENESIS_HASH, chain_hash
-from .ledger import chained_fields, ledger_head
+from django.db.models import Count, Max
+
+from .hashing import GENESIS_HASH, chain_hash, format_instant
+from .ledger import ledger_head
 from .models import ConsentEvent
+
+# The columns verification reads, in this order (chained fields, then the two hashes).
+ROW_FIELDS = ("seq", "uuid", "occurred_at", "recorded_at", "kind", "subject", "topic_slug", "channel", "source",
+              "actor", "text_version", "text_sha256", "evidence", "prev_hash", "hash")
 
 
 @dataclass
@@ -16,44 +28,144 @@ class VerificationReport:
     first_bad_seq: int | None = None
     problem: str = ""
     checked_from_seq: int = 1
+    checkpoint: dict | None = None
     details: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {
+        data = {
             "ok": self.ok,
             "events": self.events,
             "head": {"seq": self.head_seq, "hash": self.head_hash},
-            "first_bad_seq": self.first_bad_seq,
-            "problem": self.problem,
             "checked_from_seq": self.checked_from_seq,
+            "checkpoint": self.checkpoint,
         }
+        if not self.ok:
+            data["first_bad_seq"] = self.first_bad_seq
+            data["problem"] = self.problem
+        return data
+
+    def summary(self) -> str:
+        if self.ok:
+            since = f" from sequence {self.checked_from_seq}" if self.checked_from_seq > 1 else ""
+            return (f"Ledger intact: {self.events} events verified{since}; head #{self.head_seq} {self.head_hash}.")
+        return f"Ledger NOT intact: first bad sequence number {self.first_bad_seq}: {self.problem}"
 
 
-def verify_chain(*, start_seq: int = 1, start_prev_hash: str = GENESIS_HASH, chunk_size: int = 5000) -> VerificationReport:
-    """Walk the chain from `start_seq` (whose prev_hash must be `start_prev_hash`) to the recorded head."""
-    expected_seq, prev_hash, count = start_seq, start_prev_hash, 0
+def chained_fields_from_row(row: tuple) -> dict:
+    """The chained fields of an event read as a ROW_FIELDS tuple (same result as ledger.chained_fields)."""
+    return {
+        "seq": row[0],
+        "uuid": str(row[1]),
+        "occurred_at": format_instant(row[2]),
+        "recorded_at": format_instant(row[3]),
+        "kind": row[4],
+        "subject": row[5],
+        "topic": row[6],
+        "channel": row[7],
+        "source": row[8],
+        "actor": row[9],
+        "text_version": row[10],
+        "text_sha256": row[11],
+        "evidence": row[12],
+    }
+
+
+def event_rows(*, after_seq: int, upto_seq: int, chunk_size: int = 10000, queryset=None):
+    """ROW_FIELDS tuples with after_seq < seq <= upto_seq, in sequence order, fetched chunk by chunk."""
+    base = (queryset if queryset is not None else ConsentEvent.objects.all()).order_by("seq")
+    last = after_seq
+    while True:
+        chunk = list(base.filter(seq__gt=last, seq__lte=upto_seq).values_list(*ROW_FIELDS)[:chunk_size])
+        if not chunk:
+            return
+        yield from chunk
+        last = chunk[-1][0]
+        if len(chunk) < chunk_size:
+            return
+
+
+def verify_chain(*, start_seq: int = 1, start_prev_hash: str = GENESIS_HASH, chunk_size: int = 10000,
+                 anchor: tuple[int, str] | None = None) -> VerificationReport:
+    """Walk the chain from `start_seq` (whose prev_hash must be `start_prev_hash`) to the recorded head.
+
+    `anchor` is a signed (seq, hash) the chain must still pass through, when the walk reaches it.
+    """
     head_seq, head_hash = ledger_head()
-    qs = ConsentEvent.objects.filter(seq__gte=start_seq).order_by("seq")
+    expected_seq, prev_hash, count = start_seq, start_prev_hash, 0
 
     def bad(seq, problem):
         return VerificationReport(ok=False, events=count, head_seq=head_seq, head_hash=head_hash,
                                   first_bad_seq=seq, problem=problem, checked_from_seq=start_seq)
 
-    for event in qs.iterator(chunk_size=chunk_size):
-        if event.seq != expected_seq:
-            if event.seq > expected_seq:
-                return bad(expected_seq, f"sequence gap: event {expected_seq} is missing (next is {event.seq})")
-            return bad(event.seq, f"duplicate or out-of-order sequence number {event.seq}")
-        if event.prev_hash != prev_hash:
-            return bad(event.seq, "prev_hash does not match the previous event's hash (an event was removed or inserted)")
-        if chain_hash(prev_hash, chained_fields(event)) != event.hash:
-            return bad(event.seq, "hash does not match the event's content (the event was changed)")
-        prev_hash = event.hash
+    for row in event_rows(after_seq=start_seq - 1, upto_seq=head_seq, chunk_size=chunk_size):
+        seq = row[0]
+        if seq != expected_seq:
+            return bad(expected_seq, f"sequence gap: event {expected_seq} is missing (next is {seq})")
+        if row[13] != prev_hash:
+            return bad(seq, "prev_hash does not match the previous event's hash (an event was removed or inserted)")
+        if chain_hash(prev_hash, chained_fields_from_row(row)) != row[14]:
+            return bad(seq, "hash does not match the event's content (the event was changed)")
+        if anchor is not None and seq == anchor[0] and row[14] != anchor[1]:
+            return bad(seq, "the chain no longer passes through the signed checkpoint at this sequence number")
+        prev_hash = row[14]
         expected_seq += 1
         count += 1
     last_seq = expected_seq - 1
-    if head_seq != last_seq or (last_seq >= start_seq and head_hash != prev_hash):
-        if head_seq > last_seq:
-            return bad(last_seq + 1, f"events after {last_seq} are missing (the recorded head is {head_seq})")
-        return bad(last_seq, "the recorded chain head does not match the last event")
+    if last_seq < head_seq:
+        return bad(last_seq + 1, f"events from {last_seq + 1} on are missing (the recorded head is {head_seq})")
+    if last_seq >= start_seq and head_hash != prev_hash:
+        return bad(head_seq, "the recorded chain head does not match the last event")
+    problem = _rows_outside_chain(start_seq, head_seq)
+    if problem:
+        return bad(*problem)
     return VerificationReport(ok=True, events=count, head_seq=head_seq, head_hash=head_hash, checked_from_seq=start_seq)
+
+
+def _rows_outside_chain(start_seq: int, head_seq: int) -> tuple[int, str] | None:
+    """Rows the walk cannot see: beyond the recorded head, duplicated or non-positive sequence numbers."""
+    # Read the highest sequence first, then the head: a legitimate append commits its event and
+    # the head together, so a committed event above the head read afterwards was not appended by us.
+    max_seq = ConsentEvent.objects.aggregate(m=Max("seq"))["m"] or 0
+    head_now, _ = ledger_head()
+    if max_seq > head_now:
+        return head_now + 1, f"event {max_seq} lies beyond the recorded chain head {head_now} (inserted behind the application's back)"
+    low = 1 if start_seq == 1 else start_seq
+    in_range = ConsentEvent.objects.filter(seq__lte=head_seq)
+    if start_seq > 1:
+        in_range = in_range.filter(seq__gte=low)
+    expected = head_seq - low + 1 if head_seq >= low else 0
+    if in_range.count() != expected:
+        stray = in_range.filter(seq__lt=1).order_by("seq").values_list("seq", flat=True).first()
+        if stray is not None:
+            return stray, f"event with an impossible sequence number {stray}"
+        dup = (in_range.values("seq").annotate(n=Count("id")).filter(n__gt=1).order_by("seq")
+               .values_list("seq", flat=True).first())
+        if dup is not None:
+            return dup, f"sequence number {dup} is used by more than one event"
+        return low, "the number of events does not match the sequence numbers"
+    return None
+
+
+def verify_ledger(*, resume: bool = False, chunk_size: int = 10000) -> VerificationReport:
+    """Verify the ledger in full, or (resume=True) from the latest valid signed checkpoint on."""
+    from .audit.checkpoints import latest_valid_checkpoint
+
+    found = latest_valid_checkpoint()
+    if found is None:
+        return verify_chain(chunk_size=chunk_size)
+    checkpoint, matches = found
+    info = checkpoint_info(checkpoint)
+    if resume and matches:
+        report = verify_chain(start_seq=checkpoint.seq + 1, start_prev_hash=checkpoint.hash, chunk_size=chunk_size)
+    else:
+        report = verify_chain(chunk_size=chunk_size, anchor=(checkpoint.seq, checkpoint.hash))
+        if report.ok and not matches:
+            report.ok, report.first_bad_seq = False, checkpoint.seq
+            report.problem = "the event at the signed checkpoint no longer matches it"
+    report.checkpoint = info
+    return report
+
+
+def checkpoint_info(checkpoint) -> dict:
+    return {"seq": checkpoint.seq, "hash": checkpoint.hash, "signed_at": format_instant(checkpoint.signed_at),
+            "signature": checkpoint.signature}

@@ -156,6 +156,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "consent-expire-due": {"task": "consent.tasks.consents_expire_due_task", "schedule": 300.0},
     "messages-mark-stale-unknown": {"task": "consent.tasks.messages_mark_stale_unknown_task", "schedule": 300.0},
+    "ledger-checkpoint": {"task": "consent.audit.tasks.ledger_checkpoint_task", "schedule": 900.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -216,7 +217,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every handler masks phone numbers, tokens, Authorization headers and provider secrets.
+    "filters": {"personal_data": {"()": "config.logging.PersonalDataFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["personal_data"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

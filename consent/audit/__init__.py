@@ -1,0 +1,1 @@
+"""Audit: signed checkpoints, verification, exports, per-contact proofs and erasure for auditors."""

@@ -1,0 +1,252 @@
+"""Audit HTTP API: ledger events, verification, streamed exports, texts, the public key, proofs, erasure."""
+
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.template.loader import render_to_string
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent import services
+from consent.erasure import contact_erase
+from consent.hashing import format_instant, text_sha256
+from consent.ledger import ledger_head, pseudonym_for
+from consent.models import ConsentEvent, EventKind, LedgerCheckpoint, TopicText, actor_for
+from consent.permissions import IsAdminRole, IsAuditorOrAdmin
+from consent.verification import verify_ledger
+
+from . import signing
+from .checkpoints import checkpoint_as_dict, checkpoint_signature_valid
+from .export import CONTENT_TYPES, FORMATS, ExportFilters, ExportStream, event_record, filters_from_params
+from .proof import contact_for_proof, contact_proof
+
+
+class FormatParameterIgnored(DefaultContentNegotiation):
+    """Always JSON: these views read `?format=` themselves (csv, jsonl, html) instead of DRF's renderer switch."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = renderers[0]
+        return renderer, renderer.media_type
+
+
+def _flag(params, name: str) -> bool:
+    value = (params.get(name) or "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValidationError({name: "true or false."})
+
+
+EVENT_FILTER_PARAMETERS = [
+    OpenApiParameter("phone", str, description="E.164 number (also finds erased contacts' events)."),
+    OpenApiParameter("topic", str), OpenApiParameter("channel", str), OpenApiParameter("kind", str),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="occurred_at ≥ since"),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="occurred_at < until"),
+]
+
+
+class EventRecordSerializer(serializers.Serializer):
+    """One ledger event as exported (documented in docs/audit.md)."""
+
+    sequence = serializers.IntegerField()
+    event_id = serializers.UUIDField()
+    occurred_at = serializers.CharField()
+    recorded_at = serializers.CharField()
+    kind = serializers.CharField()
+    phone = serializers.CharField()
+    subject = serializers.CharField()
+    topic = serializers.CharField()
+    channel = serializers.CharField()
+    source = serializers.CharField()
+    actor = serializers.CharField()
+    text_version = serializers.IntegerField(allow_null=True)
+    text_sha256 = serializers.CharField()
+    evidence = serializers.DictField()
+    prev_hash = serializers.CharField()
+    hash = serializers.CharField()
+
+
+class EventCursorPagination(CursorPagination):
+    ordering = "seq"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class AuditEventListApi(APIView):
+    """Ledger events in sequence order, filtered, cursor-paginated (auditors and admins)."""
+
+    permission_classes = [IsAuditorOrAdmin]
+
+    @extend_schema(parameters=EVENT_FILTER_PARAMETERS, responses=EventRecordSerializer(many=True))
+    def get(self, request):
+        params = request.query_params
+        filters = filters_from_params(params)
+        extra, errors = {}, {}
+        if params.get("kind"):
+            if params["kind"] not in EventKind.values:
+                errors["kind"] = f"One of {', '.join(EventKind.values)}."
+            extra["kind"] = params["kind"]
+        if params.get("phone"):
+            try:
+                extra["subject"] = pseudonym_for(services.phone_normalise(params["phone"]))
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+        if errors:
+            raise ValidationError(errors)
+        filters = ExportFilters(**{**filters.__dict__, **extra})
+        queryset = filters.apply(ConsentEvent.objects.select_related("contact"))
+        paginator = EventCursorPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response([event_record(event) for event in page])
+
+
+class AuditVerifyApi(APIView):
+    """Verify the whole chain (or, with ?resume=true, from the latest valid signed checkpoint)."""
+
+    permission_classes = [IsAuditorOrAdmin]
+
+    @extend_schema(parameters=[OpenApiParameter("resume", bool)],
+                   responses=inline_serializer("VerifyReport", {
+                       "ok": serializers.BooleanField(), "events": serializers.IntegerField(),
+                       "head": serializers.DictField(), "first_bad_seq": serializers.IntegerField(required=False),
+                       "problem": serializers.CharField(required=False),
+                       "checked_from_seq": serializers.IntegerField(), "checkpoint": serializers.DictField()}))
+    def get(self, request):
+        report = verify_ledger(resume=_flag(request.query_params, "resume"))
+        return Response(report.as_dict())
+
+
+class AuditExportApi(APIView):
+    """The ledger (or part of it) as CSV or JSON Lines, streamed up to the head at request time."""
+
+    permission_classes = [IsAuditorOrAdmin]
+    content_negotiation_class = FormatParameterIgnored
+
+    @extend_schema(parameters=[OpenApiParameter("format", str, enum=FORMATS)] + [
+        p for p in EVENT_FILTER_PARAMETERS if p.name in ("since", "until", "topic", "channel")],
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/x-ndjson"): OpenApiTypes.STR})
+    def get(self, request):
+        fmt = request.query_params.get("format") or "csv"
+        if fmt not in FORMATS:
+            raise ValidationError({"format": f"One of {', '.join(FORMATS)}."})
+        filters = filters_from_params(request.query_params)
+        head_seq, head_hash = ledger_head()
+        stream = ExportStream(fmt=fmt, filters=filters, upto_seq=head_seq)
+        response = StreamingHttpResponse(iter(stream), content_type=CONTENT_TYPES[fmt])
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response["Content-Disposition"] = f'attachment; filename="consent-ledger-{stamp}.{fmt}"'
+        response["X-Ledger-Head-Seq"] = str(head_seq)
+        response["X-Ledger-Head-Hash"] = head_hash
+        return response
+
+
+class AuditTextListApi(APIView):
+    """Every version of every topic's texts with its SHA-256, to resolve an event's text_sha256."""
+
+    permission_classes = [IsAuditorOrAdmin]
+
+    @extend_schema(responses=inline_serializer("AuditText", {
+        "topic": serializers.CharField(), "version": serializers.IntegerField(),
+        "consent_text": serializers.CharField(), "confirmation_message": serializers.CharField(),
+        "help_message": serializers.CharField(), "sha256": serializers.CharField(),
+        "sha256_ok": serializers.BooleanField(), "created_at": serializers.CharField(),
+        "created_by": serializers.CharField()}, many=True))
+    def get(self, request):
+        texts = TopicText.objects.select_related("topic").order_by("topic__slug", "version")
+        return Response([
+            {"topic": t.topic.slug, "version": t.version, "consent_text": t.consent_text,
+             "confirmation_message": t.confirmation_message, "help_message": t.help_message, "sha256": t.sha256,
+             "sha256_ok": text_sha256(t.consent_text, t.confirmation_message, t.help_message) == t.sha256,
+             "created_at": format_instant(t.created_at), "created_by": t.created_by}
+            for t in texts
+        ])
+
+
+class AuditPublicKeyApi(APIView):
+    """The Ed25519 public key that signs checkpoints, manifests and proofs (public), and the latest checkpoint."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=inline_serializer("AuditPublicKey", {
+        "algorithm": serializers.CharField(), "key_id": serializers.CharField(),
+        "public_key": serializers.CharField(), "latest_checkpoint": serializers.DictField(allow_null=True)}))
+    def get(self, request):
+        latest = None
+        for checkpoint in LedgerCheckpoint.objects.order_by("-seq", "-signed_at")[:10]:
+            if checkpoint_signature_valid(checkpoint):
+                latest = checkpoint_as_dict(checkpoint)
+                break
+        return Response({"algorithm": signing.ALGORITHM, "key_id": signing.key_id(),
+                         "public_key": signing.public_key_pem(), "latest_checkpoint": latest})
+
+
+def _contact_or_404(phone: str):
+    try:
+        e164 = services.phone_normalise(phone)
+    except ValidationError:
+        raise Http404("No contact with this phone number.") from None
+    contact = contact_for_proof(e164)
+    if contact is None:
+        raise Http404("No contact with this phone number.")
+    return contact
+
+
+class ContactProofApi(APIView):
+    """A contact's signed proof of consent (JSON, or ?format=html for a printable page)."""
+
+    permission_classes = [IsAuditorOrAdmin]
+    content_negotiation_class = FormatParameterIgnored
+
+    @extend_schema(parameters=[OpenApiParameter("format", str, enum=["json", "html"])],
+                   responses={200: OpenApiTypes.OBJECT, (200, "text/html"): OpenApiTypes.STR})
+    def get(self, request, phone):
+        fmt = request.query_params.get("format") or "json"
+        if fmt not in ("json", "html"):
+            raise ValidationError({"format": "json or html."})
+        proof = contact_proof(contact=_contact_or_404(phone))
+        if fmt == "html":
+            html = render_to_string("consent/proof.html", {"proof": proof})
+            response = HttpResponse(html, content_type="text/html; charset=utf-8")
+            if _flag(request.query_params, "download"):
+                response["Content-Disposition"] = f'attachment; filename="consent-proof-{proof["contact"]["subject"][:12]}.html"'
+            return response
+        return Response(proof)
+
+
+class ContactEraseApi(APIView):
+    """Erase a contact's number and attributes (admin); the ledger and a suppression entry stay."""
+
+    permission_classes = [IsAdminRole]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        phone = serializers.CharField()
+        erased_at = serializers.CharField()
+        already_erased = serializers.BooleanField()
+        suppressed = serializers.BooleanField()
+        consents_revoked = serializers.IntegerField()
+        events_kept = serializers.IntegerField()
+        event = serializers.DictField(allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request, phone):
+        contact = _contact_or_404(phone)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = contact_erase(contact=contact, actor=actor_for(request.user), reason=data.validated_data["reason"])
+        return Response(self.OutputSerializer({
+            "phone": "[erased]", "erased_at": format_instant(result.contact.erased_at),
+            "already_erased": result.event is None, "suppressed": True, "consents_revoked": result.revoked,
+            "events_kept": result.events_kept,
+            "event": {"seq": result.event.seq, "hash": result.event.hash} if result.event else None,
+        }).data)

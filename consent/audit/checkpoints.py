@@ -1,0 +1,94 @@
+"""Signed checkpoints: an Ed25519 signature over the chain head (sequence, hash, time).
+
+A checkpoint is only ever signed over a head that verification has just accepted. Its row is not
+trusted by itself: a checkpoint counts only if its signature verifies with the configured key.
+"""
+
+import logging
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from consent.hashing import chain_hash, format_instant
+from consent.models import ConsentEvent, LedgerCheckpoint
+
+from . import signing
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_TYPE = "consent-ledger-checkpoint"
+
+
+def checkpoint_payload(*, seq: int, hash: str, signed_at: datetime) -> dict:
+    """What a checkpoint signature covers."""
+    return {"type": CHECKPOINT_TYPE, "seq": seq, "hash": hash, "signed_at": format_instant(signed_at)}
+
+
+def checkpoint_signature_valid(checkpoint: LedgerCheckpoint) -> bool:
+    payload = checkpoint_payload(seq=checkpoint.seq, hash=checkpoint.hash, signed_at=checkpoint.signed_at)
+    return signing.signature_valid(payload, checkpoint.signature)
+
+
+def latest_valid_checkpoint(*, scan: int = 50) -> tuple[LedgerCheckpoint, bool] | None:
+    """The newest checkpoint signed by the current key, and whether the ledger still matches it.
+
+    "Matches" means the event at the checkpoint's sequence number still carries the signed hash
+    and that hash still recomputes from the event's content and prev_hash.
+    """
+    from consent.verification import ROW_FIELDS, chained_fields_from_row
+
+    for checkpoint in LedgerCheckpoint.objects.order_by("-seq", "-signed_at")[:scan]:
+        if not checkpoint_signature_valid(checkpoint):
+            logger.warning("ledger checkpoint %s at seq %s has an invalid signature; ignored", checkpoint.pk, checkpoint.seq)
+            continue
+        rows = list(ConsentEvent.objects.filter(seq=checkpoint.seq).values_list(*ROW_FIELDS)[:2])
+        matches = (
+            len(rows) == 1
+            and rows[0][14] == checkpoint.hash
+            and chain_hash(rows[0][13], chained_fields_from_row(rows[0])) == checkpoint.hash
+        )
+        return checkpoint, matches
+    return None
+
+
+class LedgerNotIntact(Exception):
+    """Verification failed, so the head must not be signed."""
+
+    def __init__(self, report):
+        super().__init__(report.summary())
+        self.report = report
+
+
+def checkpoint_create(*, now: datetime | None = None) -> LedgerCheckpoint | None:
+    """Verify (from the last checkpoint) and sign the current head; reuse a checkpoint already at the head.
+
+    Returns None on an empty ledger; raises LedgerNotIntact if verification fails.
+    """
+    from consent.verification import verify_ledger
+
+    report = verify_ledger(resume=True)
+    if not report.ok:
+        logger.error("not signing a checkpoint: %s", report.summary())
+        raise LedgerNotIntact(report)
+    if report.head_seq == 0:
+        return None
+    existing = LedgerCheckpoint.objects.filter(Q(seq=report.head_seq) & Q(hash=report.head_hash)).order_by("-signed_at")
+    for checkpoint in existing[:5]:
+        if checkpoint_signature_valid(checkpoint):
+            return checkpoint
+    signed_at = now or timezone.now()
+    payload = checkpoint_payload(seq=report.head_seq, hash=report.head_hash, signed_at=signed_at)
+    return LedgerCheckpoint.objects.create(
+        seq=report.head_seq, hash=report.head_hash, signed_at=signed_at,
+        signature=signing.sign(payload), public_key=signing.public_key_pem(),
+    )
+
+
+def checkpoint_as_dict(checkpoint: LedgerCheckpoint) -> dict:
+    """A checkpoint as published: the signed payload, its signature and the key that made it."""
+    return {
+        **checkpoint_payload(seq=checkpoint.seq, hash=checkpoint.hash, signed_at=checkpoint.signed_at),
+        "signature": checkpoint.signature,
+        "key_id": signing.key_id(),
+    }

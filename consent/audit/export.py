@@ -1,0 +1,321 @@
+"""Ledger exports (CSV and JSON Lines), streamed in constant memory, and their signed manifests.
+
+Both formats carry every chained field exactly as the hash saw it, so anyone can recompute each
+event's hash without the database (see docs/audit.md and tools/verify_export.py). CSV is made safe
+for spreadsheets by a reversible rule: a cell that starts with = + - @ TAB CR or ' gets one
+leading ' added; a verifier removes one leading ' from any cell that starts with it.
+"""
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, time, timezone as dt_timezone
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from consent.hashing import GENESIS_HASH, format_instant
+from consent.ledger import ledger_head
+from consent.models import Channel, ConsentEvent, Topic, TopicText
+from consent.verification import ROW_FIELDS, event_rows
+
+from . import signing
+
+EXPORT_FORMAT_VERSION = "consent-ledger-export/1"
+FORMATS = ("csv", "jsonl")
+COLUMNS = ("sequence", "event_id", "occurred_at", "recorded_at", "kind", "phone", "subject", "topic", "channel",
+           "source", "actor", "text_version", "text_sha256", "evidence", "prev_hash", "hash")
+ERASED = "[erased]"
+EXPORT_ROW_FIELDS = ROW_FIELDS + ("contact__phone",)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "'")
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+
+
+# --- filters --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    since: datetime | None = None
+    until: datetime | None = None
+    topic: str | None = None
+    channel: str | None = None
+    kind: str | None = None
+    subject: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "since": format_instant(self.since) if self.since else None,
+            "until": format_instant(self.until) if self.until else None,
+            "topic": self.topic,
+            "channel": self.channel,
+        }
+
+    @property
+    def is_empty(self) -> bool:
+        return not any([self.since, self.until, self.topic, self.channel, self.kind, self.subject])
+
+    def apply(self, queryset):
+        if self.since:
+            queryset = queryset.filter(occurred_at__gte=self.since)
+        if self.until:
+            queryset = queryset.filter(occurred_at__lt=self.until)
+        if self.topic:
+            queryset = queryset.filter(topic_slug=self.topic)
+        if self.channel:
+            queryset = queryset.filter(channel=self.channel)
+        if self.kind:
+            queryset = queryset.filter(kind=self.kind)
+        if self.subject:
+            queryset = queryset.filter(subject=self.subject)
+        return queryset
+
+
+def parse_instant(value: str, field_name: str) -> datetime:
+    """An ISO 8601 date or date-time (naive means UTC), or a ValidationError naming the field."""
+    value = (value or "").strip()
+    try:
+        parsed = parse_datetime(value)
+        if parsed is None:
+            day = parse_date(value)
+            parsed = datetime.combine(day, time.min) if day is not None else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValidationError({field_name: "Give an ISO 8601 date or date-time, such as 2026-01-31T00:00:00Z."})
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=dt_timezone.utc)
+    return parsed
+
+
+def filters_from_params(params, *, allowed=("since", "until", "topic", "channel")) -> ExportFilters:
+    """Validated filters from query parameters or command options (a ValidationError on bad input)."""
+    values, errors = {}, {}
+    for name in ("since", "until"):
+        if name in allowed and params.get(name):
+            try:
+                values[name] = parse_instant(params[name], name)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+    if "topic" in allowed and params.get("topic"):
+        if not Topic.objects.filter(slug=params["topic"]).exists():
+            errors["topic"] = f"Unknown topic {params['topic'][:64]!r}."
+        values["topic"] = params["topic"]
+    if "channel" in allowed and params.get("channel"):
+        if params["channel"] not in Channel.values:
+            errors["channel"] = f"One of {', '.join(Channel.values)}."
+        values["channel"] = params["channel"]
+    if not errors and values.get("since") and values.get("until") and values["since"] >= values["until"]:
+        errors["until"] = "Must be later than since."
+    if errors:
+        raise ValidationError(errors)
+    return ExportFilters(**values)
+
+
+# --- rows -----------------------------------------------------------------------------------
+
+
+def canonical_evidence(evidence) -> str:
+    return json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def export_record(row: tuple) -> dict:
+    """An EXPORT_ROW_FIELDS tuple as the documented record (JSON types)."""
+    return {
+        "sequence": row[0],
+        "event_id": str(row[1]),
+        "occurred_at": format_instant(row[2]),
+        "recorded_at": format_instant(row[3]),
+        "kind": row[4],
+        "phone": row[15] or ERASED,
+        "subject": row[5],
+        "topic": row[6],
+        "channel": row[7],
+        "source": row[8],
+        "actor": row[9],
+        "text_version": row[10],
+        "text_sha256": row[11],
+        "evidence": row[12],
+        "prev_hash": row[13],
+        "hash": row[14],
+    }
+
+
+def event_record(event: ConsentEvent) -> dict:
+    """A model instance (with contact loaded) as the documented record."""
+    return export_record(tuple(getattr(event, f) for f in ROW_FIELDS) + (event.contact.phone,))
+
+
+def neutralise_cell(value: str) -> str:
+    """Defuse spreadsheet formulas, reversibly: one leading ' before a risky first character (or a ')."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def csv_cells(record: dict) -> list[str]:
+    cells = []
+    for name in COLUMNS:
+        value = record[name]
+        if name == "evidence":
+            value = canonical_evidence(value)
+        elif value is None:
+            value = ""
+        cells.append(neutralise_cell(str(value)))
+    return cells
+
+
+# --- streams --------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportStream:
+    """Iterates the export as bytes chunks and keeps count, first/last sequence and SHA-256 as it goes."""
+
+    fmt: str
+    filters: ExportFilters
+    upto_seq: int
+    chunk_size: int = 5000
+    count: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    size: int = 0
+    digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+
+    def __post_init__(self):
+        if self.fmt not in FORMATS:
+            raise ValidationError({"format": f"One of {', '.join(FORMATS)}."})
+
+    def __iter__(self):
+        queryset = self.filters.apply(ConsentEvent.objects.all())
+        rows = event_rows(after_seq=0, upto_seq=self.upto_seq, chunk_size=self.chunk_size, queryset=queryset)
+        rows = _with_phone(rows, self.chunk_size, queryset)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+        if self.fmt == "csv":
+            buffer.write("\ufeff")  # a BOM, so that spreadsheets read the file as UTF-8
+            writer.writerow(COLUMNS)
+        pending = 0
+        for row in rows:
+            record = export_record(row)
+            if self.fmt == "csv":
+                writer.writerow(csv_cells(record))
+            else:
+                buffer.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+                buffer.write("\n")
+            if self.first_seq is None:
+                self.first_seq = row[0]
+            self.last_seq = row[0]
+            self.count += 1
+            pending += 1
+            if pending >= 1000:
+                yield self._take(buffer)
+                pending = 0
+        tail = self._take(buffer)
+        if tail:
+            yield tail
+
+    def _take(self, buffer: io.StringIO) -> bytes:
+        data = buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
+def _with_phone(rows, chunk_size, queryset):
+    """Add each event's current phone number (or None once erased) to the ROW_FIELDS tuples, chunk by chunk."""
+    from consent.models import Contact
+
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= chunk_size:
+            yield from _phones_for(batch, Contact)
+            batch = []
+    if batch:
+        yield from _phones_for(batch, Contact)
+
+
+def _phones_for(batch, Contact):
+    subjects = {row[5] for row in batch}
+    phones = dict(Contact.objects.filter(phone_pseudonym__in=subjects).values_list("phone_pseudonym", "phone"))
+    for row in batch:
+        yield row + (phones.get(row[5]),)
+
+
+# --- files and manifests ------------------------------------------------------------------------
+
+
+def texts_for_manifest() -> list[dict]:
+    """Every topic text version with its hash, so that each event's text_sha256 resolves to exact words."""
+    return [
+        {"topic": slug, "version": version, "consent_text": consent, "confirmation_message": confirmation,
+         "help_message": help_text, "sha256": sha, "created_at": format_instant(created)}
+        for slug, version, consent, confirmation, help_text, sha, created in TopicText.objects.order_by(
+            "topic__slug", "version").values_list("topic__slug", "version", "consent_text", "confirmation_message",
+                                                  "help_message", "sha256", "created_at")
+    ]
+
+
+@dataclass
+class ExportResult:
+    path: str
+    manifest_path: str
+    manifest: dict
+    ledger_problem: str = ""
+
+
+def export_to_file(*, path: str, fmt: str, filters: ExportFilters, chunk_size: int = 5000) -> ExportResult:
+    """Write the export and PATH.manifest.json (signed), bounded by a freshly verified, signed checkpoint.
+
+    If the ledger does not verify, the file is still written (it is evidence), but the manifest
+    carries no checkpoint and records the verification failure.
+    """
+    from .checkpoints import LedgerNotIntact, checkpoint_as_dict, checkpoint_create
+
+    ledger_problem, verification = "", None
+    try:
+        checkpoint = checkpoint_create()
+    except LedgerNotIntact as exc:
+        checkpoint, ledger_problem, verification = None, exc.report.summary(), exc.report.as_dict()
+    if checkpoint is not None:
+        head_seq, head_hash = checkpoint.seq, checkpoint.hash
+    else:
+        head_seq, head_hash = ledger_head() if ledger_problem else (0, GENESIS_HASH)
+    stream = ExportStream(fmt=fmt, filters=filters, upto_seq=head_seq, chunk_size=chunk_size)
+    partial = f"{path}.partial"
+    with open(partial, "wb") as handle:
+        for chunk in stream:
+            handle.write(chunk)
+    os.replace(partial, path)
+    manifest = {
+        "format": EXPORT_FORMAT_VERSION,
+        "file": os.path.basename(path),
+        "file_format": fmt,
+        "columns": list(COLUMNS),
+        "sha256": stream.digest.hexdigest(),
+        "bytes": stream.size,
+        "filters": filters.as_dict(),
+        "count": stream.count,
+        "first_seq": stream.first_seq,
+        "last_seq": stream.last_seq,
+        "chain_head": {"seq": head_seq, "hash": head_hash},
+        "checkpoint": checkpoint_as_dict(checkpoint) if checkpoint else None,
+        "ledger_verification": verification or {"ok": True},
+        "texts": texts_for_manifest(),
+        "generated_at": format_instant(timezone.now()),
+        "algorithm": signing.ALGORITHM,
+        "key_id": signing.key_id(),
+        "public_key": signing.public_key_pem(),
+    }
+    manifest["signature"] = signing.sign(manifest)
+    manifest_path = f"{path}.manifest.json"
+    with open(f"{manifest_path}.partial", "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+    os.replace(f"{manifest_path}.partial", manifest_path)
+    return ExportResult(path=path, manifest_path=manifest_path, manifest=manifest, ledger_problem=ledger_problem)

@@ -1,0 +1,102 @@
+"""The Ed25519 key that signs ledger checkpoints, export manifests and proofs.
+
+The private key comes from AUDIT_SIGNING_KEY (PEM, or the base64 of the 32 raw bytes). In
+development, when it is unset, a key is generated once under the ignored data folder
+(AUDIT_SIGNING_KEY_FILE); production settings refuse to start without the variable.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import threading
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+ALGORITHM = "Ed25519"
+_lock = threading.Lock()
+
+
+def canonical_json(payload: dict) -> bytes:
+    """The bytes a signature covers: JSON, sorted keys, no white space, UTF-8."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _parse_private_key(text: str) -> Ed25519PrivateKey:
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_private_key(text.replace("\\n", "\n").encode(), password=None)
+        else:
+            key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(text, validate=True))
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"AUDIT_SIGNING_KEY is not an Ed25519 private key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ImproperlyConfigured("AUDIT_SIGNING_KEY must be an Ed25519 private key.")
+    return key
+
+
+def _load_or_create_key_file(path) -> Ed25519PrivateKey:
+    with _lock:
+        if not os.path.exists(path):
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # O_EXCL: when two processes race to create the key, one wins and the other reads it.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(pem)
+        with open(path, encoding="ascii") as handle:
+            return _parse_private_key(handle.read())
+
+
+@lru_cache(maxsize=4)
+def _key_for(configured: str, path: str) -> Ed25519PrivateKey:
+    if configured:
+        return _parse_private_key(configured)
+    return _load_or_create_key_file(path)
+
+
+def private_key() -> Ed25519PrivateKey:
+    return _key_for(settings.AUDIT_SIGNING_KEY or "", str(settings.AUDIT_SIGNING_KEY_FILE))
+
+
+def public_key() -> Ed25519PublicKey:
+    return private_key().public_key()
+
+
+def public_key_pem(key: Ed25519PublicKey | None = None) -> str:
+    key = key or public_key()
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def key_id(key: Ed25519PublicKey | None = None) -> str:
+    """A short fingerprint of a public key: SHA-256 of its raw 32 bytes, first 16 hex digits."""
+    key = key or public_key()
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sign(payload: dict) -> str:
+    """Base64 Ed25519 signature over the canonical JSON of `payload`."""
+    return base64.b64encode(private_key().sign(canonical_json(payload))).decode("ascii")
+
+
+def signature_valid(payload: dict, signature: str, key: Ed25519PublicKey | None = None) -> bool:
+    """Whether `signature` is the current (or given) key's signature over `payload`."""
+    key = key or public_key()
+    try:
+        key.verify(base64.b64decode(signature, validate=True), canonical_json(payload))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True

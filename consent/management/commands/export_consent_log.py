@@ -1,0 +1,36 @@
+"""Export the consent ledger to FILE (CSV or JSON Lines) and write FILE.manifest.json, signed."""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from consent.audit.export import FORMATS, export_to_file, filters_from_params
+
+
+class Command(BaseCommand):
+    help = "Write the ledger (or a filtered part) to FILE and a signed FILE.manifest.json."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--format", choices=FORMATS, required=True)
+        parser.add_argument("--output", required=True, help="The file to write.")
+        parser.add_argument("--since", help="ISO 8601; events that occurred at or after it.")
+        parser.add_argument("--until", help="ISO 8601; events that occurred before it.")
+        parser.add_argument("--topic", help="A topic slug.")
+        parser.add_argument("--channel", help="sms or whatsapp.")
+
+    def handle(self, *args, **options):
+        try:
+            filters = filters_from_params({k: options.get(k) for k in ("since", "until", "topic", "channel")})
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"--{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        try:
+            result = export_to_file(path=options["output"], fmt=options["format"], filters=filters)
+        except OSError as exc:
+            raise CommandError(f"Cannot write {options['output']}: {exc}") from None
+        manifest = result.manifest
+        self.stdout.write(
+            f"Wrote {manifest['count']} events (sequence {manifest['first_seq']}..{manifest['last_seq']}) to "
+            f"{result.path}, manifest {result.manifest_path}; chain head #{manifest['chain_head']['seq']}."
+        )
+        if result.ledger_problem:
+            raise CommandError(f"The ledger does not verify, so the export has no signed checkpoint: "
+                               f"{result.ledger_problem}")
