@@ -1,0 +1,240 @@
+"""HTTP API for broadcasts: one view per endpoint; every role reads, marketers and admins write."""
+
+from datetime import timedelta
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from consent.models import actor_for
+from consent.permissions import IsMarketerOrAdmin, ReadAnyRoleWriteMarketer
+from consent.serializers import ChannelField, PhoneField, TopicSlugField
+
+from . import selectors, services
+from .models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+
+
+class BroadcastOutputSerializer(serializers.ModelSerializer):
+    topic = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Broadcast
+        fields = ["id", "name", "topic", "channel", "body", "template", "send_at", "local_time", "respect_quiet_hours",
+                  "frequency_cap", "status", "status_reason", "created_by", "created_at", "scheduled_at", "launched_at",
+                  "completed_at"]
+
+
+class BroadcastStatsSerializer(serializers.Serializer):
+    audience = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    deferred = serializers.IntegerField()
+    unknown = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+class BroadcastDetailSerializer(BroadcastOutputSerializer):
+    stats = serializers.SerializerMethodField()
+
+    class Meta(BroadcastOutputSerializer.Meta):
+        fields = [*BroadcastOutputSerializer.Meta.fields, "stats"]
+
+    @extend_schema_field(BroadcastStatsSerializer)
+    def get_stats(self, broadcast) -> dict:
+        return selectors.broadcast_stats(broadcast=broadcast)
+
+
+def _detail(broadcast: Broadcast, code=status.HTTP_200_OK) -> Response:
+    broadcast = Broadcast.objects.select_related("topic").get(pk=broadcast.pk)
+    return Response(BroadcastDetailSerializer(broadcast).data, status=code)
+
+
+def _broadcast(pk: int) -> Broadcast:
+    return get_object_or_404(Broadcast.objects.select_related("topic"), pk=pk)
+
+
+class TemplateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=16, default="en_US")
+    components = serializers.ListField(child=serializers.DictField(), required=False, default=list, max_length=20)
+
+
+class BroadcastListApi(APIView):
+    """List broadcasts (newest first, ?status=), or create a draft."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        topic = TopicSlugField()
+        channel = ChannelField()
+        body = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000, trim_whitespace=False)
+        template = TemplateSerializer(required=False, allow_null=True, default=None)
+        send_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+        local_time = serializers.TimeField(required=False, allow_null=True, default=None)
+        respect_quiet_hours = serializers.BooleanField(required=False, default=True)
+        frequency_cap = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=1000)
+
+        def validate_send_at(self, value):
+            if value is not None and value < timezone.now() - timedelta(minutes=1):
+                raise serializers.ValidationError("This time is in the past; leave it out to send as soon as scheduled.")
+            return value
+
+    @extend_schema(responses=BroadcastOutputSerializer(many=True))
+    def get(self, request):
+        broadcasts = Broadcast.objects.select_related("topic").order_by("-id")
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in BroadcastStatus.values:
+                raise serializers.ValidationError({"status": f"One of {', '.join(BroadcastStatus.values)}."})
+            broadcasts = broadcasts.filter(status=wanted)
+        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+        page = paginator.paginate_queryset(broadcasts, request, view=self)
+        return paginator.get_paginated_response(BroadcastOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: BroadcastDetailSerializer})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        broadcast = services.broadcast_create(**data.validated_data, actor=actor_for(request.user))
+        return _detail(broadcast, status.HTTP_201_CREATED)
+
+
+class BroadcastDetailApi(APIView):
+    """One broadcast with its stats."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    @extend_schema(responses=BroadcastDetailSerializer)
+    def get(self, request, pk):
+        return _detail(_broadcast(pk))
+
+
+class BroadcastScheduleApi(APIView):
+    """draft → scheduled (at `send_at`, the broadcast's own, or now)."""
+
+    permission_classes = [IsMarketerOrAdmin]
+
+    class InputSerializer(serializers.Serializer):
+        send_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+    @extend_schema(request=InputSerializer, responses=BroadcastDetailSerializer)
+    def post(self, request, pk):
+        broadcast = _broadcast(pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _detail(services.broadcast_schedule(broadcast=broadcast, send_at=data.validated_data["send_at"]))
+
+
+class _ActionApi(APIView):
+    permission_classes = [IsMarketerOrAdmin]
+    action = None
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+
+    @extend_schema(request=InputSerializer, responses=BroadcastDetailSerializer)
+    def post(self, request, pk):
+        broadcast = _broadcast(pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _detail(self.run(broadcast, data.validated_data["reason"], request))
+
+
+class BroadcastPauseApi(_ActionApi):
+    """scheduled or sending → paused."""
+
+    def run(self, broadcast, reason, request):
+        return services.broadcast_pause(broadcast=broadcast, reason=reason or f"paused by {actor_for(request.user)}")
+
+
+class BroadcastResumeApi(_ActionApi):
+    """paused → sending (or scheduled): continues where it stopped."""
+
+    def run(self, broadcast, reason, request):
+        return services.broadcast_resume(broadcast=broadcast)
+
+
+class BroadcastCancelApi(_ActionApi):
+    """Stop for good."""
+
+    def run(self, broadcast, reason, request):
+        return services.broadcast_cancel(broadcast=broadcast, reason=reason or f"cancelled by {actor_for(request.user)}")
+
+
+class BroadcastAudienceApi(APIView):
+    """Audience preview: how many contacts have a current consent for the topic and channel now."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    @extend_schema(responses=inline_serializer("AudiencePreview", {"id": serializers.IntegerField(),
+                                                                   "topic": serializers.CharField(),
+                                                                   "channel": serializers.CharField(),
+                                                                   "audience": serializers.IntegerField(),
+                                                                   "at": serializers.DateTimeField()}))
+    def get(self, request, pk):
+        broadcast = _broadcast(pk)
+        now = timezone.now()
+        return Response({"id": broadcast.pk, "topic": broadcast.topic.slug, "channel": broadcast.channel,
+                         "audience": selectors.broadcast_audience_count(broadcast=broadcast, now=now), "at": now})
+
+
+class BroadcastTestSendApi(APIView):
+    """Send the broadcast once to one contact whose consent is current (a proof, not a delivery)."""
+
+    permission_classes = [IsMarketerOrAdmin]
+
+    class InputSerializer(serializers.Serializer):
+        phone = PhoneField()
+
+    @extend_schema(request=InputSerializer, responses=inline_serializer("TestSend", {
+        "phone": serializers.CharField(), "channel": serializers.CharField(), "body": serializers.CharField(),
+        "template": serializers.JSONField(allow_null=True), "provider_message_id": serializers.CharField()}))
+    def post(self, request, pk):
+        broadcast = _broadcast(pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(services.broadcast_test_send(broadcast=broadcast, phone=data.validated_data["phone"]))
+
+
+class DeliveryOutputSerializer(serializers.ModelSerializer):
+    phone = serializers.CharField(source="contact.phone", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "phone", "status", "skip_reason", "attempts", "provider_message_id", "error_code",
+                  "error_message", "not_before", "created_at", "claimed_at", "sent_at", "status_at"]
+
+
+class DeliveryPagination(CursorPagination):
+    ordering = "id"
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "page_size"
+
+
+class BroadcastDeliveryListApi(APIView):
+    """The per-recipient deliveries of a broadcast (cursor-paginated, ?status=)."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    @extend_schema(responses=DeliveryOutputSerializer(many=True))
+    def get(self, request, pk):
+        broadcast = _broadcast(pk)
+        rows = Delivery.objects.filter(broadcast=broadcast).select_related("contact")
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in DeliveryStatus.values:
+                raise serializers.ValidationError({"status": f"One of {', '.join(DeliveryStatus.values)}."})
+            rows = rows.filter(status=wanted)
+        paginator = DeliveryPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(DeliveryOutputSerializer(page, many=True).data)

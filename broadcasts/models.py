@@ -1,0 +1,127 @@
+"""Broadcasts and their per-recipient deliveries.
+
+A Delivery row is unique per broadcast × contact and is the claim that makes "never twice"
+hold (DESIGN rule 8): a message leaves only for a row moved from an open status (`queued`,
+`deferred`) to `sending` in a committed transaction, and nothing ever moves a row back from
+`sending` to an open status except a provider reply that proves the message was not taken.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from consent.models import Channel, Contact, Topic
+
+
+class BroadcastStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    DEFERRED = "deferred", "Deferred (quiet hours)"
+    SENDING = "sending", "Handed to the provider"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    READ = "read", "Read"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+    UNKNOWN = "unknown", "Outcome unknown"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# A row in one of these may still be claimed and sent.
+OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+# A row in one of these counts as a message that went (or may have gone) out.
+HANDED_OVER_STATUSES = (
+    DeliveryStatus.SENDING,
+    DeliveryStatus.SENT,
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.READ,
+    DeliveryStatus.UNKNOWN,
+)
+
+
+class SkipReason(models.TextChoices):
+    CONSENT = "consent_not_current", "Consent no longer current (or number suppressed)"
+    FREQUENCY_CAP = "frequency_cap", "Frequency cap for the topic reached"
+    NO_NUMBER = "no_number", "Contact erased"
+
+
+class Broadcast(models.Model):
+    """A promotional message to everyone whose consent for a topic and channel is current."""
+
+    name = models.CharField(max_length=200)
+    topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="broadcasts")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    body = models.TextField(blank=True, help_text="SMS text; {{ placeholders }} are filled from contact attributes.")
+    template = models.JSONField(null=True, blank=True, help_text="WhatsApp template: {name, language, components}.")
+    send_at = models.DateTimeField(null=True, blank=True, help_text="When to start; empty: as soon as scheduled.")
+    local_time = models.TimeField(
+        null=True, blank=True,
+        help_text="Deliver at this wall-clock time in each recipient's zone (its next occurrence after the start).",
+    )
+    respect_quiet_hours = models.BooleanField(default=True)
+    frequency_cap = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many promotional messages of the topic per contact per rolling 7 days."
+    )
+    status = models.CharField(max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.DRAFT)
+    status_reason = models.CharField(max_length=255, blank=True)
+    created_by = models.CharField(max_length=160, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    audience_size = models.PositiveIntegerField(null=True, blank=True, help_text="Deliveries created at launch.")
+    fanout_cursor = models.BigIntegerField(default=0, help_text="Last contact id whose delivery row exists.")
+    fanout_done = models.BooleanField(default=False)
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="Last time a worker made progress.")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "send_at"], name="broadcast_due_idx")]
+
+    def __str__(self):
+        return f"{self.name} ({self.status})"
+
+
+class Delivery(models.Model):
+    """One broadcast to one contact: the claim before the provider call, then its outcome."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="deliveries")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+", db_index=False)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="Not to be sent before (deferral, retry, local time).")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=128, null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.CharField(max_length=255, blank=True)
+    skip_reason = models.CharField(max_length=32, blank=True, choices=SkipReason.choices)
+    created_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    status_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["broadcast", "contact"], name="delivery_unique_broadcast_contact"),
+        ]
+        indexes = [
+            models.Index(fields=["broadcast", "status"], name="delivery_status_idx"),
+            models.Index(fields=["provider_message_id"], name="delivery_provider_id_idx",
+                         condition=Q(provider_message_id__isnull=False)),
+            models.Index(fields=["contact", "claimed_at"], name="delivery_contact_recent_idx",
+                         condition=Q(claimed_at__isnull=False)),
+            models.Index(fields=["broadcast", "not_before"], name="delivery_wake_idx",
+                         condition=Q(not_before__isnull=False)),
+        ]
+
+    def __str__(self):
+        return f"broadcast {self.broadcast_id} → contact {self.contact_id}: {self.status}"

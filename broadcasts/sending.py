@@ -1,0 +1,417 @@
+"""The send path of a broadcast: claim → consent gate → provider → outcome.
+
+For one contact-id range of a broadcast, repeatedly:
+
+1. **Claim** (one transaction): lock up to CLAIM_SIZE open rows (`queued`/`deferred`, due now)
+   with `SELECT … FOR UPDATE SKIP LOCKED`, read the broadcast's status (paused or cancelled:
+   stop), ask the consent selector which of those contacts may receive the topic on the
+   channel *now* (DESIGN rule 7: same transaction as the claim), apply the frequency cap, local
+   send time and quiet hours, and move the rows that may go to `sending`. Commit.
+2. **Send** the claimed rows, concurrently on a thread pool (each thread has its own
+   keep-alive provider session), after taking their slots from the shared throttle.
+3. **Record** each outcome (one transaction): `sent` with the provider id; `failed` with the
+   code (opt-outs revoke consent, invalid numbers are suppressed: rule 10); transient errors
+   go back to `queued` with a `not_before` honouring Retry-After; a reply that may have been
+   accepted (read timeout, dropped connection) is `unknown`.
+
+Never twice (rule 8): only rows in an open status are claimed, and a row leaves `sending` only
+to a final status or, for a transient error that proves the provider did not take the message,
+back to `queued`. A crash after the provider call leaves the row in `sending`; upkeep later marks
+it `unknown`. Duplicate or redelivered tasks find nothing to claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time as clock
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone as dt_timezone
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from consent.models import Channel, Source
+from consent.selectors import audience_consents
+
+from . import content, quiet_hours, throttle
+from .conf import setting
+from .models import HANDED_OVER_STATUSES, OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
+from .providers import (
+    InvalidRecipientError,
+    OutgoingMessage,
+    PermanentProviderError,
+    RecipientOptedOutError,
+    TransientProviderError,
+    get_provider,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# --- content --------------------------------------------------------------------------------
+
+
+def outgoing_for(*, broadcast: Broadcast, phone: str, country: str, attributes: dict | None, reference: str) -> OutgoingMessage:
+    """The provider message for one recipient, placeholders filled from the contact."""
+    values = content.contact_values(phone=phone, country=country, attributes=attributes)
+    if broadcast.channel == Channel.WHATSAPP:
+        return OutgoingMessage(to=phone, channel=broadcast.channel,
+                               template=content.render_template(broadcast.template or {}, values), reference=reference)
+    return OutgoingMessage(
+        to=phone, channel=broadcast.channel, body=content.render(broadcast.body, values), reference=reference,
+        status_callback=f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/status/",
+    )
+
+
+# --- provider calls -------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    kind: str  # sent | retry | failed | opted_out | invalid | unknown
+    provider_message_id: str = ""
+    code: str = ""
+    message: str = ""
+    retry_after: float | None = None
+    rate_limited: bool = False
+
+
+_local = threading.local()
+
+
+def _provider(channel: str):
+    """One provider (and so one keep-alive session) per thread, rebuilt when settings change."""
+    key = (channel, settings.SMS_PROVIDER, settings.WHATSAPP_PROVIDER, settings.TWILIO_API_BASE,
+           settings.WHATSAPP_API_BASE, settings.TWILIO_ACCOUNT_SID, settings.WHATSAPP_PHONE_NUMBER_ID)
+    providers = _local.__dict__.setdefault("providers", {})
+    provider = providers.get(key)
+    if provider is None:
+        provider = providers[key] = get_provider(channel)
+    return provider
+
+
+def send_one(message: OutgoingMessage) -> Outcome:
+    """Hand one message to the provider and classify what came back (never raises)."""
+    try:
+        result = _provider(message.channel).send(message)
+    except TransientProviderError as exc:
+        if getattr(exc, "outcome_unknown", False):
+            return Outcome("unknown", code=exc.code, message=str(exc))
+        return Outcome("retry", code=exc.code, message=str(exc), retry_after=exc.retry_after,
+                       rate_limited=exc.http_status == 429 or exc.code in {"20429", "130429", "4", "80007"})
+    except PermanentProviderError as exc:
+        if getattr(exc, "outcome_unknown", False):
+            return Outcome("unknown", code=exc.code, message=str(exc))
+        if isinstance(exc, RecipientOptedOutError):
+            return Outcome("opted_out", code=exc.code, message=str(exc))
+        if isinstance(exc, InvalidRecipientError):
+            return Outcome("invalid", code=exc.code, message=str(exc))
+        return Outcome("failed", code=exc.code, message=str(exc))
+    except Exception as exc:  # a bug or an unexpected library error: it may have left, so never resend
+        logger.exception("provider call for %s raised", message.reference)
+        return Outcome("unknown", code="exception", message=f"{type(exc).__name__}: {exc}")
+    return Outcome("sent", provider_message_id=result.provider_message_id)
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_pid: int | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """This process's sender threads (created after fork, never shared across processes)."""
+    global _executor, _executor_pid
+    with _executor_lock:
+        if _executor is None or _executor_pid != os.getpid() or _executor._max_workers != size:
+            _executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="broadcast-send")
+            _executor_pid = os.getpid()
+        return _executor
+
+
+def send_all(messages: list[OutgoingMessage]) -> list[Outcome]:
+    concurrency = int(setting("BROADCAST_SEND_CONCURRENCY"))
+    if concurrency <= 1 or len(messages) <= 1:
+        return [send_one(m) for m in messages]
+    return list(_pool(concurrency).map(send_one, messages))
+
+
+# --- claim ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    delivery_id: int
+    contact: object  # consent.models.Contact
+    attempts: int
+    message: OutgoingMessage
+
+
+@dataclass
+class ClaimBatch:
+    examined: int = 0
+    claims: list[Claim] = field(default_factory=list)
+    skipped: int = 0
+    deferred: int = 0
+
+
+def _zones(contact) -> tuple[str, ...]:
+    zones = tuple(z for z in (contact.timezones or []) if isinstance(z, str) and z) or (contact.timezone or "UTC",)
+    return zones
+
+
+def _quiet_hours_until(contact, now: datetime, cache: dict) -> datetime | None:
+    """None if the contact may be messaged now, else the next allowed instant (every zone of the number)."""
+    zones = _zones(contact)
+    key = (contact.country, zones)
+    if key not in cache:
+        policy = quiet_hours.policy_for_country(contact.country, setting("BROADCAST_QUIET_HOURS"))
+        try:
+            cache[key] = None if quiet_hours.is_allowed(now, zones, policy) else quiet_hours.next_allowed_instant(now, zones, policy)
+        except quiet_hours.NoAllowedWindowError:
+            # The zones never share a window: fall back to the contact's own zone (never drop it).
+            own = (contact.timezone or "UTC",)
+            cache[key] = None if quiet_hours.is_allowed(now, own, policy) else quiet_hours.next_allowed_instant(now, own, policy)
+        except (ValueError, KeyError):
+            logger.warning("contact %s has unusable time zones %s; using UTC", contact.pk, zones)
+            cache[key] = None if quiet_hours.is_allowed(now, ("UTC",), policy) else quiet_hours.next_allowed_instant(now, ("UTC",), policy)
+    return cache[key]
+
+
+def local_send_instant(broadcast: Broadcast, contact) -> datetime:
+    """The first instant at or after the launch when the contact's wall clock reads `local_time`."""
+    try:
+        zone = ZoneInfo(contact.timezone or "UTC")
+    except (ValueError, KeyError):
+        zone = ZoneInfo("UTC")
+    start = broadcast.launched_at or timezone.now()
+    local_start = start.astimezone(zone)
+    candidate = datetime.combine(local_start.date(), broadcast.local_time, tzinfo=zone)
+    if candidate < start:
+        candidate = datetime.combine(local_start.date() + timedelta(days=1), broadcast.local_time, tzinfo=zone)
+    return candidate.astimezone(dt_timezone.utc)
+
+
+def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, now: datetime) -> ClaimBatch | None:
+    """Claim up to `limit` due open rows of the range, re-checking consent in the same transaction.
+
+    None when the broadcast is no longer sending (paused, cancelled): the caller stops.
+    """
+    batch = ClaimBatch()
+    with transaction.atomic():
+        status = Broadcast.objects.filter(pk=broadcast.pk).values_list("status", flat=True).first()
+        if status != BroadcastStatus.SENDING:
+            return None
+        rows = Delivery.objects.filter(broadcast_id=broadcast.pk, contact_id__gt=lo, status__in=OPEN_STATUSES).filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=now)
+        )
+        if hi is not None:
+            rows = rows.filter(contact_id__lte=hi)
+        rows = list(
+            rows.select_for_update(skip_locked=True, of=("self",)).select_related("contact").order_by("contact_id")[:limit]
+        )
+        batch.examined = len(rows)
+        if not rows:
+            return batch
+        ids = [row.contact_id for row in rows]
+        # Rule 7, the send-time gate: the one definition of a current consent, asked now.
+        allowed = set(
+            audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now)
+            .filter(contact_id__in=ids).order_by().values_list("contact_id", flat=True)
+        )
+        recent = {}
+        if broadcast.frequency_cap:
+            since = now - timedelta(days=int(setting("BROADCAST_FREQUENCY_WINDOW_DAYS")))
+            recent = dict(
+                Delivery.objects.filter(contact_id__in=ids, broadcast__topic_id=broadcast.topic_id, claimed_at__gte=since,
+                                        status__in=HANDED_OVER_STATUSES)
+                .exclude(broadcast_id=broadcast.pk).order_by().values_list("contact_id").annotate(n=Count("id"))
+            )
+        skipped: dict[str, list[int]] = {}
+        waits: dict[tuple[str, datetime], list[int]] = {}
+        claimed: list[Delivery] = []
+        quiet_cache: dict = {}
+        for row in rows:
+            contact = row.contact
+            if contact.phone is None:
+                skipped.setdefault(SkipReason.NO_NUMBER, []).append(row.pk)
+            elif row.contact_id not in allowed:
+                skipped.setdefault(SkipReason.CONSENT, []).append(row.pk)
+            elif broadcast.frequency_cap and recent.get(row.contact_id, 0) >= broadcast.frequency_cap:
+                skipped.setdefault(SkipReason.FREQUENCY_CAP, []).append(row.pk)
+            else:
+                due = local_send_instant(broadcast, contact) if broadcast.local_time else None
+                if due is not None and due > now:
+                    waits.setdefault((DeliveryStatus.QUEUED, due), []).append(row.pk)
+                    continue
+                quiet_until = _quiet_hours_until(contact, now, quiet_cache) if broadcast.respect_quiet_hours else None
+                if quiet_until is not None and quiet_until > now:
+                    waits.setdefault((DeliveryStatus.DEFERRED, quiet_until), []).append(row.pk)
+                    continue
+                claimed.append(row)
+        for reason, pks in skipped.items():
+            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, status_at=now)
+            batch.skipped += len(pks)
+        for (status, until), pks in waits.items():
+            Delivery.objects.filter(pk__in=pks).update(status=status, not_before=until, status_at=now)
+            batch.deferred += len(pks) if status == DeliveryStatus.DEFERRED else 0
+        if claimed:
+            Delivery.objects.filter(pk__in=[row.pk for row in claimed]).update(
+                status=DeliveryStatus.SENDING, claimed_at=now, status_at=now, not_before=None,
+                attempts=F("attempts") + 1,
+            )
+        for row in claimed:
+            contact = row.contact
+            batch.claims.append(Claim(
+                delivery_id=row.pk, contact=contact, attempts=row.attempts + 1,
+                message=outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
+                                     attributes=contact.attributes, reference=f"delivery-{row.pk}"),
+            ))
+    return batch
+
+
+# --- record ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    retried: int = 0
+    retry_in: float | None = None
+    rate_limited: bool = False
+
+
+def _retry_delay(outcome: Outcome, attempts: int) -> float:
+    if outcome.retry_after is not None:
+        return max(0.5, float(outcome.retry_after))
+    return float(min(300, 2 ** attempts))
+
+
+def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list[Outcome], now: datetime | None = None) -> Recorded:
+    """Write each claimed row's outcome; provider opt-outs and invalid numbers act on consent (rule 10)."""
+    from consent.services import consent_revoke, contact_suppress
+
+    now = now or timezone.now()
+    recorded = Recorded()
+    max_attempts = int(setting("BROADCAST_MAX_ATTEMPTS"))
+    with transaction.atomic():
+        sent = []
+        for claim, outcome in zip(claims, outcomes):
+            if outcome.kind == "sent":
+                sent.append(Delivery(pk=claim.delivery_id, status=DeliveryStatus.SENT, sent_at=now, status_at=now,
+                                     provider_message_id=outcome.provider_message_id[:128], error_code="", error_message=""))
+                continue
+            fields = {"status_at": now, "error_code": outcome.code[:32], "error_message": outcome.message[:255]}
+            if outcome.kind == "retry" and claim.attempts < max_attempts:
+                delay = _retry_delay(outcome, claim.attempts)
+                fields.update(status=DeliveryStatus.QUEUED, not_before=now + timedelta(seconds=delay))
+                recorded.retried += 1
+                recorded.retry_in = delay if recorded.retry_in is None else min(recorded.retry_in, delay)
+                recorded.rate_limited |= outcome.rate_limited
+            elif outcome.kind == "unknown":
+                fields.update(status=DeliveryStatus.UNKNOWN)
+                recorded.unknown += 1
+            else:
+                fields.update(status=DeliveryStatus.FAILED)
+                recorded.failed += 1
+            Delivery.objects.filter(pk=claim.delivery_id).update(**fields)
+            evidence = {"provider_error_code": outcome.code, "broadcast_id": broadcast.pk, "delivery_id": claim.delivery_id}
+            if outcome.kind == "opted_out":
+                consent_revoke(contact=claim.contact, channel=broadcast.channel, source=Source.PROVIDER,
+                               reason="provider reports opt-out", evidence=evidence, now=now)
+            elif outcome.kind == "invalid":
+                contact_suppress(contact=claim.contact, reason="invalid_number", source=Source.PROVIDER, evidence=evidence)
+        if sent:
+            Delivery.objects.bulk_update(sent, ["status", "sent_at", "status_at", "provider_message_id", "error_code", "error_message"])
+            recorded.sent = len(sent)
+    return recorded
+
+
+# --- one range ------------------------------------------------------------------------------
+
+
+@dataclass
+class RangeResult:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    retry_in: float | None = None
+    stopped: bool = False
+
+
+def throttle_key(channel: str) -> str:
+    """The sender whose rate the throttle limits (every worker sending for it shares the key)."""
+    if channel == Channel.SMS:
+        sender = settings.TWILIO_MESSAGING_SERVICE_SID or settings.TWILIO_FROM_NUMBER or "default"
+    else:
+        sender = settings.WHATSAPP_PHONE_NUMBER_ID or "default"
+    return f"broadcast:{channel}:{sender}"
+
+
+def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> RangeResult:
+    """Send every due open delivery of the broadcast with lo < contact_id <= hi. Safe to run twice."""
+    result = RangeResult()
+    broadcast = Broadcast.objects.select_related("topic").filter(pk=broadcast_id).first()
+    if broadcast is None or broadcast.status != BroadcastStatus.SENDING:
+        result.stopped = True
+        return result
+    rate = float((setting("BROADCAST_RATE_LIMITS") or {}).get(broadcast.channel) or 0)
+    size = int(setting("BROADCAST_CLAIM_SIZE"))
+    if rate > 0:
+        size = max(1, min(size, int(rate / 10)))  # a claim is about a tenth of a second of the allowed rate
+    key = throttle_key(broadcast.channel)
+    threshold = float(setting("BROADCAST_ERROR_RATE_THRESHOLD"))
+    min_sample = int(setting("BROADCAST_ERROR_RATE_MIN_SAMPLE"))
+    touched = clock.monotonic()
+    while True:
+        if rate > 0:
+            throttle.wait_and_acquire(key, rate, size, burst=size)
+        now = timezone.now()
+        batch = claim_batch(broadcast=broadcast, lo=lo, hi=hi, limit=size, now=now)
+        if batch is None:
+            result.stopped = True
+            break
+        if batch.examined == 0:
+            break
+        result.skipped += batch.skipped
+        result.deferred += batch.deferred
+        if batch.claims:
+            result.claimed += len(batch.claims)
+            outcomes = send_all([claim.message for claim in batch.claims])
+            recorded = record_outcomes(broadcast=broadcast, claims=batch.claims, outcomes=outcomes)
+            result.sent += recorded.sent
+            result.failed += recorded.failed
+            result.unknown += recorded.unknown
+            if recorded.retry_in is not None:
+                result.retry_in = recorded.retry_in if result.retry_in is None else min(result.retry_in, recorded.retry_in)
+            if recorded.rate_limited:
+                break  # the provider asked us to slow down: come back after Retry-After
+            attempted = result.sent + result.failed + result.unknown
+            if attempted >= min_sample and result.failed / attempted > threshold:
+                from .services import broadcast_pause_for_errors
+
+                broadcast_pause_for_errors(
+                    broadcast_id=broadcast.pk,
+                    reason=f"error rate {result.failed}/{attempted} ({result.failed / attempted:.0%}) passed {threshold:.0%}",
+                )
+                result.stopped = True
+                break
+        if clock.monotonic() - touched >= 1.0:
+            Broadcast.objects.filter(pk=broadcast.pk).update(progress_at=timezone.now())
+            touched = clock.monotonic()
+    Broadcast.objects.filter(pk=broadcast.pk).update(progress_at=timezone.now())
+    if not result.stopped and result.retry_in is None:
+        from .services import broadcast_finish_if_done
+
+        broadcast_finish_if_done(broadcast_id=broadcast.pk)
+    return result

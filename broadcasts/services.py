@@ -1,0 +1,460 @@
+"""Writes for broadcasts: create, schedule, pause/resume/cancel, launch (fan-out), upkeep, status callbacks.
+
+The send path itself (claim, consent gate, provider call, outcome) lives in `sending.py`.
+Services take keyword-only arguments and raise django.core.exceptions.ValidationError with a
+field → reason mapping for anything a caller could fix.
+"""
+
+import logging
+from datetime import datetime, time as dtime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from consent.models import Channel, Topic
+from consent.selectors import audience_consents, contact_get_by_phone, contact_may_receive_promotion
+
+from . import content
+from .conf import setting
+from .models import OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from .selectors import attribute_names_seen
+
+logger = logging.getLogger(__name__)
+
+FANOUT_CHUNK_BATCHES = 10  # send-task batches inserted per fan-out transaction
+
+
+# --- create and lifecycle -------------------------------------------------------------------
+
+
+def broadcast_content_errors(*, topic: Topic, channel: str, body: str, template: dict | None) -> dict[str, str]:
+    """Field → message for content that cannot be sent on `channel` (placeholders included)."""
+    errors = {}
+    if channel == Channel.WHATSAPP:
+        if body:
+            errors["body"] = "WhatsApp broadcasts are always templates: give `template`, not `body`."
+        if template is None:
+            errors["template"] = "WhatsApp broadcasts need a template {name, language, components}."
+        else:
+            errors.update(content.template_errors(template))
+        texts = content.template_texts(template) if template is not None and not errors else []
+    else:
+        if template is not None:
+            errors["template"] = "Templates are for WhatsApp; an SMS broadcast takes `body`."
+        if not body or not body.strip():
+            errors["body"] = "An SMS broadcast needs a body."
+        elif len(body) > content.MAX_SMS_CHARS:
+            errors["body"] = f"At most {content.MAX_SMS_CHARS} characters."
+        texts = [body or ""]
+    if not errors and any("{{" in text for text in texts):
+        known = set(content.BUILTINS) | set(setting("BROADCAST_CONTACT_ATTRIBUTES"))
+        unknown = content.unknown_placeholders(texts, known)
+        if unknown:
+            known |= attribute_names_seen(topic=topic, channel=channel)
+            unknown = content.unknown_placeholders(texts, known)
+        if unknown:
+            field = "template" if channel == Channel.WHATSAPP else "body"
+            errors[field] = (
+                f"Unknown placeholder{'s' if len(unknown) > 1 else ''}: {', '.join('{{ %s }}' % n for n in unknown)}. "
+                f"Known: {', '.join(sorted(known))}."
+            )
+    return errors
+
+
+@transaction.atomic
+def broadcast_create(*, name: str, topic: Topic, channel: str, body: str = "", template: dict | None = None,
+                     send_at: datetime | None = None, local_time: dtime | None = None,
+                     respect_quiet_hours: bool = True, frequency_cap: int | None = None,
+                     actor: str = "system") -> Broadcast:
+    """A draft broadcast, its content checked against the channel and the known placeholders."""
+    errors = broadcast_content_errors(topic=topic, channel=channel, body=body, template=template)
+    if errors:
+        raise ValidationError(errors)
+    broadcast = Broadcast(name=name, topic=topic, channel=channel, body=body or "", template=template,
+                          send_at=send_at, local_time=local_time, respect_quiet_hours=respect_quiet_hours,
+                          frequency_cap=frequency_cap, created_by=actor)
+    broadcast.full_clean()
+    broadcast.save()
+    return broadcast
+
+
+def _locked(broadcast: Broadcast) -> Broadcast:
+    return Broadcast.objects.select_for_update().select_related("topic").get(pk=broadcast.pk)
+
+
+def _refuse(broadcast: Broadcast, action: str) -> None:
+    raise ValidationError({"status": f"A {broadcast.status} broadcast cannot be {action}."})
+
+
+@transaction.atomic
+def broadcast_schedule(*, broadcast: Broadcast, send_at: datetime | None = None, now: datetime | None = None) -> Broadcast:
+    """draft → scheduled; it launches at `send_at` (or its own send_at, or now) on the next beat."""
+    now = now or timezone.now()
+    broadcast = _locked(broadcast)
+    if broadcast.status != BroadcastStatus.DRAFT:
+        _refuse(broadcast, "scheduled")
+    if send_at is not None:
+        broadcast.send_at = send_at
+    if broadcast.send_at is None:
+        broadcast.send_at = now
+    broadcast.status = BroadcastStatus.SCHEDULED
+    broadcast.scheduled_at = now
+    broadcast.status_reason = ""
+    broadcast.save(update_fields=["send_at", "status", "scheduled_at", "status_reason", "updated_at"])
+    if broadcast.send_at <= now:
+        from .tasks import broadcast_launch_task
+
+        pk = broadcast.pk
+        transaction.on_commit(lambda: broadcast_launch_task.delay(pk))
+    return broadcast
+
+
+@transaction.atomic
+def broadcast_pause(*, broadcast: Broadcast, reason: str = "paused by a user") -> Broadcast:
+    """scheduled or sending → paused. Send tasks stop before their next claim (well within a second)."""
+    broadcast = _locked(broadcast)
+    if broadcast.status not in (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING):
+        _refuse(broadcast, "paused")
+    broadcast.status = BroadcastStatus.PAUSED
+    broadcast.status_reason = reason[:255]
+    broadcast.save(update_fields=["status", "status_reason", "updated_at"])
+    return broadcast
+
+
+@transaction.atomic
+def broadcast_resume(*, broadcast: Broadcast, now: datetime | None = None) -> Broadcast:
+    """paused → sending (or scheduled, if it never started); what was not sent is sent."""
+    now = now or timezone.now()
+    broadcast = _locked(broadcast)
+    if broadcast.status != BroadcastStatus.PAUSED:
+        _refuse(broadcast, "resumed")
+    broadcast.status = BroadcastStatus.SENDING if broadcast.launched_at else BroadcastStatus.SCHEDULED
+    broadcast.status_reason = ""
+    broadcast.progress_at = now
+    broadcast.save(update_fields=["status", "status_reason", "progress_at", "updated_at"])
+    if broadcast.status == BroadcastStatus.SENDING:
+        pk, fanout_done = broadcast.pk, broadcast.fanout_done
+        transaction.on_commit(lambda: _restart_sending(pk, fanout_done))
+    elif broadcast.send_at and broadcast.send_at <= now:
+        from .tasks import broadcast_launch_task
+
+        pk = broadcast.pk
+        transaction.on_commit(lambda: broadcast_launch_task.delay(pk))
+    return broadcast
+
+
+def _restart_sending(broadcast_id: int, fanout_done: bool) -> None:
+    from .tasks import broadcast_fanout_task
+
+    broadcast = Broadcast.objects.get(pk=broadcast_id)
+    if not fanout_done:
+        broadcast_fanout_task.delay(broadcast_id)
+    deliveries_enqueue_open(broadcast=broadcast)
+
+
+@transaction.atomic
+def broadcast_cancel(*, broadcast: Broadcast, reason: str = "cancelled by a user", now: datetime | None = None) -> Broadcast:
+    """Stop for good: nothing not yet handed to the provider will be sent."""
+    now = now or timezone.now()
+    broadcast = _locked(broadcast)
+    if broadcast.status in (BroadcastStatus.COMPLETED, BroadcastStatus.CANCELLED):
+        _refuse(broadcast, "cancelled")
+    broadcast.status = BroadcastStatus.CANCELLED
+    broadcast.status_reason = reason[:255]
+    broadcast.completed_at = now
+    broadcast.save(update_fields=["status", "status_reason", "completed_at", "updated_at"])
+    Delivery.objects.filter(broadcast=broadcast, status__in=OPEN_STATUSES).update(
+        status=DeliveryStatus.CANCELLED, status_at=now
+    )
+    return broadcast
+
+
+def broadcast_pause_for_errors(*, broadcast_id: int, reason: str) -> bool:
+    """Pause a sending broadcast on its own (error rate); true if this call paused it."""
+    changed = Broadcast.objects.filter(pk=broadcast_id, status=BroadcastStatus.SENDING).update(
+        status=BroadcastStatus.PAUSED, status_reason=reason[:255], updated_at=timezone.now()
+    )
+    if changed:
+        logger.warning("broadcast %s paused itself: %s", broadcast_id, reason)
+    return bool(changed)
+
+
+# --- launch and fan-out ---------------------------------------------------------------------
+
+
+def broadcast_launch(*, broadcast_id: int, now: datetime | None = None) -> bool:
+    """scheduled and due → sending, under a row lock that skips a broadcast another process holds.
+
+    True if this call launched it; the fan-out is enqueued once the launch commits.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        broadcast = (
+            Broadcast.objects.select_for_update(skip_locked=True)
+            .filter(pk=broadcast_id, status=BroadcastStatus.SCHEDULED, send_at__lte=now)
+            .first()
+        )
+        if broadcast is None:
+            return False
+        broadcast.status = BroadcastStatus.SENDING
+        broadcast.launched_at = now
+        broadcast.progress_at = now
+        broadcast.audience_size = 0
+        broadcast.save(update_fields=["status", "launched_at", "progress_at", "audience_size", "updated_at"])
+        from .tasks import broadcast_fanout_task
+
+        transaction.on_commit(lambda: broadcast_fanout_task.delay(broadcast_id))
+    logger.info("broadcast %s launched", broadcast_id)
+    return True
+
+
+def _insert_deliveries_sql(audience_sql: str) -> str:
+    table = Delivery._meta.db_table
+    return (
+        f"INSERT INTO {table} (broadcast_id, contact_id, status, attempts, error_code, error_message, skip_reason, created_at) "
+        f"SELECT %s, a.contact_id, %s, 0, '', '', '', %s FROM ({audience_sql}) a WHERE true "
+        f"ON CONFLICT (broadcast_id, contact_id) DO NOTHING"
+    )
+
+
+def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
+    """Create the delivery rows of a launched broadcast and enqueue their send tasks.
+
+    The audience is the consent selector's query, walked in keyset chunks of contact ids: each
+    chunk is one INSERT … SELECT in the database (no rows pass through Python but the ids that
+    cut it into send batches), committed with the cursor; its send tasks are enqueued on commit.
+    Safe to run twice or to resume after a crash: rows are unique and the cursor only moves on.
+    """
+    from .tasks import broadcast_send_range_task
+
+    batch = int(setting("BROADCAST_BATCH_SIZE"))
+    chunk = chunk or batch * FANOUT_CHUNK_BATCHES
+    created = 0
+    while True:
+        with transaction.atomic():
+            broadcast = Broadcast.objects.select_for_update().select_related("topic").get(pk=broadcast_id)
+            if broadcast.status in (BroadcastStatus.CANCELLED, BroadcastStatus.COMPLETED) or broadcast.fanout_done:
+                return created
+            now = timezone.now()
+            cursor = broadcast.fanout_cursor
+            audience = audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now).order_by()
+            ids = list(
+                audience.filter(contact_id__gt=cursor).order_by("contact_id").values_list("contact_id", flat=True)[:chunk]
+            )
+            if not ids:
+                broadcast.fanout_done = True
+                broadcast.audience_size = Delivery.objects.filter(broadcast=broadcast).count()
+                broadcast.progress_at = now
+                broadcast.save(update_fields=["fanout_done", "audience_size", "progress_at", "updated_at"])
+                transaction.on_commit(lambda: broadcast_finish_if_done(broadcast_id=broadcast_id))
+                return created
+            high = ids[-1]
+            sql, params = audience.filter(contact_id__gt=cursor, contact_id__lte=high).values("contact_id").query.sql_with_params()
+            with connection.cursor() as db:
+                db.execute(_insert_deliveries_sql(sql), [broadcast_id, DeliveryStatus.QUEUED, now, *params])
+                inserted = max(db.rowcount, 0)
+            created += inserted
+            broadcast.fanout_cursor = high
+            broadcast.audience_size = (broadcast.audience_size or 0) + inserted
+            broadcast.progress_at = now
+            broadcast.save(update_fields=["fanout_cursor", "audience_size", "progress_at", "updated_at"])
+            bounds = [cursor] + [ids[i] for i in range(batch - 1, len(ids), batch)]
+            if bounds[-1] != high:
+                bounds.append(high)
+            ranges = list(zip(bounds, bounds[1:]))
+            transaction.on_commit(
+                lambda ranges=ranges: [broadcast_send_range_task.delay(broadcast_id, lo, hi) for lo, hi in ranges]
+            )
+
+
+def deliveries_enqueue_open(*, broadcast: Broadcast, wake_only: bool = False, now: datetime | None = None) -> int:
+    """Enqueue send tasks covering the broadcast's open rows (all of them, or those whose wait is over).
+
+    Walks the rows in keyset chunks; with `wake_only`, rows whose `not_before` has passed get it
+    cleared in the same transaction so that the next upkeep does not enqueue them again.
+    """
+    from .tasks import broadcast_send_range_task
+
+    now = now or timezone.now()
+    batch = int(setting("BROADCAST_BATCH_SIZE"))
+    rows = Delivery.objects.filter(broadcast_id=broadcast.pk, status__in=OPEN_STATUSES)
+    if wake_only:
+        rows = rows.filter(not_before__lte=now)
+    cursor, tasks = 0, 0
+    while True:
+        with transaction.atomic():
+            ids = list(rows.filter(contact_id__gt=cursor).order_by("contact_id").values_list("contact_id", flat=True)[:batch])
+            if not ids:
+                return tasks
+            if wake_only:
+                rows.filter(contact_id__gt=cursor, contact_id__lte=ids[-1]).update(not_before=None)
+            lo, hi = cursor, ids[-1]
+            transaction.on_commit(lambda lo=lo, hi=hi: broadcast_send_range_task.delay(broadcast.pk, lo, hi))
+        cursor = ids[-1]
+        tasks += 1
+
+
+def broadcast_finish_if_done(*, broadcast_id: int, now: datetime | None = None) -> bool:
+    """sending → completed once the fan-out is done and no row is open or in flight."""
+    now = now or timezone.now()
+    busy = Delivery.objects.filter(
+        broadcast_id=broadcast_id, status__in=(*OPEN_STATUSES, DeliveryStatus.SENDING)
+    ).exists()
+    if busy:
+        return False
+    done = Broadcast.objects.filter(pk=broadcast_id, status=BroadcastStatus.SENDING, fanout_done=True).update(
+        status=BroadcastStatus.COMPLETED, completed_at=now, updated_at=now
+    )
+    if done:
+        logger.info("broadcast %s completed", broadcast_id)
+    return bool(done)
+
+
+# --- upkeep (beat) --------------------------------------------------------------------------
+
+
+def deliveries_mark_stale_unknown(*, broadcast_id: int | None = None, now: datetime | None = None) -> int:
+    """Rows left in `sending` by a crash between the provider call and the write: `unknown`, never resent."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=float(setting("BROADCAST_UNKNOWN_AFTER_SECONDS")))
+    rows = Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=cutoff)
+    if broadcast_id is not None:
+        rows = rows.filter(broadcast_id=broadcast_id)
+    return rows.update(status=DeliveryStatus.UNKNOWN, status_at=now, error_message="no outcome recorded (worker lost)")
+
+
+def broadcast_check_error_rate(*, broadcast_id: int) -> bool:
+    """Pause a broadcast whose permanent-failure rate passed the threshold; true if it did."""
+    from django.db.models import Count
+
+    counts = dict(
+        Delivery.objects.filter(broadcast_id=broadcast_id, status__in=[
+            DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN,
+        ]).order_by().values_list("status").annotate(n=Count("id"))
+    )
+    attempted = sum(counts.values())
+    failed = counts.get(DeliveryStatus.FAILED, 0)
+    threshold = float(setting("BROADCAST_ERROR_RATE_THRESHOLD"))
+    if attempted >= int(setting("BROADCAST_ERROR_RATE_MIN_SAMPLE")) and failed / attempted > threshold:
+        return broadcast_pause_for_errors(
+            broadcast_id=broadcast_id,
+            reason=f"error rate {failed}/{attempted} ({failed / attempted:.0%}) passed {threshold:.0%}",
+        )
+    return False
+
+
+def broadcasts_tick(*, now: datetime | None = None) -> dict:
+    """The beat job: launch due broadcasts, then for each sending one wake due rows, recover lost
+    tasks, mark crashed sends unknown, check the error rate and finish what is done."""
+    now = now or timezone.now()
+    summary = {"launched": 0, "woken": 0, "restarted": 0, "unknown": 0, "completed": 0}
+    for broadcast_id in broadcasts_due_ids(now=now):
+        summary["launched"] += broadcast_launch(broadcast_id=broadcast_id, now=now)
+    stall = timedelta(seconds=float(setting("BROADCAST_STALL_SECONDS")))
+    for broadcast in Broadcast.objects.filter(status=BroadcastStatus.SENDING).order_by("id"):
+        summary["unknown"] += deliveries_mark_stale_unknown(broadcast_id=broadcast.pk, now=now)
+        if broadcast_check_error_rate(broadcast_id=broadcast.pk):
+            continue
+        stalled = broadcast.progress_at is None or broadcast.progress_at < now - stall
+        if stalled:
+            # Touch first, so that the next tick leaves these tasks time to run.
+            Broadcast.objects.filter(pk=broadcast.pk).update(progress_at=now)
+            if not broadcast.fanout_done:
+                from .tasks import broadcast_fanout_task
+
+                broadcast_fanout_task.delay(broadcast.pk)
+            summary["restarted"] += deliveries_enqueue_open(broadcast=broadcast, now=now)
+        elif Delivery.objects.filter(broadcast=broadcast, status__in=OPEN_STATUSES, not_before__lte=now).exists():
+            summary["woken"] += deliveries_enqueue_open(broadcast=broadcast, wake_only=True, now=now)
+        summary["completed"] += broadcast_finish_if_done(broadcast_id=broadcast.pk, now=now)
+    return summary
+
+
+def broadcasts_due_ids(*, now: datetime) -> list[int]:
+    return list(
+        Broadcast.objects.filter(status=BroadcastStatus.SCHEDULED, send_at__lte=now).order_by("send_at", "id")
+        .values_list("id", flat=True)[:100]
+    )
+
+
+# --- provider status callbacks --------------------------------------------------------------
+
+# Forward-only: a callback may move a delivery up this order, never down (callbacks arrive late
+# and out of order). `failed` ends it unless it was already delivered.
+_STATUS_RANK = {
+    DeliveryStatus.SENDING: 0, DeliveryStatus.UNKNOWN: 0, DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2, DeliveryStatus.FAILED: 2, DeliveryStatus.READ: 3,
+}
+_CALLBACK_STATUS = {"sent": DeliveryStatus.SENT, "delivered": DeliveryStatus.DELIVERED, "read": DeliveryStatus.READ,
+                    "failed": DeliveryStatus.FAILED, "undelivered": DeliveryStatus.FAILED}
+
+
+@transaction.atomic
+def delivery_status_update(*, channel: str, provider_message_id: str, status: str, error_code: str = "",
+                           occurred_at: datetime | None = None, error_message: str = "") -> Delivery | None:
+    """Apply a provider's delivery status to the broadcast delivery with that message id (idempotent).
+
+    Opt-out and invalid-number codes are acted on by the webhook itself (consent revoked or number
+    suppressed) before this runs; here the delivery only records its status and code.
+    """
+    new = _CALLBACK_STATUS.get(str(status or "").lower())
+    if new is None or not provider_message_id:
+        return None
+    delivery = (
+        Delivery.objects.select_for_update(of=("self",))
+        .filter(provider_message_id=provider_message_id, broadcast__channel=channel)
+        .first()
+    )
+    if delivery is None:
+        return None
+    current = delivery.status
+    if current not in _STATUS_RANK or _STATUS_RANK[new] <= _STATUS_RANK[current]:
+        return delivery
+    if new == DeliveryStatus.FAILED and current in (DeliveryStatus.DELIVERED, DeliveryStatus.READ):
+        return delivery
+    delivery.status = new
+    delivery.status_at = occurred_at or timezone.now()
+    fields = ["status", "status_at"]
+    if new == DeliveryStatus.FAILED:
+        delivery.error_code = str(error_code or "")[:32]
+        delivery.error_message = (error_message or "")[:255]
+        fields += ["error_code", "error_message"]
+    delivery.save(update_fields=fields)
+    return delivery
+
+
+def provider_status_receiver(sender, update=None, message=None, **kwargs) -> None:
+    """consent.webhooks.signals.provider_status_received → delivery_status_update."""
+    if update is None or message is not None:
+        return
+    delivery_status_update(channel=update.channel, provider_message_id=update.provider_message_id,
+                           status=update.status, error_code=getattr(update, "error_code", "") or "",
+                           error_message=getattr(update, "error_message", "") or "",
+                           occurred_at=getattr(update, "occurred_at", None))
+
+
+# --- test send ------------------------------------------------------------------------------
+
+
+def broadcast_test_send(*, broadcast: Broadcast, phone: str, now: datetime | None = None) -> dict:
+    """Send the broadcast's content once to one contact whose consent is current (no delivery row).
+
+    The consent gate applies as to any promotional message; quiet hours do not (a person asked
+    for it). Returns what was sent and the provider's message id.
+    """
+    from .sending import outgoing_for, send_one
+
+    now = now or timezone.now()
+    contact = contact_get_by_phone(phone)
+    if contact is None:
+        raise ValidationError({"phone": "No contact with this phone number."})
+    if not contact_may_receive_promotion(contact_id=contact.pk, topic_id=broadcast.topic_id, channel=broadcast.channel, now=now):
+        raise ValidationError({"phone": f"This contact has no current {broadcast.channel} consent for {broadcast.topic.slug}."})
+    message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
+                           attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")
+    outcome = send_one(message)
+    if outcome.kind != "sent":
+        raise ValidationError({"phone": f"The provider refused the test message: {outcome.code} {outcome.message}".strip()})
+    return {"phone": contact.phone, "channel": broadcast.channel, "body": message.body, "template": message.template,
+            "provider_message_id": outcome.provider_message_id}

@@ -1,0 +1,39 @@
+"""Celery tasks for broadcasts: ids in, a service call, an explicit retry policy.
+
+Every task may run twice (duplicates, redelivery after a lost worker): claims in the database,
+not the broker, decide what is sent, so `acks_late` + `reject_on_worker_lost` are safe here.
+"""
+
+from celery import shared_task
+
+from . import sending, services
+
+MAX_RANGE_RETRIES = 50
+
+
+@shared_task
+def broadcasts_tick_task() -> dict:
+    """Beat: launch due broadcasts; wake deferred rows; recover lost tasks; finish what is done."""
+    return services.broadcasts_tick()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def broadcast_launch_task(broadcast_id: int) -> bool:
+    """Launch one due broadcast now (the beat would do it on its next tick anyway)."""
+    return services.broadcast_launch(broadcast_id=broadcast_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def broadcast_fanout_task(broadcast_id: int) -> int:
+    """Create the delivery rows of a launched broadcast, enqueueing their send batches as it goes."""
+    return services.broadcast_fanout(broadcast_id=broadcast_id)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RANGE_RETRIES)
+def broadcast_send_range_task(self, broadcast_id: int, lo: int, hi: int | None) -> dict:
+    """Send the open deliveries of one contact-id range; transient provider errors come back after Retry-After."""
+    result = sending.broadcast_send_range(broadcast_id=broadcast_id, lo=lo, hi=hi)
+    if result.retry_in is not None and not result.stopped and self.request.retries < self.max_retries:
+        raise self.retry(countdown=min(result.retry_in, 600))
+    return {"claimed": result.claimed, "sent": result.sent, "failed": result.failed, "skipped": result.skipped,
+            "deferred": result.deferred, "unknown": result.unknown, "stopped": result.stopped}
