@@ -2,10 +2,19 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _mask_personal_data(logger=None, **kwargs):
+    """Celery replaces the root handlers with its own: give them the same masking filter."""
+    from config.logging import install_on_handlers
+
+    install_on_handlers(logger.handlers if logger is not None else [])

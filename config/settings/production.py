@@ -3,16 +3,27 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .base import DEBUG, SECRET_KEY, env, env_bool, env_int
+from .base import DEBUG, SECRET_KEY, SMS_PROVIDER, WHATSAPP_PROVIDER, env, env_bool, env_int
 
 if DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG must be off in production.")
-if not env("DJANGO_SECRET_KEY") or SECRET_KEY.startswith("insecure-") or len(SECRET_KEY) < 32:
+if (not env("DJANGO_SECRET_KEY") or "insecure" in SECRET_KEY.lower() or "change-me" in SECRET_KEY.lower()
+        or len(SECRET_KEY) < 32 or len(set(SECRET_KEY)) < 8):
+    # "insecure" also catches Django's own "django-insecure-..." startproject keys.
     raise ImproperlyConfigured("Set DJANGO_SECRET_KEY to a random value of at least 32 characters.")
 if not env("AUDIT_SIGNING_KEY"):
     raise ImproperlyConfigured("Set AUDIT_SIGNING_KEY to the Ed25519 private key (PEM) that signs the ledger.")
 if not env("PUBLIC_BASE_URL"):
     raise ImproperlyConfigured("Set PUBLIC_BASE_URL to the public origin of the service.")
+# A real provider without its secrets could neither send nor check a webhook's signature.
+_missing = []
+if SMS_PROVIDER == "twilio":
+    _missing += [name for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not env(name)]
+if WHATSAPP_PROVIDER == "cloud":
+    _missing += [name for name in ("WHATSAPP_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID", "WHATSAPP_APP_SECRET",
+                                   "WHATSAPP_VERIFY_TOKEN") if not env(name)]
+if _missing:
+    raise ImproperlyConfigured(f"Set {', '.join(_missing)} (the providers chosen need them).")
 
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

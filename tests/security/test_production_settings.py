@@ -1,0 +1,130 @@
+"""Production settings refuse to start without their secrets, and turn the security headers on.
+
+Each case imports config.settings.production in a fresh interpreter with a controlled
+environment, as gunicorn, the worker and beat would.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_SECRET = "k3J9x-Qp2vLm8sT4wZr6Yb1Nc7Hd5Fg0Ae"  # 34 characters, many distinct
+GOOD_ENV = {
+    "DJANGO_SECRET_KEY": GOOD_SECRET,
+    "AUDIT_SIGNING_KEY": "MC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    "PUBLIC_BASE_URL": "https://consent.example.com",
+    "DJANGO_ALLOWED_HOSTS": "consent.example.com,testserver",
+}
+# Variables of the outer environment that would change the outcome.
+_SCRUB = ("DJANGO_", "AUDIT_", "PUBLIC_BASE_URL", "TWILIO_", "WHATSAPP_", "SMS_PROVIDER", "DATABASE_URL",
+          "CELERY_", "REDIS_URL")
+
+
+def _run(env_overrides, code):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings.production", "PYTHONPATH": str(ROOT)})
+    env.update({k: v for k, v in env_overrides.items() if v is not None})
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def _load(env_overrides):
+    return _run(env_overrides, "import config.settings.production")
+
+
+def _without(name):
+    return {k: v for k, v in GOOD_ENV.items() if k != name}
+
+
+REFUSED = [
+    ("debug on", {**GOOD_ENV, "DJANGO_DEBUG": "true"}, "DJANGO_DEBUG"),
+    ("debug on (1)", {**GOOD_ENV, "DJANGO_DEBUG": "1"}, "DJANGO_DEBUG"),
+    ("no secret key", _without("DJANGO_SECRET_KEY"), "DJANGO_SECRET_KEY"),
+    ("development default key", {**GOOD_ENV, "DJANGO_SECRET_KEY": "insecure-development-key-change-me"}, "DJANGO_SECRET_KEY"),
+    ("django startproject key", {**GOOD_ENV, "DJANGO_SECRET_KEY": "django-insecure-" + "x7!k2@p9#q4$w8%e1^r6&t3*y5(u0)i"},
+     "DJANGO_SECRET_KEY"),
+    ("short key", {**GOOD_ENV, "DJANGO_SECRET_KEY": "S3cr3t-but-short"}, "DJANGO_SECRET_KEY"),
+    ("low-entropy key", {**GOOD_ENV, "DJANGO_SECRET_KEY": "ab" * 30}, "DJANGO_SECRET_KEY"),
+    ("no audit signing key", _without("AUDIT_SIGNING_KEY"), "AUDIT_SIGNING_KEY"),
+    ("empty audit signing key", {**GOOD_ENV, "AUDIT_SIGNING_KEY": ""}, "AUDIT_SIGNING_KEY"),
+    ("no public base url", _without("PUBLIC_BASE_URL"), "PUBLIC_BASE_URL"),
+    ("twilio without auth token", {**GOOD_ENV, "SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32},
+     "TWILIO_AUTH_TOKEN"),
+    ("whatsapp cloud without app secret", {**GOOD_ENV, "WHATSAPP_PROVIDER": "cloud", "WHATSAPP_ACCESS_TOKEN": "EAAtoken",
+                                           "WHATSAPP_PHONE_NUMBER_ID": "123", "WHATSAPP_VERIFY_TOKEN": "v"},
+     "WHATSAPP_APP_SECRET"),
+]
+
+
+@pytest.mark.parametrize("case,env,named", REFUSED, ids=[c[0] for c in REFUSED])
+def test_production_refuses_to_start(case, env, named):
+    result = _load(env)
+    assert result.returncode != 0, f"{case}: production settings loaded"
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr, result.stderr[-500:]
+
+
+def test_production_starts_with_its_secrets_and_turns_security_on():
+    code = (
+        "import json, config.settings.production as s;"
+        "print(json.dumps({k: getattr(s, k) for k in ('DEBUG', 'SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE',"
+        " 'SECURE_CONTENT_TYPE_NOSNIFF', 'SECURE_SSL_REDIRECT', 'SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS',"
+        " 'SECURE_PROXY_SSL_HEADER')}))"
+    )
+    result = _run(GOOD_ENV, code)
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    assert values["DEBUG"] is False
+    assert values["SESSION_COOKIE_SECURE"] is True and values["CSRF_COOKIE_SECURE"] is True
+    assert values["SECURE_CONTENT_TYPE_NOSNIFF"] is True
+    assert values["SECURE_SSL_REDIRECT"] is True
+    assert values["SECURE_HSTS_SECONDS"] >= 31536000 and values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+    assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+
+
+_HEADERS_PROBE = """
+import json, django
+django.setup()
+from django.test import Client
+out = {}
+c = Client()
+plain = c.get("/healthz/", HTTP_HOST="consent.example.com")
+out["plain_status"] = plain.status_code
+out["plain_location"] = plain.get("Location")
+out["plain_hsts"] = plain.get("Strict-Transport-Security")
+tls = c.get("/healthz/", HTTP_HOST="consent.example.com", HTTP_X_FORWARDED_PROTO="https")
+out["tls_status"] = tls.status_code
+out["tls_hsts"] = tls.get("Strict-Transport-Security")
+out["nosniff"] = tls.get("X-Content-Type-Options")
+out["frame"] = tls.get("X-Frame-Options")
+out["referrer"] = tls.get("Referrer-Policy")
+login = c.get("/admin/login/", HTTP_HOST="consent.example.com", HTTP_X_FORWARDED_PROTO="https")
+csrf = login.cookies.get("csrftoken")
+out["csrf_cookie_secure"] = bool(csrf and csrf["secure"])
+from django.conf import settings
+out["session_secure"] = settings.SESSION_COOKIE_SECURE
+out["session_httponly"] = settings.SESSION_COOKIE_HTTPONLY
+print(json.dumps(out))
+"""
+
+
+def test_security_headers_behind_tls(tmp_path):
+    env = {**GOOD_ENV, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    result = _run(env, _HEADERS_PROBE)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    # Plain HTTP is redirected to HTTPS and never gets HSTS (browsers ignore it there anyway).
+    assert out["plain_status"] == 301 and out["plain_location"].startswith("https://")
+    assert out["plain_hsts"] is None
+    # Behind the TLS-terminating proxy: HSTS for a year with subdomains, nosniff, no framing.
+    assert out["tls_status"] == 200
+    assert out["tls_hsts"] == "max-age=31536000; includeSubDomains"
+    assert out["nosniff"] == "nosniff"
+    assert out["frame"] == "DENY"
+    assert out["referrer"] == "same-origin"
+    assert out["csrf_cookie_secure"] is True
+    assert out["session_secure"] is True and out["session_httponly"] is True
