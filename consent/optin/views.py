@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import logging
 
+import phonenumbers
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -25,14 +27,20 @@ logger = logging.getLogger(__name__)
 
 def _no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"  # the confirmation token must not leak to other sites
+    # The confirmation token must not leak to other sites; "no-referrer" would also make browsers
+    # send "Origin: null" on our own form posts, which CSRF protection rightly refuses.
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex"
     return response
 
 
 def mask(e164: str) -> str:
-    """+14155550123 -> +1 ••• ••• 0123: enough for a person to recognise their number."""
-    return f"{e164[:3]} ••• ••• {e164[-4:]}" if e164 and len(e164) > 7 else "your number"
+    """+14155550123 -> +1 ••• 0123: enough for a person to recognise their number, no more."""
+    try:
+        country_code = phonenumbers.parse(e164).country_code
+    except phonenumbers.NumberParseException:
+        return "your number"
+    return f"+{country_code} ••• {e164[-4:]}"
 
 
 def _evidence(request: HttpRequest, topic: Topic) -> dict:

@@ -243,7 +243,7 @@ def test_get_of_the_link_never_confirms(client, topic):
         response = client.get(f"/optin/confirm/{token}/")
         assert response.status_code == 200
     assert "Yes, confirm my subscription" in response.content.decode()
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert topic.consents.get().status == ConsentStatus.PENDING
 
 
@@ -282,3 +282,10 @@ def test_confirm_page_enforces_csrf(topic):
     token = request_token(topic)
     assert Client(enforce_csrf_checks=True).post(f"/optin/confirm/{token}/").status_code == 403
     assert topic.consents.get().status == ConsentStatus.PENDING
+
+
+@pytest.mark.parametrize("e164, masked", [("+14155550123", "+1 ••• 0123"), ("+33612345678", "+33 ••• 5678"), ("", "your number")])
+def test_numbers_are_masked_on_pages(e164, masked):
+    from consent.optin.views import mask
+
+    assert mask(e164) == masked
