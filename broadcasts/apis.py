@@ -136,7 +136,6 @@ class BroadcastScheduleApi(APIView):
 
 class _ActionApi(APIView):
     permission_classes = [IsMarketerOrAdmin]
-    action = None
 
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
