@@ -51,10 +51,11 @@ def celery_worker_process(transactional_db, settings, tmp_path):
         if value:
             env[name] = str(value)
     log = tmp_path / "worker.log"
+    log_file = log.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=2",
          "--pool=prefork", "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
     )
     old = (app.conf.task_always_eager, app.conf.task_default_queue)
     app.conf.task_always_eager = False
@@ -83,3 +84,5 @@ def celery_worker_process(transactional_db, settings, tmp_path):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(timeout=15)
+        log_file.close()
