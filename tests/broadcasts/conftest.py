@@ -17,6 +17,8 @@ def _broadcast_settings(settings):
     settings.BROADCAST_CLAIM_SIZE = 4
     settings.BROADCAST_BATCH_SIZE = 10
     settings.BROADCAST_ERROR_RATE_MIN_SAMPLE = 100
+    settings.BROADCAST_UNKNOWN_AFTER_SECONDS = 120
+    settings.BROADCAST_STALL_SECONDS = 60
 
 
 def phone_for(i: int, country: str = "US") -> str:

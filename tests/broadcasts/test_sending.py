@@ -1,0 +1,414 @@
+"""The send path: consent gate at send time, never twice, provider feedback, pause/resume/cancel,
+quiet hours, local time, frequency cap, error-rate pause, status callbacks (eager tasks)."""
+
+from datetime import datetime, time, timedelta, timezone as dt_timezone
+from types import SimpleNamespace
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from broadcasts import sending, services
+from broadcasts.models import BroadcastStatus, Delivery, DeliveryStatus, SkipReason
+from broadcasts.providers import SendResult
+from broadcasts.selectors import broadcast_stats
+from broadcasts.tasks import broadcast_send_range_task, broadcasts_tick_task
+from consent import services as consent_services
+from consent.models import Consent, ConsentStatus, Source, Suppression
+
+from .conftest import phone_for
+
+pytestmark = pytest.mark.django_db
+
+UTC = dt_timezone.utc
+
+
+def make(topic, **changes):
+    fields = {"name": "sale", "topic": topic, "channel": "sms", "body": "Hi {{ first_name }}! STOP to opt out.",
+              "respect_quiet_hours": False}
+    fields.update(changes)
+    return services.broadcast_create(**fields)
+
+
+def run(broadcast, run_on_commit):
+    """Schedule now and let the (eager) launch, fan-out and send tasks run."""
+    with run_on_commit():
+        services.broadcast_schedule(broadcast=broadcast)
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+def tick(run_on_commit):
+    with run_on_commit():
+        return broadcasts_tick_task()
+
+
+class FakeProvider:
+    """Records sends; `on_send(message, n)` runs before each (to land a STOP or a pause mid-broadcast)."""
+
+    name = "fake"
+
+    def __init__(self, on_send=None):
+        self.sent = []
+        self.on_send = on_send
+
+    def send(self, message):
+        if self.on_send:
+            self.on_send(message, len(self.sent))
+        self.sent.append(message)
+        return SendResult(provider_message_id=f"fake-{len(self.sent)}")
+
+
+@pytest.fixture
+def fake_provider(monkeypatch):
+    provider = FakeProvider()
+    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    return provider
+
+
+def test_every_consented_contact_gets_exactly_one_message(topic, consented, use_stand_in, run_on_commit):
+    contacts = consented(25, topic, attributes={"first_name": "Ada"})
+    consent_services.consent_revoke(contact=contacts[0], channel="sms", source=Source.API)  # not in the audience
+    consented(3, topic, channel="whatsapp", start=100)  # other channel
+    broadcast = run(make(topic), run_on_commit)
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    assert broadcast.audience_size == 24
+    messages = use_stand_in.messages()
+    assert sorted(m["to"] for m in messages) == sorted(c.phone for c in contacts[1:])
+    assert {m["body"] for m in messages} == {"Hi Ada! STOP to opt out."}
+    stats = broadcast_stats(broadcast=broadcast)
+    assert stats["audience"] == 24 and stats["sent"] == 24 and stats["queued"] == 0
+    delivery = Delivery.objects.filter(broadcast=broadcast).first()
+    assert delivery.provider_message_id.startswith("SM") and delivery.attempts == 1 and delivery.sent_at
+
+
+def test_whatsapp_broadcast_sends_the_template(topic, consented, use_stand_in, run_on_commit):
+    consented(3, topic, channel="whatsapp", attributes={"first_name": "Zoé"})
+    template = {"name": "spring_sale", "language": "fr",
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{ first_name }}"}]}]}
+    broadcast = run(make(topic, channel="whatsapp", body="", template=template), run_on_commit)
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    messages = use_stand_in.messages(api="whatsapp")
+    assert len(messages) == 3
+    assert all(m["type"] == "template" for m in messages), messages[0]
+
+
+@pytest.mark.parametrize("claim_size", [1, 4])
+def test_stop_landing_mid_broadcast_stops_every_message_not_yet_handed_over(
+        topic, consented, fake_provider, run_on_commit, settings, claim_size):
+    """The claim (with its consent check) is the moment a message is handed over: rows claimed
+    together go to the provider at once; every row not yet claimed when the STOP lands is skipped."""
+    settings.BROADCAST_CLAIM_SIZE = claim_size
+    contacts = consented(20, topic)
+    # The 9th message is the first of the third claim of 4 (contacts 8-11 are in flight together).
+    stoppers = {contacts[9 if claim_size == 1 else 12].pk, contacts[15].pk, contacts[19].pk}
+
+    def stop_lands(message, n):
+        if n == 8:  # while the 9th message goes out, three people text STOP
+            for contact in contacts:
+                if contact.pk in stoppers:
+                    consent_services.consent_revoke(contact=contact, channel="sms", source=Source.SMS_KEYWORD)
+
+    fake_provider.on_send = stop_lands
+    broadcast = run(make(topic), run_on_commit)
+    sent_to = [m.to for m in fake_provider.sent]
+    assert len(sent_to) == len(set(sent_to)) == 17
+    assert not {c.phone for c in contacts if c.pk in stoppers} & set(sent_to)
+    skipped = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.SKIPPED)
+    assert {d.contact_id for d in skipped} == stoppers
+    assert {d.skip_reason for d in skipped} == {SkipReason.CONSENT}
+    assert broadcast.status == BroadcastStatus.COMPLETED
+
+
+def test_suppression_at_send_time_skips(topic, consented, fake_provider, run_on_commit):
+    contacts = consented(5, topic)
+
+    def suppress(message, n):
+        if n == 0:
+            consent_services.contact_suppress(contact=contacts[4], reason="invalid_number", source=Source.ADMIN)
+
+    fake_provider.on_send = suppress
+    broadcast = run(make(topic), run_on_commit)
+    assert contacts[4].phone not in {m.to for m in fake_provider.sent}
+    assert broadcast_stats(broadcast=broadcast)["skipped"] == 1
+
+
+def test_duplicate_tasks_and_redelivery_never_send_twice(topic, consented, fake_provider, run_on_commit, settings):
+    contacts = consented(12, topic)
+    broadcast = run(make(topic), run_on_commit)
+    assert len(fake_provider.sent) == 12
+    # The same batches again (a duplicate task, a redelivery after a lost worker), and a full restart.
+    for _ in range(3):
+        broadcast_send_range_task.delay(broadcast.pk, 0, None)
+    Delivery.objects.filter(broadcast=broadcast).update(status=DeliveryStatus.SENDING)  # as if crashed mid-call
+    from broadcasts.models import Broadcast
+    Broadcast.objects.filter(pk=broadcast.pk).update(status=BroadcastStatus.SENDING, progress_at=None)
+    tick(run_on_commit)
+    broadcast_send_range_task.delay(broadcast.pk, 0, None)
+    assert len(fake_provider.sent) == 12
+    assert sorted(m.to for m in fake_provider.sent) == sorted(c.phone for c in contacts)
+
+
+def test_crash_between_provider_call_and_write_leaves_unknown(topic, consented, fake_provider, run_on_commit, settings,
+                                                               monkeypatch):
+    consented(6, topic)
+
+    def crash(**kwargs):
+        raise SystemExit("worker killed after the provider call")
+
+    monkeypatch.setattr(sending, "record_outcomes", crash)
+    broadcast = make(topic)
+    with pytest.raises(SystemExit):
+        run(broadcast, run_on_commit)
+    assert len(fake_provider.sent) == settings.BROADCAST_CLAIM_SIZE
+    monkeypatch.undo()
+    monkeypatch.setattr(sending, "_provider", lambda channel: fake_provider)
+    # The redelivered task sends the others but never the claimed ones.
+    broadcast_send_range_task.delay(broadcast.pk, 0, None)
+    assert len(fake_provider.sent) == 6
+    assert len({m.to for m in fake_provider.sent}) == 6
+    in_flight = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.SENDING)
+    assert in_flight.count() == settings.BROADCAST_CLAIM_SIZE
+    with time_machine.travel(timezone.now() + timedelta(seconds=settings.BROADCAST_UNKNOWN_AFTER_SECONDS + 1)):
+        summary = tick(run_on_commit)
+    assert summary["unknown"] == settings.BROADCAST_CLAIM_SIZE
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    assert broadcast_stats(broadcast=broadcast)["unknown"] == settings.BROADCAST_CLAIM_SIZE
+    assert len(fake_provider.sent) == 6
+
+
+def test_launch_is_taken_once(topic, consented, run_on_commit, fake_provider):
+    consented(3, topic)
+    broadcast = make(topic, send_at=timezone.now() + timedelta(minutes=5))
+    services.broadcast_schedule(broadcast=broadcast)
+    assert services.broadcast_launch(broadcast_id=broadcast.pk) is False  # not due
+    later = timezone.now() + timedelta(minutes=6)
+    with run_on_commit():
+        assert services.broadcast_launch(broadcast_id=broadcast.pk, now=later) is True
+        assert services.broadcast_launch(broadcast_id=broadcast.pk, now=later) is False
+    with time_machine.travel(later):
+        tick(run_on_commit)
+    assert len(fake_provider.sent) == 3
+
+
+def test_fanout_in_chunks_covers_everyone_once(topic, consented, fake_provider, run_on_commit, settings):
+    settings.BROADCAST_BATCH_SIZE = 3
+    consented(23, topic)
+    broadcast = make(topic)
+    with run_on_commit():
+        services.broadcast_schedule(broadcast=broadcast)
+    # A second fan-out (a duplicate task) finds the cursor at the end and does nothing.
+    assert services.broadcast_fanout(broadcast_id=broadcast.pk, chunk=5) == 0
+    assert Delivery.objects.filter(broadcast=broadcast).count() == 23
+    assert len(fake_provider.sent) == 23
+
+
+# --- provider feedback ----------------------------------------------------------------------
+
+
+def test_provider_opt_out_revokes_and_invalid_number_suppresses(topic, consented, use_stand_in, run_on_commit):
+    contacts = consented(5, topic)
+    use_stand_in.configure(recipients={contacts[1].phone: "opted_out", contacts[2].phone: "invalid",
+                                       contacts[3].phone: 21612})
+    broadcast = run(make(topic), run_on_commit)
+    rows = {d.contact_id: d for d in Delivery.objects.filter(broadcast=broadcast)}
+    assert rows[contacts[1].pk].status == DeliveryStatus.FAILED and rows[contacts[1].pk].error_code == "21610"
+    assert rows[contacts[2].pk].error_code == "21211"
+    assert rows[contacts[3].pk].status == DeliveryStatus.FAILED and rows[contacts[3].pk].error_code == "21612"
+    revoked = Consent.objects.get(contact=contacts[1], topic=topic, channel="sms")
+    assert revoked.status == ConsentStatus.REVOKED and revoked.source == Source.PROVIDER
+    assert Suppression.objects.filter(phone_pseudonym=contacts[2].phone_pseudonym).exists()
+    assert not Suppression.objects.filter(phone_pseudonym=contacts[3].phone_pseudonym).exists()
+    assert broadcast.status == BroadcastStatus.COMPLETED
+
+
+def test_rate_limit_is_retried_after_retry_after(topic, consented, use_stand_in, run_on_commit):
+    contacts = consented(4, topic)
+    use_stand_in.configure(faults=[{"kind": "429", "count": 1, "retry_after": "30"}])
+    start = timezone.now()
+    broadcast = run(make(topic), run_on_commit)
+    waiting = Delivery.objects.get(broadcast=broadcast, status=DeliveryStatus.QUEUED)
+    assert waiting.not_before >= start + timedelta(seconds=30)
+    assert waiting.error_code in {"20429", "429"} and waiting.attempts == 1
+    assert broadcast.status == BroadcastStatus.SENDING
+    tick(run_on_commit)  # not yet due: nothing happens
+    assert Delivery.objects.get(pk=waiting.pk).status == DeliveryStatus.QUEUED
+    with time_machine.travel(waiting.not_before + timedelta(seconds=1)):
+        tick(run_on_commit)
+    waiting.refresh_from_db()
+    assert waiting.status == DeliveryStatus.SENT and waiting.attempts == 2
+    assert sorted(m["to"] for m in use_stand_in.messages()) == sorted(c.phone for c in contacts)
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.COMPLETED
+
+
+def test_server_errors_retried_until_attempts_run_out(topic, consented, use_stand_in, run_on_commit, settings):
+    settings.BROADCAST_MAX_ATTEMPTS = 2
+    consented(1, topic)
+    use_stand_in.configure(faults=[{"kind": "500", "count": 5}])
+    broadcast = run(make(topic), run_on_commit)
+    delivery = Delivery.objects.get(broadcast=broadcast)
+    assert delivery.status == DeliveryStatus.QUEUED
+    with time_machine.travel(delivery.not_before + timedelta(seconds=1)):
+        tick(run_on_commit)
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.FAILED and delivery.attempts == 2
+
+
+def test_connection_dropped_mid_request_is_unknown_not_resent(topic, consented, use_stand_in, run_on_commit):
+    consented(3, topic)
+    use_stand_in.configure(faults=[{"kind": "reset", "count": 1}])
+    broadcast = run(make(topic), run_on_commit)
+    stats = broadcast_stats(broadcast=broadcast)
+    assert stats["unknown"] == 1 and stats["sent"] == 2
+    assert broadcast.status == BroadcastStatus.COMPLETED
+
+
+def test_error_rate_pauses_the_broadcast_with_a_reason(topic, consented, use_stand_in, run_on_commit, settings):
+    settings.BROADCAST_ERROR_RATE_MIN_SAMPLE = 4
+    settings.BROADCAST_CLAIM_SIZE = 2
+    contacts = consented(12, topic)
+    use_stand_in.configure(recipients={c.phone: 21408 for c in contacts[:8]})
+    broadcast = run(make(topic), run_on_commit)
+    assert broadcast.status == BroadcastStatus.PAUSED
+    assert "error rate" in broadcast.status_reason
+    assert broadcast_stats(broadcast=broadcast)["queued"] > 0
+
+
+# --- pause, resume, cancel ------------------------------------------------------------------
+
+
+def test_pause_stops_new_sends_and_resume_continues(topic, consented, fake_provider, run_on_commit):
+    contacts = consented(10, topic)
+    holder = {}
+
+    def pause_at_three(message, n):
+        if n == 2:
+            services.broadcast_pause(broadcast=holder["b"])
+
+    fake_provider.on_send = pause_at_three
+    holder["b"] = broadcast = make(topic)
+    broadcast = run(broadcast, run_on_commit)
+    assert broadcast.status == BroadcastStatus.PAUSED
+    sent_before = len(fake_provider.sent)
+    assert sent_before <= 4  # only what was already claimed when the pause landed
+    fake_provider.on_send = None
+    with run_on_commit():
+        services.broadcast_resume(broadcast=broadcast)
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    assert sorted(m.to for m in fake_provider.sent) == sorted(c.phone for c in contacts)
+
+
+def test_cancel_stops_for_good(topic, consented, fake_provider, run_on_commit):
+    consented(10, topic)
+    holder = {}
+
+    def cancel_at_two(message, n):
+        if n == 1:
+            services.broadcast_cancel(broadcast=holder["b"])
+
+    fake_provider.on_send = cancel_at_two
+    holder["b"] = broadcast = make(topic)
+    broadcast = run(broadcast, run_on_commit)
+    assert broadcast.status == BroadcastStatus.CANCELLED
+    sent = len(fake_provider.sent)
+    assert sent <= 4
+    tick(run_on_commit)
+    broadcast_send_range_task.delay(broadcast.pk, 0, None)
+    assert len(fake_provider.sent) == sent
+    stats = broadcast_stats(broadcast=broadcast)
+    assert stats["cancelled"] == 10 - sent and stats["queued"] == 0
+
+
+# --- quiet hours, local time, frequency cap -------------------------------------------------
+
+SUNDAY_NOON_PARIS = datetime(2026, 3, 1, 11, 0, tzinfo=UTC)  # Sunday 12:00 Paris, 06:00 New York
+
+
+def test_quiet_hours_defer_to_the_next_allowed_instant(topic, consented, fake_provider, run_on_commit):
+    french = consented(3, topic, country="FR")
+    american = consented(2, topic, country="US")
+    with time_machine.travel(SUNDAY_NOON_PARIS, tick=False):
+        broadcast = run(make(topic, respect_quiet_hours=True), run_on_commit)
+        assert fake_provider.sent == []
+        stats = broadcast_stats(broadcast=broadcast)
+        assert stats["deferred"] == 5
+        rows = {d.contact_id: d for d in Delivery.objects.filter(broadcast=broadcast)}
+    # France: closed on Sundays, opens Monday 08:00 Paris (07:00 UTC). New York: 08:00 local (12:00 UTC).
+    assert {rows[c.pk].not_before for c in french} == {datetime(2026, 3, 2, 7, 0, tzinfo=UTC)}
+    assert {rows[c.pk].not_before for c in american} == {datetime(2026, 3, 1, 13, 0, tzinfo=UTC)}
+    with time_machine.travel(datetime(2026, 3, 1, 13, 0, 1, tzinfo=UTC), tick=False):
+        tick(run_on_commit)
+    assert sorted(m.to for m in fake_provider.sent) == sorted(c.phone for c in american)
+    with time_machine.travel(datetime(2026, 3, 2, 7, 0, 2, tzinfo=UTC), tick=False):
+        tick(run_on_commit)
+        broadcast.refresh_from_db()
+    assert len(fake_provider.sent) == 5
+    assert broadcast.status == BroadcastStatus.COMPLETED
+
+
+def test_french_public_holiday_is_quiet(topic, consented, fake_provider, run_on_commit):
+    consented(1, topic, country="FR")
+    may_day = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)  # Friday 1 May, a public holiday
+    with time_machine.travel(may_day, tick=False):
+        broadcast = run(make(topic, respect_quiet_hours=True), run_on_commit)
+    delivery = Delivery.objects.get(broadcast=broadcast)
+    assert delivery.status == DeliveryStatus.DEFERRED
+    assert delivery.not_before == datetime(2026, 5, 2, 6, 0, tzinfo=UTC)  # Saturday 08:00 Paris
+
+
+def test_local_time_sends_at_each_recipients_wall_clock(topic, consented, fake_provider, run_on_commit):
+    paris = consented(1, topic, country="FR")[0]
+    new_york = consented(1, topic, country="US")[0]
+    monday_early = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+    with time_machine.travel(monday_early, tick=False):
+        broadcast = run(make(topic, local_time=time(10, 0), respect_quiet_hours=True), run_on_commit)
+    rows = {d.contact_id: d for d in Delivery.objects.filter(broadcast=broadcast)}
+    assert rows[paris.pk].not_before == datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    assert rows[new_york.pk].not_before == datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    with time_machine.travel(datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC), tick=False):
+        tick(run_on_commit)
+    assert [m.to for m in fake_provider.sent] == [paris.phone]
+    with time_machine.travel(datetime(2026, 3, 2, 15, 0, 1, tzinfo=UTC), tick=False):
+        tick(run_on_commit)
+    assert [m.to for m in fake_provider.sent] == [paris.phone, new_york.phone]
+
+
+def test_frequency_cap_skips_with_the_reason(topic, consented, fake_provider, run_on_commit):
+    contacts = consented(4, topic)
+    run(make(topic, name="first"), run_on_commit)
+    second = run(make(topic, name="second", frequency_cap=1), run_on_commit)
+    third = run(make(topic, name="third", frequency_cap=2), run_on_commit)
+    assert len(fake_provider.sent) == 8
+    assert set(Delivery.objects.filter(broadcast=second).values_list("skip_reason", flat=True)) == {SkipReason.FREQUENCY_CAP}
+    assert broadcast_stats(broadcast=third)["sent"] == 4
+    assert len(contacts) == 4
+
+
+# --- status callbacks -----------------------------------------------------------------------
+
+
+def test_status_callbacks_move_deliveries_forward_only(topic, consented, use_stand_in, run_on_commit):
+    consented(2, topic)
+    broadcast = run(make(topic), run_on_commit)
+    first, second = Delivery.objects.filter(broadcast=broadcast).order_by("id")
+    services.delivery_status_update(channel="sms", provider_message_id=first.provider_message_id, status="delivered")
+    services.delivery_status_update(channel="sms", provider_message_id=first.provider_message_id, status="sent")
+    services.delivery_status_update(channel="sms", provider_message_id=first.provider_message_id, status="failed",
+                                    error_code="30003")
+    first.refresh_from_db()
+    assert first.status == DeliveryStatus.DELIVERED and first.error_code == ""
+    # Through the webhook's signal, as the Twilio status callback sends it.
+    from consent.webhooks.signals import provider_status_received
+
+    update = SimpleNamespace(channel="sms", provider_message_id=second.provider_message_id, status="failed",
+                             error_code="30006", error_message="landline", occurred_at=timezone.now())
+    provider_status_received.send(sender="twilio", update=update, contact=None, message=None)
+    second.refresh_from_db()
+    assert second.status == DeliveryStatus.FAILED and second.error_code == "30006"
+    assert services.delivery_status_update(channel="whatsapp", provider_message_id=second.provider_message_id,
+                                           status="read") is None
+    stats = broadcast_stats(broadcast=broadcast)
+    assert stats["delivered"] == 1 and stats["failed"] == 1
