@@ -144,7 +144,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Seconds before Redis redelivers a task whose worker died without acking it (acks_late tasks).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -158,6 +159,8 @@ CELERY_BEAT_SCHEDULE = {
     "consent-expire-due": {"task": "consent.tasks.consents_expire_due_task", "schedule": 300.0},
     "messages-mark-stale-unknown": {"task": "consent.tasks.messages_mark_stale_unknown_task", "schedule": 300.0},
     "ledger-checkpoint": {"task": "consent.audit.tasks.ledger_checkpoint_task", "schedule": 900.0},
+    "broadcasts-tick": {"task": "broadcasts.tasks.broadcasts_tick_task",
+                        "schedule": float(env("BROADCAST_TICK_SECONDS", "5"))},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -234,3 +237,13 @@ CONSENT_KEYWORDS = {
     "confirm": ["YES", "Y", "CONFIRM", "OUI"],
     "help": ["HELP", "INFO", "AIDE"],
 }
+
+# Broadcasts (defaults and the rest in broadcasts/conf.py). Messages per second per sender,
+# shared by every worker; 0 turns the limit off.
+BROADCAST_RATE_LIMITS = {
+    "sms": float(env("BROADCAST_SMS_RATE_PER_SECOND", "10")),
+    "whatsapp": float(env("BROADCAST_WHATSAPP_RATE_PER_SECOND", "80")),
+}
+BROADCAST_SEND_CONCURRENCY = env_int("BROADCAST_SEND_CONCURRENCY", 32)
+BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 500)
+BROADCAST_CLAIM_SIZE = env_int("BROADCAST_CLAIM_SIZE", 32)
