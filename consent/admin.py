@@ -1,8 +1,22 @@
 """Django admin: contacts with their consent timeline, topics with their text versions, a read-only ledger."""
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
-from .models import Consent, ConsentEvent, Contact, LedgerCheckpoint, Message, Suppression, Topic, TopicText
+from . import services
+
+from .models import (
+    Consent,
+    ConsentEvent,
+    Contact,
+    LedgerCheckpoint,
+    Message,
+    Suppression,
+    Topic,
+    TopicText,
+    actor_for,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -80,17 +94,58 @@ class TopicTextInline(ReadOnlyInline):
     ordering = ["-version"]
 
 
+class TopicForm(forms.ModelForm):
+    """A topic with its current texts; saving changed texts makes a new version through the service."""
+
+    consent_text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Shown at opt-in.")
+    confirmation_message = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
+                                           help_text="The prompt; the reply instruction and the link are added.")
+    help_message = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Reply to HELP.")
+    keywords = forms.CharField(required=False, help_text="Comma-separated, e.g. PROMO, DEALS.")
+
+    class Meta:
+        model = Topic
+        fields = ["slug", "name", "keywords", "consent_ttl_days"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["slug"].disabled = True
+            self.initial["keywords"] = ", ".join(self.instance.keywords or [])
+            if self.instance.current_text:
+                for name in ("consent_text", "confirmation_message", "help_message"):
+                    self.initial[name] = getattr(self.instance.current_text, name)
+
+    def clean_keywords(self):
+        keywords = services.topic_keywords_normalise(self.cleaned_data["keywords"].split(","))
+        try:
+            services.topic_keywords_check(keywords, exclude_topic=self.instance if self.instance.pk else None)
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["keywords"]) from None
+        return keywords
+
+
 @admin.register(Topic)
 class TopicAdmin(admin.ModelAdmin):
+    form = TopicForm
     list_display = ["slug", "name", "keywords", "consent_ttl_days", "current_text"]
     search_fields = ["slug", "name"]
     readonly_fields = ["current_text", "created_at", "updated_at"]
-    fields = ["slug", "name", "keywords", "consent_ttl_days", "current_text", "created_at", "updated_at"]
+    fields = ["slug", "name", "keywords", "consent_ttl_days", "consent_text", "confirmation_message", "help_message",
+              "current_text", "created_at", "updated_at"]
     inlines = [TopicTextInline]
 
-    def has_add_permission(self, request):
-        # Topics are created with their first texts through the API (or `make run`'s demo).
-        return False
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        texts = {name: data[name] for name in ("consent_text", "confirmation_message", "help_message")}
+        if change:
+            saved = services.topic_update(topic=obj, actor=actor_for(request.user), name=data["name"],
+                                          keywords=data["keywords"], consent_ttl_days=data["consent_ttl_days"], **texts)
+        else:
+            saved = services.topic_create(slug=data["slug"], name=data["name"], keywords=data["keywords"],
+                                          consent_ttl_days=data["consent_ttl_days"], actor=actor_for(request.user),
+                                          **texts)
+        obj.pk, obj.current_text = saved.pk, saved.current_text
 
     def has_delete_permission(self, request, obj=None):
         return False

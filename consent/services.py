@@ -107,9 +107,9 @@ def contact_suppress(*, contact: Contact, reason: str, source: str, actor: str =
 @transaction.atomic
 def topic_create(*, slug: str, name: str, keywords: list[str], consent_text: str, confirmation_message: str,
                  help_message: str, consent_ttl_days: int | None, actor: str = "system") -> Topic:
-    topic = Topic(slug=slug, name=name, keywords=_keywords(keywords), consent_ttl_days=consent_ttl_days)
+    topic = Topic(slug=slug, name=name, keywords=topic_keywords_normalise(keywords), consent_ttl_days=consent_ttl_days)
     topic.full_clean(exclude=["current_text"])
-    _ensure_keywords_free(topic.keywords, exclude_topic=None)
+    topic_keywords_check(topic.keywords, exclude_topic=None)
     topic.save()
     topic.current_text = _text_version_create(topic=topic, consent_text=consent_text,
                                               confirmation_message=confirmation_message,
@@ -126,8 +126,8 @@ def topic_update(*, topic: Topic, actor: str = "system", **changes) -> Topic:
     current = topic.current_text
     new_texts = {f: changes.pop(f) for f in list(changes) if f in text_fields}
     if "keywords" in changes:
-        changes["keywords"] = _keywords(changes["keywords"])
-        _ensure_keywords_free(changes["keywords"], exclude_topic=topic)
+        changes["keywords"] = topic_keywords_normalise(changes["keywords"])
+        topic_keywords_check(changes["keywords"], exclude_topic=topic)
     for field, value in changes.items():
         setattr(topic, field, value)
     topic.full_clean(exclude=["current_text"])
@@ -143,7 +143,8 @@ def topic_update(*, topic: Topic, actor: str = "system", **changes) -> Topic:
     return topic
 
 
-def _keywords(keywords) -> list[str]:
+def topic_keywords_normalise(keywords) -> list[str]:
+    """Upper-case, single-spaced, without repeats."""
     seen = []
     for keyword in keywords or []:
         word = " ".join(str(keyword).split()).upper()
@@ -152,7 +153,8 @@ def _keywords(keywords) -> list[str]:
     return seen
 
 
-def _ensure_keywords_free(keywords: list[str], exclude_topic: Topic | None) -> None:
+def topic_keywords_check(keywords: list[str], exclude_topic: Topic | None) -> None:
+    """Refuse reserved keywords (STOP, YES, HELP …) and keywords another topic already uses."""
     reserved = set()
     for words in settings.CONSENT_KEYWORDS.values():
         reserved.update(w.upper() for w in words)
