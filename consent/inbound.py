@@ -105,41 +105,59 @@ def _reply(contact: Contact, channel: str, kind: str, body: str, topic: Topic | 
     return message_queue(contact=contact, channel=channel, kind=kind, body=body, topic=topic)
 
 
-def _intent_of(message: InboundMessage, topics: dict[str, Topic]) -> kw.Intent:
-    """The first keyword among a button's payload and label (or the text); Twilio's own opt-out as a fallback."""
+def _intent_of(message: InboundMessage) -> tuple[kw.Intent, dict[str, Topic]]:
+    """The first keyword among a button's payload and label (or the text); Twilio's own opt-out as a fallback.
+
+    Topics are only loaded when the text is not a bare system keyword: STOP and YES, the
+    bulk of the traffic, need no topic lookup (a system keyword wins over a topic keyword).
+    """
+    topics: dict[str, Topic] = {}
     for text in message.keyword_texts:
-        intent = kw.parse_inbound(text, topic_keywords=topics.keys())
+        intent = kw.parse_inbound(text)
         if intent.is_keyword:
-            return intent
+            return intent, topics
+    if message.keyword_texts:
+        topics = selectors.topics_by_keyword()
+        for text in message.keyword_texts:
+            intent = kw.parse_inbound(text, topic_keywords=topics.keys())
+            if intent.is_keyword:
+                return intent, topics
     if message.provider_opt_out == "STOP":
-        return kw.Intent(kw.STOP)
-    return kw.NO_INTENT
+        return kw.Intent(kw.STOP), topics
+    return kw.NO_INTENT, topics
+
+
+def inbound_message_receive(*, message: InboundMessage, provider: str, now: datetime | None = None) -> InboundResult:
+    """Store an inbound message once and apply its keyword, if it is one."""
+    try:
+        return _receive(message=message, provider=provider, now=now or timezone.now())
+    except IntegrityError:
+        # The insert of the message is what the unique (channel, provider_message_id) index
+        # refuses for a redelivery; when both copies race, the second waits for the first
+        # transaction and fails here. Anything else is a real error.
+        if Message.objects.filter(channel=message.channel, provider_message_id=message.provider_message_id).exists():
+            return InboundResult("duplicate", reason="provider message id already received")
+        raise
 
 
 @transaction.atomic
-def inbound_message_receive(*, message: InboundMessage, provider: str, now: datetime | None = None) -> InboundResult:
-    """Store an inbound message once and apply its keyword, if it is one."""
-    now = now or timezone.now()
+def _receive(*, message: InboundMessage, provider: str, now: datetime) -> InboundResult:
     try:
-        parse_phone(message.sender)
         contact = services.contact_get_or_create(phone=message.sender)
-    except (InvalidPhoneNumber, ValidationError):
+    except ValidationError:
         logger.info("inbound %s %s ignored: sender is not a phone number", message.channel, message.provider_message_id)
         return InboundResult("ignored", reason="sender is not a phone number")
-    try:
-        with transaction.atomic():
-            stored = Message.objects.create(
-                contact=contact,
-                channel=message.channel,
-                direction=Message.Direction.INBOUND,
-                kind=Message.Kind.INBOUND,
-                body=message.text or message.payload,
-                status=Message.Status.RECEIVED,
-                provider_message_id=message.provider_message_id,
-                status_at=message.received_at or now,
-            )
-    except IntegrityError:
-        return InboundResult("duplicate", reason="provider message id already received")
+    # First write of the transaction; a duplicate aborts it before anything else happens.
+    stored = Message.objects.create(
+        contact=contact,
+        channel=message.channel,
+        direction=Message.Direction.INBOUND,
+        kind=Message.Kind.INBOUND,
+        body=message.text or message.payload,
+        status=Message.Status.RECEIVED,
+        provider_message_id=message.provider_message_id,
+        status_at=message.received_at or now,
+    )
 
     if message.channel == Channel.WHATSAPP:
         # The person's own message opens the 24-hour customer-care window (free-form replies).
@@ -147,8 +165,7 @@ def inbound_message_receive(*, message: InboundMessage, provider: str, now: date
         Contact.objects.filter(pk=contact.pk).exclude(whatsapp_window_until__gte=until).update(whatsapp_window_until=until)
         contact.refresh_from_db(fields=["whatsapp_window_until"])
 
-    topics = selectors.topics_by_keyword()
-    intent = _intent_of(message, topics)
+    intent, topics = _intent_of(message)
     result = InboundResult("applied", intent=intent, message=stored)
     if not intent.is_keyword:
         return result  # customer care: stored, no consent change, no automatic reply
