@@ -224,11 +224,12 @@ def optin_request(*, phone: str, topic: Topic, channel: str, source: str, eviden
     consent.confirmed_at = consent.expires_at = consent.revoked_at = None
     consent.save()
     token = _confirmation_token_create(consent, min(confirm_by, now + timedelta(hours=settings.CONSENT_TOKEN_MAX_AGE_HOURS)))
-    event_append(kind=EventKind.REQUESTED, contact=contact, topic=topic, channel=channel, source=source,
-                 actor=actor, text=text, evidence=evidence, occurred_at=occurred_at or now)
     body, template = prompt_for(contact=contact, topic=topic, channel=channel, token=token, now=now)
     message_queue(contact=contact, channel=channel, kind=Message.Kind.CONFIRMATION_PROMPT, topic=topic,
                   body=body, template=template)
+    # Last, so that the chain-head lock is held for as short a time as possible.
+    event_append(kind=EventKind.REQUESTED, contact=contact, topic=topic, channel=channel, source=source,
+                 actor=actor, text=text, evidence=evidence, occurred_at=occurred_at or now)
     return OptinResult(consent=consent, token=token, created=True)
 
 
