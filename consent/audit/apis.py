@@ -8,11 +8,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.pagination import CursorPagination
 from consent import services
 from consent.erasure import contact_erase
 from consent.hashing import format_instant, text_sha256
@@ -84,6 +84,7 @@ class AuditEventListApi(APIView):
     """Ledger events in sequence order, filtered, cursor-paginated (auditors and admins)."""
 
     permission_classes = [IsAuditorOrAdmin]
+    pagination_class = EventCursorPagination
 
     @extend_schema(parameters=EVENT_FILTER_PARAMETERS, responses=EventRecordSerializer(many=True))
     def get(self, request):
@@ -103,7 +104,7 @@ class AuditEventListApi(APIView):
             raise ValidationError(errors)
         filters = ExportFilters(**{**filters.__dict__, **extra})
         queryset = filters.apply(ConsentEvent.objects.select_related("contact"))
-        paginator = EventCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response([event_record(event) for event in page])
 
@@ -118,7 +119,8 @@ class AuditVerifyApi(APIView):
                        "ok": serializers.BooleanField(), "events": serializers.IntegerField(),
                        "head": serializers.DictField(), "first_bad_seq": serializers.IntegerField(required=False),
                        "problem": serializers.CharField(required=False),
-                       "checked_from_seq": serializers.IntegerField(), "checkpoint": serializers.DictField()}))
+                       "checked_from_seq": serializers.IntegerField(),
+                       "checkpoint": serializers.DictField(allow_null=True)}))
     def get(self, request):
         report = verify_ledger(resume=_flag(request.query_params, "resume"))
         return Response(report.as_dict())
@@ -134,7 +136,7 @@ class AuditExportApi(APIView):
         p for p in EVENT_FILTER_PARAMETERS if p.name in ("since", "until", "topic", "channel")],
         responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/x-ndjson"): OpenApiTypes.STR})
     def get(self, request):
-        fmt = request.query_params.get("format") or "csv"
+        fmt = request.query_params.get("format", "csv")  # present but empty is an error, not "csv"
         if fmt not in FORMATS:
             raise ValidationError({"format": f"One of {', '.join(FORMATS)}."})
         filters = filters_from_params(request.query_params)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+from json.encoder import encode_basestring
 from dataclasses import dataclass, field
 from datetime import datetime, time, timezone as dt_timezone
 
@@ -21,7 +22,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from consent.hashing import GENESIS_HASH, format_instant
 from consent.ledger import ledger_head
 from consent.models import Channel, ConsentEvent, Topic, TopicText
-from consent.verification import ROW_FIELDS, event_rows
+from consent.verification import ROW_FIELDS, ledger_rows
 
 from . import signing
 
@@ -58,6 +59,19 @@ class ExportFilters:
     @property
     def is_empty(self) -> bool:
         return not any([self.since, self.until, self.topic, self.channel, self.kind, self.subject])
+
+    def conditions(self) -> list[tuple[str, str, object]]:
+        """The filters as (column, operator, value) for verification.ledger_rows()."""
+        found = []
+        if self.since:
+            found.append(("occurred_at", ">=", self.since))
+        if self.until:
+            found.append(("occurred_at", "<", self.until))
+        for column, value in (("topic_slug", self.topic), ("channel", self.channel), ("kind", self.kind),
+                              ("subject", self.subject)):
+            if value:
+                found.append((column, "=", value))
+        return found
 
     def apply(self, queryset):
         if self.since:
@@ -155,16 +169,43 @@ def neutralise_cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
-def csv_cells(record: dict) -> list[str]:
-    cells = []
-    for name in COLUMNS:
-        value = record[name]
-        if name == "evidence":
-            value = canonical_evidence(value)
-        elif value is None:
-            value = ""
-        cells.append(neutralise_cell(str(value)))
-    return cells
+def _csv_writer_for(buffer):
+    """Write one ledger_rows() tuple (with phone) as an RFC 4180 record in COLUMNS order, text cells defused.
+
+    Every cell is quoted (inner quotes doubled). Sequence, event id, times and text version are
+    formatted by the database or by us (digits and hex only), so only the other cells can start
+    with a risky character. Written by hand: the csv module's writer is the slowest step here.
+    """
+    risky = frozenset(FORMULA_PREFIXES)
+    write = buffer.write
+
+    def line(row):
+        kind, phone, subject, topic, channel, source, actor, sha, evidence, prev, hash_ = [
+            ("'" + v if v[:1] in risky else v).replace('"', '""')
+            for v in (row[4], row[15] or ERASED, row[5], row[6], row[7], row[8], row[9], row[11], row[12], row[13],
+                      row[14])
+        ]
+        version = "" if row[10] is None else row[10]
+        write(f'"{row[0]}","{row[1]}","{row[2]}","{row[3]}","{kind}","{phone}","{subject}","{topic}","{channel}",'
+              f'"{source}","{actor}","{version}","{sha}","{evidence}","{prev}","{hash_}"\r\n')
+
+    return line
+
+
+def _jsonl_writer_for(buffer):
+    """Write one ledger_rows() tuple (with phone) as a JSON object in COLUMNS order; evidence is spliced in as is."""
+    s = encode_basestring  # JSON string literal, C-accelerated
+
+    def line(row):
+        version = "null" if row[10] is None else str(int(row[10]))
+        buffer.write(
+            f'{{"sequence":{int(row[0])},"event_id":{s(row[1])},"occurred_at":{s(row[2])},"recorded_at":{s(row[3])},'
+            f'"kind":{s(row[4])},"phone":{s(row[15] or ERASED)},"subject":{s(row[5])},"topic":{s(row[6])},'
+            f'"channel":{s(row[7])},"source":{s(row[8])},"actor":{s(row[9])},"text_version":{version},'
+            f'"text_sha256":{s(row[11])},"evidence":{row[12]},"prev_hash":{s(row[13])},"hash":{s(row[14])}}}\n'
+        )
+
+    return line
 
 
 # --- streams --------------------------------------------------------------------------------
@@ -189,28 +230,24 @@ class ExportStream:
             raise ValidationError({"format": f"One of {', '.join(FORMATS)}."})
 
     def __iter__(self):
-        queryset = self.filters.apply(ConsentEvent.objects.all())
-        rows = event_rows(after_seq=0, upto_seq=self.upto_seq, chunk_size=self.chunk_size, queryset=queryset)
-        rows = _with_phone(rows, self.chunk_size, queryset)
+        rows = ledger_rows(after_seq=0, upto_seq=self.upto_seq, conditions=self.filters.conditions(), with_phone=True,
+                           chunk_size=self.chunk_size)
         buffer = io.StringIO()
-        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
         if self.fmt == "csv":
             buffer.write("\ufeff")  # a BOM, so that spreadsheets read the file as UTF-8
-            writer.writerow(COLUMNS)
+            csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerow(COLUMNS)
+            line = _csv_writer_for(buffer)
+        else:
+            line = _jsonl_writer_for(buffer)
         pending = 0
         for row in rows:
-            record = export_record(row)
-            if self.fmt == "csv":
-                writer.writerow(csv_cells(record))
-            else:
-                buffer.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-                buffer.write("\n")
+            line(row)
             if self.first_seq is None:
                 self.first_seq = row[0]
             self.last_seq = row[0]
             self.count += 1
             pending += 1
-            if pending >= 1000:
+            if pending >= 2000:
                 yield self._take(buffer)
                 pending = 0
         tail = self._take(buffer)
@@ -224,27 +261,6 @@ class ExportStream:
         self.digest.update(data)
         self.size += len(data)
         return data
-
-
-def _with_phone(rows, chunk_size, queryset):
-    """Add each event's current phone number (or None once erased) to the ROW_FIELDS tuples, chunk by chunk."""
-    from consent.models import Contact
-
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= chunk_size:
-            yield from _phones_for(batch, Contact)
-            batch = []
-    if batch:
-        yield from _phones_for(batch, Contact)
-
-
-def _phones_for(batch, Contact):
-    subjects = {row[5] for row in batch}
-    phones = dict(Contact.objects.filter(phone_pseudonym__in=subjects).values_list("phone_pseudonym", "phone"))
-    for row in batch:
-        yield row + (phones.get(row[5]),)
 
 
 # --- files and manifests ------------------------------------------------------------------------

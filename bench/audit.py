@@ -1,0 +1,236 @@
+#!/usr/bin/env python
+"""Audit benchmark: N ledger events on PostgreSQL; export (CSV, JSONL) time and peak RSS; verification time.
+
+    .venv/bin/python bench/audit.py                      # 1,000,000 events
+    .venv/bin/python bench/audit.py --events 100000 --reuse
+
+The events are generated fast: the chain is computed in Python and rows are streamed with COPY
+(the append-only triggers allow INSERT). Each measured step runs as its own process, so its peak
+RSS is its own. Figures are printed and written to bench/results/audit.json.
+Targets: export ≤ 20 s and ≤ 150 MB per format; full verification ≤ 30 s.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+TARGETS = {"export_seconds": 20.0, "export_peak_rss_mb": 150.0, "verify_seconds": 30.0}
+
+
+def database_exists_with(url: str, events: int) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url) as conn:
+            head = conn.execute("SELECT seq FROM consent_chainhead WHERE id = 1").fetchone()
+            return bool(head) and head[0] == events
+    except psycopg.Error:
+        return False
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def run_child(args: list[str], env: dict) -> dict:
+    """Popen + wait4, so each step reports its own peak RSS (not the maximum over all children)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out_chunks, err_chunks = [], []
+    # Drain the pipes without reaping the child, then reap it with wait4 for its rusage.
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ, out_chunks)
+    selector.register(process.stderr, selectors.EVENT_READ, err_chunks)
+    open_streams = 2
+    while open_streams:
+        for key, _ in selector.select():
+            data = key.fileobj.read1(65536)
+            if data:
+                key.data.append(data)
+            else:
+                selector.unregister(key.fileobj)
+                open_streams -= 1
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - started
+    stdout = b"".join(out_chunks).decode(errors="replace")
+    stderr = b"".join(err_chunks).decode(errors="replace")
+    result = {"seconds": round(elapsed, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+              "exit": process.returncode, "output": (stdout.strip().splitlines() or [""])[-1][:300]}
+    if process.returncode != 0:
+        result["stderr"] = stderr.strip()[-2000:]
+    return result
+
+
+def measured(label: str, args: list[str], env: dict) -> dict:
+    result = run_child(args, env)
+    print(f"{label:<30} {result['seconds']:>8.2f} s  {result['peak_rss_mb']:>8.1f} MB peak RSS  exit {result['exit']}",
+          flush=True)
+    if result["exit"] not in (0,):
+        print(result.get("stderr", ""), file=sys.stderr)
+    return result
+
+
+def generate(events: int, contacts: int) -> dict:
+    """Contacts, one topic and `events` chained events, written with COPY. Runs inside this process."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection, transaction
+
+    from consent import services
+    from consent.hashing import GENESIS_HASH, chain_hash, format_instant, phone_pseudonym
+
+    started = time.perf_counter()
+    topic = services.topic_create(slug="bench", name="Benchmark promotions", keywords=["BENCH"],
+                                  consent_text="I agree to receive benchmark promotions.",
+                                  confirmation_message="Reply YES to confirm, STOP to cancel.",
+                                  help_message="Benchmark help. Reply STOP to opt out.", consent_ttl_days=365)
+    text = topic.current_text
+    key = settings.CONSENT_PSEUDONYM_KEY
+    subjects = []
+    raw = connection.connection  # the psycopg connection under Django's
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            copy_sql = ("COPY consent_contact (phone, phone_pseudonym, country, timezone, timezones, attributes, "
+                        "created_at) FROM STDIN")
+            now = datetime.now(timezone.utc)
+            with cursor.cursor.copy(copy_sql) as copy:
+                for n in range(contacts):
+                    phone = f"+1202{n:07d}"
+                    pseudonym = phone_pseudonym(phone, key)
+                    subjects.append(pseudonym)
+                    copy.write_row((phone, pseudonym, "US", "America/New_York", '["America/New_York"]', "{}", now))
+            cursor.execute("SELECT id, phone_pseudonym FROM consent_contact")
+            ids = dict((p, i) for i, p in cursor.fetchall())
+    contact_ids = [ids[s] for s in subjects]
+    print(f"  {contacts} contacts in {time.perf_counter() - started:.1f} s", flush=True)
+
+    kinds = ("requested", "confirmation_sent", "confirmed", "revoked")
+    sources = ("web_form", "system", "sms_keyword", "sms_keyword")
+    base = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    prev = GENESIS_HASH
+    columns = ("seq", "uuid", "occurred_at", "recorded_at", "kind", "contact_id", "subject", "topic_id", "topic_slug",
+               "channel", "source", "actor", "text_id", "text_version", "text_sha256", "evidence", "prev_hash", "hash")
+    started = time.perf_counter()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY consent_consentevent ({', '.join(columns)}) FROM STDIN") as copy:
+                for seq in range(1, events + 1):
+                    c = (seq - 1) % contacts
+                    step = ((seq - 1) // contacts) % 4
+                    at = base + timedelta(seconds=seq * 7, microseconds=seq % 1000000)
+                    evidence = ({"ip": f"203.0.113.{seq % 250}", "page_url": "https://shop.example/signup",
+                                 "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Benchmark/1.0"} if step == 0 else
+                                {"message_id": seq, "provider_message_id": f"SM{seq:032x}", "provider": "twilio"}
+                                if step == 1 else {"inbound_text": "YES" if step == 2 else "STOP",
+                                                   "provider_message_id": f"SM{seq:032x}"})
+                    fields = {"seq": seq, "uuid": str(uuid.uuid4()), "occurred_at": format_instant(at),
+                              "recorded_at": format_instant(at), "kind": kinds[step], "subject": subjects[c],
+                              "topic": "bench", "channel": "sms", "source": sources[step], "actor": "system",
+                              "text_version": text.version, "text_sha256": text.sha256, "evidence": evidence}
+                    digest = chain_hash(prev, fields)
+                    copy.write_row((seq, fields["uuid"], at, at, kinds[step], contact_ids[c], subjects[c], topic.pk,
+                                    "bench", "sms", sources[step], "system", text.pk, text.version, text.sha256,
+                                    json.dumps(evidence), prev, digest))
+                    prev = digest
+                    if seq % 200000 == 0:
+                        print(f"  {seq} events ({time.perf_counter() - started:.1f} s)", flush=True)
+            cursor.execute("UPDATE consent_chainhead SET seq = %s, hash = %s WHERE id = 1", [events, prev])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE consent_consentevent")
+        cursor.execute("ANALYZE consent_contact")
+    seconds = time.perf_counter() - started
+    print(f"  {events} events in {seconds:.1f} s", flush=True)
+    del raw
+    return {"events_seconds": round(seconds, 1), "contacts": contacts}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 1_000_000)))
+    parser.add_argument("--contacts", type=int, default=int(os.environ.get("BENCH_CONTACTS", 100_000)))
+    parser.add_argument("--database-url", default=os.environ.get(
+        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/consent_bench_audit"))
+    parser.add_argument("--reuse", action="store_true", help="Keep the database if it already holds --events events.")
+    parser.add_argument("--workdir", default=str(ROOT / "bench" / "results" / "audit-files"))
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "audit.json"))
+    args = parser.parse_args()
+
+    env = {**os.environ, "DATABASE_URL": args.database_url, "DJANGO_SETTINGS_MODULE": "config.settings.local",
+           "DJANGO_DEBUG": "false", "LOG_LEVEL": "WARNING"}
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    results = {"events": args.events, "database": "postgresql", "python": platform.python_version(),
+               "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "targets": TARGETS,
+               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    if not (args.reuse and database_exists_with(args.database_url, args.events)):
+        print(f"Generating {args.events} events on {args.database_url.rsplit('@', 1)[-1]} …", flush=True)
+        recreate_database(args.database_url)
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+        gen = run_child([PYTHON, __file__, "--_generate", str(args.events), str(args.contacts)], env)
+        if gen["exit"] != 0:
+            print(gen.get("stderr"), file=sys.stderr)
+            return 1
+        results["generation"] = {"seconds": gen["seconds"], "contacts": args.contacts}
+        print(f"{'generation':<30} {gen['seconds']:>8.2f} s", flush=True)
+    else:
+        print("Reusing the existing benchmark database.", flush=True)
+        clear = "from consent.models import LedgerCheckpoint as C; C.objects.all().delete()"
+        subprocess.run([PYTHON, "manage.py", "shell", "-c", clear], cwd=ROOT, env=env, check=True)
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    manage = [PYTHON, "manage.py"]
+    results["verify_full"] = measured("verify (full chain)", manage + ["verify_consent_log"], env)
+    results["checkpoint"] = measured("checkpoint (verify + sign)", manage + [
+        "shell", "-c", "from consent.audit.checkpoints import checkpoint_create; print(checkpoint_create().seq)"], env)
+    results["verify_resume"] = measured("verify --resume", manage + ["verify_consent_log", "--resume"], env)
+    for fmt in ("csv", "jsonl"):
+        path = workdir / f"ledger.{fmt}"
+        step = measured(f"export {fmt}", manage + ["export_consent_log", "--format", fmt, "--output", str(path)], env)
+        step["bytes"] = path.stat().st_size if path.exists() else None
+        results[f"export_{fmt}"] = step
+    results["verify_export_offline_csv"] = measured(
+        "offline verify (csv)", [PYTHON, "tools/verify_export.py", str(workdir / "ledger.csv")], env)
+
+    exports = [results["export_csv"], results["export_jsonl"]]
+    results["meets_targets"] = {
+        "export_seconds": all(e["seconds"] <= TARGETS["export_seconds"] for e in exports),
+        "export_peak_rss_mb": all(e["peak_rss_mb"] <= TARGETS["export_peak_rss_mb"] for e in exports),
+        "verify_seconds": results["verify_full"]["seconds"] <= TARGETS["verify_seconds"],
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(results["meets_targets"]), f"→ {args.output}")
+    ok = all(step.get("exit") == 0 for step in results.values() if isinstance(step, dict) and "exit" in step)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--_generate":
+        sys.path.insert(0, str(ROOT))
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+        generate(int(sys.argv[2]), int(sys.argv[3]))
+        sys.exit(0)
+    sys.exit(main())
