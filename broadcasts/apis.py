@@ -6,11 +6,11 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from config.pagination import CursorPagination
 from consent.models import actor_for
 from consent.permissions import IsMarketerOrAdmin, ReadAnyRoleWriteMarketer
 from consent.serializers import ChannelField, PhoneField, TopicSlugField
@@ -88,6 +88,8 @@ class BroadcastListApi(APIView):
                 raise serializers.ValidationError("This time is in the past; leave it out to send as soon as scheduled.")
             return value
 
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # read by the schema for the paginated shape
+
     @extend_schema(responses=BroadcastOutputSerializer(many=True))
     def get(self, request):
         broadcasts = Broadcast.objects.select_related("topic").order_by("-id")
@@ -96,7 +98,7 @@ class BroadcastListApi(APIView):
             if wanted not in BroadcastStatus.values:
                 raise serializers.ValidationError({"status": f"One of {', '.join(BroadcastStatus.values)}."})
             broadcasts = broadcasts.filter(status=wanted)
-        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(broadcasts, request, view=self)
         return paginator.get_paginated_response(BroadcastOutputSerializer(page, many=True).data)
 
@@ -224,6 +226,7 @@ class BroadcastDeliveryListApi(APIView):
     """The per-recipient deliveries of a broadcast (cursor-paginated, ?status=)."""
 
     permission_classes = [ReadAnyRoleWriteMarketer]
+    pagination_class = DeliveryPagination
 
     @extend_schema(responses=DeliveryOutputSerializer(many=True))
     def get(self, request, pk):
@@ -234,6 +237,6 @@ class BroadcastDeliveryListApi(APIView):
             if wanted not in DeliveryStatus.values:
                 raise serializers.ValidationError({"status": f"One of {', '.join(DeliveryStatus.values)}."})
             rows = rows.filter(status=wanted)
-        paginator = DeliveryPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(DeliveryOutputSerializer(page, many=True).data)

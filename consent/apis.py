@@ -9,6 +9,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.pagination import LimitOffsetPagination
+
 from . import selectors, services
 from .models import Consent, Contact, ConsentStatus, Source, Topic, actor_for
 from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
@@ -209,13 +211,12 @@ class ConsentListApi(APIView):
     """Consents with their effective status, filtered by phone, topic, channel and status."""
 
     permission_classes = [ReadAnyRoleWriteMarketer]
+    pagination_class = LimitOffsetPagination  # declared so that the schema shows the paginated shape
 
     @extend_schema(parameters=[OpenApiParameter("phone", str), OpenApiParameter("topic", str),
                                OpenApiParameter("channel", str), OpenApiParameter("status", str)],
                    responses=ConsentWithPhoneSerializer(many=True))
     def get(self, request):
-        from rest_framework.pagination import LimitOffsetPagination
-
         qs = Consent.objects.select_related("contact", "topic", "text").order_by("id")
         params = request.query_params
         if params.get("phone"):
@@ -228,7 +229,7 @@ class ConsentListApi(APIView):
             if params["status"] not in ConsentStatus.values:
                 raise serializers.ValidationError({"status": f"One of {', '.join(ConsentStatus.values)}."})
             qs = qs.filter(selectors._effective_status_q(params["status"], selectors.timezone.now()))
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ConsentWithPhoneSerializer(page, many=True).data)
 
@@ -281,6 +282,7 @@ class ContactListApi(APIView):
     """List contacts (filter by phone, topic, status), or create one."""
 
     permission_classes = [ReadAnyRoleWriteMarketer]
+    pagination_class = LimitOffsetPagination  # declared so that the schema shows the paginated shape
 
     class InputSerializer(serializers.Serializer):
         phone = PhoneField()
@@ -300,8 +302,6 @@ class ContactListApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("phone", str), OpenApiParameter("topic", str),
                                OpenApiParameter("status", str)], responses=ContactOutputSerializer(many=True))
     def get(self, request):
-        from rest_framework.pagination import LimitOffsetPagination
-
         params = request.query_params
         phone = services.phone_normalise(params["phone"]) if params.get("phone") else None
         if params.get("status") and params["status"] not in ConsentStatus.values:
@@ -310,7 +310,7 @@ class ContactListApi(APIView):
         qs = qs.prefetch_related(
             Prefetch("consents", queryset=Consent.objects.select_related("topic", "text").order_by("topic__slug", "channel"))
         )
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ContactOutputSerializer(page, many=True).data)
 

@@ -1,0 +1,52 @@
+"""Edges schemathesis found: JSON 404 for unrouted API paths, strict pagination, the schema itself."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_schema_is_served_without_error(client):
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/api/v1/broadcasts/{id}/pause/" in paths  # the view that used to break generation
+
+
+@pytest.mark.parametrize("path", ["/api/v1/broadcasts/abc/", "/api/v1/topics/%C3%A9%00/texts/", "/api/v1/nothing/",
+                                  "/webhooks/nothing/"])
+def test_unrouted_api_paths_answer_json_404(admin_client_api, path):
+    response = admin_client_api.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_other_paths_keep_the_html_404(client):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("query,field", [("limit=abc", "limit"), ("limit=0", "limit"), ("limit=-1", "limit"),
+                                         ("offset=1.5", "offset"), ("offset=-3", "offset"), ("offset=true", "offset")])
+def test_malformed_pagination_is_400(auditor_client, topic, query, field):
+    for path in ("/api/v1/contacts/", "/api/v1/consents/", "/api/v1/broadcasts/"):
+        response = auditor_client.get(f"{path}?{query}")
+        assert response.status_code == 400, path
+        assert field in response.json()
+
+
+def test_wellformed_pagination_still_works(auditor_client, topic):
+    response = auditor_client.get("/api/v1/contacts/?limit=5&offset=0")
+    assert response.status_code == 200
+    assert set(response.json()) >= {"count", "next", "previous", "results"}
+
+
+@pytest.mark.parametrize("page_size", ["x", "0", "-2"])
+def test_malformed_cursor_page_size_is_400(auditor_client, page_size):
+    assert auditor_client.get(f"/api/v1/audit/events/?page_size={page_size}").status_code == 400
+
+
+def test_export_with_an_empty_or_unknown_format_is_400(auditor_client):
+    assert auditor_client.get("/api/v1/audit/export/?format=").status_code == 400
+    assert auditor_client.get("/api/v1/audit/export/?format=xml").status_code == 400
