@@ -166,3 +166,20 @@ def test_export_of_a_broken_ledger_is_written_without_checkpoint(ledger, tmp_pat
     result = load_tool().verify_export(str(tmp_path / "ledger.csv"), None, public_key_pem())
     assert any("sequence 1: hash" in p for p in result.problems)
     assert not verify_ledger().ok
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_awkward_evidence_survives_the_round_trip(ledger, tmp_path, fmt, run_on_commit):
+    from consent import services
+    from consent.selectors import contact_get_by_phone
+
+    evidence = {"inbound_text": 'ARRÊT, "now"\nplease; =1+1', "nested": {"b": [1, 2.5, None, True], "a": "ünï"},
+                "page_url": "https://example.test/a?b=1&c=2", "empty_list": []}
+    with run_on_commit():
+        services.consent_revoke(contact=contact_get_by_phone("+33612345678"), channel="sms", source="sms_keyword",
+                                evidence=evidence, actor="@admin")
+    assert verify_ledger().ok
+    path, manifest = export(tmp_path, fmt)
+    assert manifest["count"] == ConsentEvent.objects.count()
+    result = load_tool().verify_export(str(path), None, public_key_pem())
+    assert result.ok, result.problems
