@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.1, help="fraction of webhooks delivered twice")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread keeps connections alive)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_inbound")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -260,7 +261,7 @@ def main() -> None:
 
     gunicorn = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
-         "-k", "gthread", "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning"],
+         "-k", args.worker_class, "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning"],
         cwd=ROOT, env=env,
     )
     try:
@@ -291,7 +292,7 @@ def main() -> None:
         "benchmark": "inbound signed Twilio webhooks (YES then STOP), gunicorn + PostgreSQL",
         "machine": {"cpus": os.cpu_count()},
         "config": {k: v for k, v in vars(args).items() if k not in ("database_url", "broker_url", "redis_url")},
-        "gunicorn": f"-k gthread -w {args.workers} --threads {args.threads}",
+        "gunicorn": f"-k {args.worker_class} -w {args.workers} --threads {args.threads}",
         "duplicates_sent": duplicates,
         "phases": phases,
         "total": {

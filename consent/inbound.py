@@ -23,7 +23,7 @@ from django.utils import timezone
 from . import keywords as kw
 from . import selectors, services
 from .messaging import message_queue
-from .models import Channel, Consent, Contact, Message, Source, Topic
+from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic
 from .phones import InvalidPhoneNumber, parse_phone
 from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate
 from .webhooks.signals import provider_status_received
@@ -97,12 +97,6 @@ def _join_hint() -> str:
 
 def _may_message(contact: Contact) -> bool:
     return contact.erased_at is None and not selectors.is_suppressed(contact.phone_pseudonym)
-
-
-def _reply(contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None) -> Message | None:
-    if not body or not _may_message(contact):
-        return None
-    return message_queue(contact=contact, channel=channel, kind=kind, body=body, topic=topic)
 
 
 def _intent_of(message: InboundMessage) -> tuple[kw.Intent, dict[str, Topic]]:
@@ -181,20 +175,34 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     }
     # Twilio's Advanced Opt-Out already answered STOP and HELP itself: do not answer twice.
     provider_answered = message.provider_opt_out in {"STOP", "HELP"}
+    # Replies are queued *before* the consent change where their text allows: the change appends
+    # to the ledger, whose lock is held until commit, so nothing else should follow it.
+    may_message = _may_message(contact)
+
+    def reply(kind, body, reply_topic=None):
+        if may_message and body:
+            result.replies.append(message_queue(contact=contact, channel=channel, kind=kind, body=body, topic=reply_topic))
+            return result.replies[-1]
+        return None
 
     if intent.kind == kw.STOP:
+        if not provider_answered:
+            reply(Message.Kind.STOP_REPLY, reply_text("stop_topic", topics=topic.name) if topic else reply_text("stop_all"),
+                  topic)
         result.consents = services.consent_revoke(contact=contact, channel=channel, source=source, topic=topic,
                                                   reason="keyword", evidence=evidence, now=now)
-        if not provider_answered:
-            body = reply_text("stop_topic", topics=topic.name) if topic else reply_text("stop_all")
-            result.replies.append(_reply(contact, channel, Message.Kind.STOP_REPLY, body, topic))
     elif intent.kind in (kw.START, kw.JOIN):
         targets = [topic] if topic else services.topics_last_revoked(contact=contact, channel=channel)
         if not targets:
-            result.replies.append(_reply(contact, channel, Message.Kind.REPLY,
-                                         reply_text("nothing_to_restart", join_hint=_join_hint())))
-        already = []
+            reply(Message.Kind.REPLY, reply_text("nothing_to_restart", join_hint=_join_hint()))
+        current = {c.topic_id for c in Consent.objects.filter(contact=contact, channel=channel, topic__in=targets)
+                   if selectors.consent_is_current(c, now)}
+        already = [t for t in targets if t.pk in current]
+        if already:
+            reply(Message.Kind.REPLY, reply_text("already_active", topics=_names(already)))
         for target in targets:
+            if target.pk in current:
+                continue
             try:
                 optin = services.optin_request(phone=contact.phone, topic=target, channel=channel, source=source,
                                                evidence=evidence, now=now)
@@ -202,30 +210,31 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
                 logger.info("inbound %s: no opt-in for %s: %s", stored.pk, target.slug, exc)
                 continue
             result.consents.append(optin.consent)
-            if not optin.created:
-                already.append(target)
-        if already:
-            result.replies.append(_reply(contact, channel, Message.Kind.REPLY,
-                                         reply_text("already_active", topics=_names(already))))
     elif intent.kind == kw.CONFIRM:
+        expected = list(
+            Consent.objects.filter(contact=contact, channel=channel, status=ConsentStatus.PENDING, confirm_by__gte=now)
+            .select_related("topic").order_by("id")
+        )
+        answer = reply(*_confirm_reply([c.topic for c in expected]))
         result.consents = services.optin_confirm_by_reply(contact=contact, channel=channel, source=source,
                                                           evidence=evidence, now=now)
-        if result.consents:
-            confirmed_topics = [c.topic for c in result.consents]
-            result.replies.append(_reply(contact, channel, Message.Kind.CONFIRMED_REPLY,
-                                         reply_text("confirmed", topics=_names(confirmed_topics)),
-                                         confirmed_topics[0] if len(confirmed_topics) == 1 else None))
-        else:
-            result.replies.append(_reply(contact, channel, Message.Kind.NOTHING_PENDING_REPLY,
-                                         reply_text("nothing_pending", join_hint=_join_hint())))
+        if answer is not None and [c.pk for c in result.consents] != [c.pk for c in expected]:
+            # Another message of this person changed the pending set meanwhile: say what really happened.
+            kind, body, reply_topic = _confirm_reply([c.topic for c in result.consents])
+            Message.objects.filter(pk=answer.pk).update(kind=kind, body=body, topic=reply_topic)
     elif intent.kind == kw.HELP and not provider_answered:
         help_topics = [topic] if topic else _help_topics(contact, channel)
         texts = [t.current_text.help_message.strip() for t in help_topics if t.current_text_id]
         body = "\n".join(dict.fromkeys(t for t in texts if t)) or reply_text("help_generic", join_hint=_join_hint())
-        result.replies.append(_reply(contact, channel, Message.Kind.HELP_REPLY, body,
-                                     help_topics[0] if len(help_topics) == 1 else None))
-    result.replies = [r for r in result.replies if r is not None]
+        reply(Message.Kind.HELP_REPLY, body, help_topics[0] if len(help_topics) == 1 else None)
     return result
+
+
+def _confirm_reply(topics: list[Topic]) -> tuple[str, str, Topic | None]:
+    if topics:
+        return (Message.Kind.CONFIRMED_REPLY, reply_text("confirmed", topics=_names(topics)),
+                topics[0] if len(topics) == 1 else None)
+    return Message.Kind.NOTHING_PENDING_REPLY, reply_text("nothing_pending", join_hint=_join_hint()), None
 
 
 def _help_topics(contact: Contact, channel: str) -> list[Topic]:

@@ -223,3 +223,35 @@ def test_label_is_used_when_the_payload_is_no_keyword(topic):
     result = receive("Oui", phone="+33612345678", channel="whatsapp", payload="btn-1", kind="interactive")
     assert result.intent.kind == "confirm"
     assert topic.consents.get().status == ConsentStatus.ACTIVE
+
+
+def test_yes_reply_tells_what_really_happened_when_a_concurrent_change_won(topic, monkeypatch):
+    services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    monkeypatch.setattr(services, "optin_confirm_by_reply", lambda **kwargs: [])  # someone else confirmed first
+    receive("YES")
+    (reply,) = replies()
+    assert reply.kind == Message.Kind.NOTHING_PENDING_REPLY
+
+
+def test_stop_reply_is_queued_before_the_ledger_append(topic, monkeypatch):
+    """The ledger lock is held from the append to the commit: nothing of ours may follow it."""
+    from consent import ledger
+
+    subscribe(topic)
+    order = []
+    real_append = ledger.event_append
+
+    def append(**kwargs):
+        order.append("append")
+        return real_append(**kwargs)
+
+    real_queue = inbound.message_queue
+
+    def queue(**kwargs):
+        order.append("reply")
+        return real_queue(**kwargs)
+
+    monkeypatch.setattr(services, "event_append", append)
+    monkeypatch.setattr(inbound, "message_queue", queue)
+    receive("STOP")
+    assert order == ["reply", "append"]
