@@ -18,12 +18,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, resume=False, json=False, **options):
         report = verify_ledger(resume=resume)
-        if json:
-            self.stdout.write(_dumps(report.as_dict()))
-        elif report.ok:
-            self.stdout.write(report.summary())
+        self.stdout.write(_dumps(report.as_dict()) if json else report.summary())
         if not report.ok:
-            self.stderr.write(report.summary())
+            self.stderr.write(f"error: the consent ledger does not verify; first bad sequence number {report.first_bad_seq}")
             sys.exit(1)
 
 
