@@ -1,0 +1,45 @@
+"""Verification and checkpoints while other connections keep appending: never a false alarm."""
+
+import threading
+
+import pytest
+from django.db import connections
+
+from consent import services
+from consent.audit.checkpoints import checkpoint_create
+from consent.models import ConsentEvent, Source
+from consent.verification import verify_ledger
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _appender(topic, stop, errors):
+    try:
+        i = 0
+        while not stop.is_set() and i < 60:
+            services.optin_request(phone=f"+1415557{i:04d}", topic=topic, channel="sms", source=Source.API)
+            i += 1
+    except Exception as exc:  # reported to the main thread
+        errors.append(exc)
+    finally:
+        connections.close_all()
+
+
+def test_verifying_during_appends_reports_no_damage(topic, signing_key):
+    stop, errors, reports = threading.Event(), [], []
+    writer = threading.Thread(target=_appender, args=(topic, stop, errors))
+    writer.start()
+    try:
+        while writer.is_alive() and len(reports) < 40:
+            reports.append(verify_ledger(resume=len(reports) % 2 == 1))
+            if len(reports) % 5 == 0:
+                checkpoint_create()
+    finally:
+        stop.set()
+        writer.join(timeout=120)
+    assert not errors, errors
+    bad = [r for r in reports if not r.ok]
+    assert not bad, bad[0].summary()
+    assert len({r.head_seq for r in reports}) > 3  # the head really moved while verifying
+    final = verify_ledger()
+    assert final.ok and final.events == ConsentEvent.objects.count()
