@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +98,12 @@ def generate(events: int, contacts: int) -> dict:
     from django.db import connection, transaction
 
     from consent import services
-    from consent.hashing import GENESIS_HASH, chain_hash, format_instant, phone_pseudonym
+    from consent.hashing import (
+        GENESIS_HASH,
+        chain_hash,
+        format_instant,
+        phone_pseudonym,
+    )
 
     started = time.perf_counter()
     topic = services.topic_create(slug="bench", name="Benchmark promotions", keywords=["BENCH"],
@@ -113,7 +118,7 @@ def generate(events: int, contacts: int) -> dict:
         with connection.cursor() as cursor:
             copy_sql = ("COPY consent_contact (phone, phone_pseudonym, country, timezone, timezones, attributes, "
                         "created_at) FROM STDIN")
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             with cursor.cursor.copy(copy_sql) as copy:
                 for n in range(contacts):
                     phone = f"+1202{n:07d}"
@@ -127,7 +132,7 @@ def generate(events: int, contacts: int) -> dict:
 
     kinds = ("requested", "confirmation_sent", "confirmed", "revoked")
     sources = ("web_form", "system", "sms_keyword", "sms_keyword")
-    base = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2025, 1, 1, tzinfo=UTC)
     prev = GENESIS_HASH
     columns = ("seq", "uuid", "occurred_at", "recorded_at", "kind", "contact_id", "subject", "topic_id", "topic_slug",
                "channel", "source", "actor", "text_id", "text_version", "text_sha256", "evidence", "prev_hash", "hash")
@@ -183,7 +188,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     results = {"events": args.events, "database": "postgresql", "python": platform.python_version(),
                "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "targets": TARGETS,
-               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+               "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
     if not (args.reuse and database_exists_with(args.database_url, args.events)):
         print(f"Generating {args.events} events on {args.database_url.rsplit('@', 1)[-1]} …", flush=True)

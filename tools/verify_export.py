@@ -60,7 +60,7 @@ def text_sha256(*parts: str) -> str:
 
 def unneutralise(cell: str) -> str:
     """Undo the CSV formula guard: one leading ' was added to any cell starting with = + - @ TAB CR or '."""
-    return cell[1:] if cell.startswith("'") else cell
+    return cell.removeprefix("'")
 
 
 def signature_ok(key: Ed25519PublicKey, payload, signature: str) -> bool:

@@ -17,13 +17,26 @@ from consent import services
 from consent.erasure import contact_erase
 from consent.hashing import format_instant, text_sha256
 from consent.ledger import ledger_head, pseudonym_for
-from consent.models import ConsentEvent, EventKind, LedgerCheckpoint, TopicText, actor_for
+from consent.models import (
+    ConsentEvent,
+    EventKind,
+    LedgerCheckpoint,
+    TopicText,
+    actor_for,
+)
 from consent.permissions import IsAdminRole, IsAuditorOrAdmin
 from consent.verification import verify_ledger
 
 from . import signing
 from .checkpoints import checkpoint_as_dict, checkpoint_signature_valid
-from .export import CONTENT_TYPES, FORMATS, ExportFilters, ExportStream, event_record, filters_from_params
+from .export import (
+    CONTENT_TYPES,
+    FORMATS,
+    ExportFilters,
+    ExportStream,
+    event_record,
+    filters_from_params,
+)
 from .proof import contact_for_proof, contact_proof
 
 

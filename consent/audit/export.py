@@ -11,9 +11,9 @@ import hashlib
 import io
 import json
 import os
-from json.encoder import encode_basestring
 from dataclasses import dataclass, field
-from datetime import datetime, time, timezone as dt_timezone
+from datetime import UTC, datetime, time
+from json.encoder import encode_basestring
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -102,7 +102,7 @@ def parse_instant(value: str, field_name: str) -> datetime:
     if parsed is None:
         raise ValidationError({field_name: "Give an ISO 8601 date or date-time, such as 2026-01-31T00:00:00Z."})
     if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=dt_timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
@@ -305,8 +305,7 @@ def export_to_file(*, path: str, fmt: str, filters: ExportFilters, chunk_size: i
     stream = ExportStream(fmt=fmt, filters=filters, upto_seq=head_seq, chunk_size=chunk_size)
     partial = f"{path}.partial"
     with open(partial, "wb") as handle:
-        for chunk in stream:
-            handle.write(chunk)
+        handle.writelines(stream)
     os.replace(partial, path)
     manifest = {
         "format": EXPORT_FORMAT_VERSION,
