@@ -87,7 +87,7 @@ def recreate_database(url: str) -> None:
 
     parts = urllib.parse.urlsplit(url)
     name = parts.path.lstrip("/")
-    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres", query=""))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -194,6 +194,24 @@ def with_duplicates(requests: list[bytes], fraction: float, rng: random.Random) 
     return out, len(chosen)
 
 
+def cpu_seconds(match) -> float:
+    """User + system CPU seconds of every process whose command line satisfies `match`."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not match(cmdline):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def wait_for(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -248,6 +266,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    load_before = os.getloadavg()
     port = free_port()
     env = environment(args, port)
     os.environ.update(env)
@@ -271,6 +290,14 @@ def main() -> None:
                   for i in range(args.workers * args.threads * 8)]
         asyncio.run(run_phase(port, warmup, args.concurrency))
 
+        db_name = urllib.parse.urlsplit(args.database_url).path.lstrip("/")
+
+        def is_web(cmdline):
+            return "gunicorn" in cmdline and f"127.0.0.1:{port}" in cmdline
+
+        def is_db(cmdline):
+            return cmdline.startswith("postgres: ") and f" {db_name} " in cmdline
+
         phases, all_sids, duplicates = {}, [], 0
         for name, text in (("yes", "YES"), ("stop", "STOP")):
             sids = [f"SM{name}{run}{i:08d}" for i in range(args.contacts)]
@@ -278,7 +305,13 @@ def main() -> None:
             requests = [build_request(port, sid, phone(i), text) for i, sid in enumerate(sids)]
             requests, dup = with_duplicates(requests, args.duplicates, rng)
             duplicates += dup
+            web_cpu, db_cpu = cpu_seconds(is_web), cpu_seconds(is_db)
             phases[name] = asyncio.run(run_phase(port, requests, args.concurrency))
+            count = phases[name]["requests"]
+            phases[name]["web_cpu_ms_per_request"] = round(
+                (cpu_seconds(is_web) - web_cpu) / count * 1000, 2)
+            phases[name]["db_cpu_ms_per_request"] = round(
+                (cpu_seconds(is_db) - db_cpu) / count * 1000, 2)
             print(f"{name:>5}: {json.dumps(phases[name])}", flush=True)
     finally:
         gunicorn.terminate()
@@ -290,7 +323,7 @@ def main() -> None:
     checks = verify(args.contacts, all_sids)
     result = {
         "benchmark": "inbound signed Twilio webhooks (YES then STOP), gunicorn + PostgreSQL",
-        "machine": {"cpus": os.cpu_count()},
+        "machine": {"cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "config": {k: v for k, v in vars(args).items() if k not in ("database_url", "broker_url", "redis_url")},
         "gunicorn": f"-k {args.worker_class} -w {args.workers} --threads {args.threads}",
         "duplicates_sent": duplicates,
