@@ -159,6 +159,7 @@ CELERY_BEAT_SCHEDULE = {
     "consent-expire-due": {"task": "consent.tasks.consents_expire_due_task", "schedule": 300.0},
     "messages-mark-stale-unknown": {"task": "consent.tasks.messages_mark_stale_unknown_task", "schedule": 300.0},
     "ledger-checkpoint": {"task": "consent.audit.tasks.ledger_checkpoint_task", "schedule": 900.0},
+    "ledger-verify-full": {"task": "consent.audit.tasks.ledger_verify_task", "schedule": 86400.0},
     "broadcasts-tick": {"task": "broadcasts.tasks.broadcasts_tick_task",
                         "schedule": float(env("BROADCAST_TICK_SECONDS", "5"))},
 }

@@ -99,6 +99,9 @@ def parse_instant(value: str, field_name: str) -> datetime:
             parsed = datetime.combine(day, time.min) if day is not None else None
     except ValueError:
         parsed = None
+    if parsed is None and " " in value.strip() and "T" in value:
+        # An unencoded "+" in a query string arrives as a space: "…T00:00:00 02:00".
+        return parse_instant(value.strip().replace(" ", "+"), field_name)
     if parsed is None:
         raise ValidationError({field_name: "Give an ISO 8601 date or date-time, such as 2026-01-31T00:00:00Z."})
     if timezone.is_naive(parsed):

@@ -76,6 +76,7 @@ def test_event_filters(ledger, auditor_client):
     assert seqs("channel=whatsapp") == []
     assert seqs("since=2999-01-01") == []
     assert len(seqs("until=2999-01-01T00:00:00%2B02:00")) == ConsentEvent.objects.count()
+    assert len(seqs("until=2999-01-01T00:00:00+02:00")) == ConsentEvent.objects.count()  # "+" left unencoded
 
 
 @pytest.mark.parametrize("query", ["kind=deleted", "channel=fax", "since=yesterday", "until=2026-13-45",

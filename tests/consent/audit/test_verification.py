@@ -229,3 +229,14 @@ def test_checkpoint_task_is_scheduled_and_registered(settings):
 
 def test_verification_runs_in_chunks(ledger):
     assert verify_chain(chunk_size=2).events == ConsentEvent.objects.count()
+
+
+def test_daily_full_verification_task(ledger, settings):
+    from consent.audit.tasks import ledger_verify_task
+
+    assert "consent.audit.tasks.ledger_verify_task" in {e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
+    checkpoint_create()
+    assert ledger_verify_task.delay().get() is True
+    with triggers_lifted():
+        raw_sql("UPDATE consent_consentevent SET actor = 'user:mallory' WHERE seq = 2")
+    assert ledger_verify_task.delay().get() is False  # found although resumed runs trust the signed prefix
