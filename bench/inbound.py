@@ -280,7 +280,9 @@ def main() -> None:
 
     gunicorn = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
-         "-k", args.worker_class, "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning"],
+         "-k", args.worker_class, "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning",
+         # Spread the load generator's keep-alive connections evenly over the workers.
+         "--worker-connections", str(-(-args.concurrency // args.workers) + 1)],
         cwd=ROOT, env=env,
     )
     try:
