@@ -1,0 +1,426 @@
+"""Broadcast benchmark: fan-out time, delivered messages per second (0 ms and 50 ms provider latency),
+a naive one-task-per-recipient baseline, and peak RSS per worker process. PostgreSQL + Redis only.
+
+    .venv/bin/python bench/broadcast.py --smoke            # 10,000 contacts, well under a minute
+    .venv/bin/python bench/broadcast.py                    # 1,000,000 contacts, ~half with current consent
+    .venv/bin/python bench/broadcast.py --contacts 200000 --naive-count 20000
+
+Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/helper_broadcasts_bench; the
+database is created and re-seeded when its size differs), CELERY_BROKER_URL (default
+redis://127.0.0.1:6379/7), REDIS_URL (default redis://127.0.0.1:6379/8).
+
+Figures are printed and merged into bench/results/broadcast.json under the run's mode (smoke/full/custom).
+The loopback provider stand-in (tests/stand_in.py) runs in its own process; workers are
+`celery worker --pool=threads` processes, one per core, started fresh for each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "broadcast.json"
+QUEUE = "bench-broadcasts"
+STAND_IN_SID = "AC00000000000000000000000000000000"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="10,000 contacts, small naive sample")
+    parser.add_argument("--contacts", type=int, default=None, help="contacts in the topic (default 1,000,000)")
+    parser.add_argument("--consent-ratio", type=float, default=0.5, help="share of contacts with current consent")
+    parser.add_argument("--latencies", default="0,50", help="stand-in latencies in ms, comma-separated")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="worker processes (default: one per core)")
+    parser.add_argument("--threads", type=int, default=4, help="Celery tasks run at once per worker process")
+    parser.add_argument("--send-concurrency", type=int, default=128, help="provider calls in flight per worker process")
+    parser.add_argument("--claim-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--naive-count", type=int, default=None, help="recipients sent the naive way (default 2%% of audience, ≥2000)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per send phase")
+    parser.add_argument("--output", default=str(RESULTS))
+    return parser.parse_args()
+
+
+def setup_django(args):
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/helper_broadcasts_bench")
+    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/8")
+    if not os.environ["DATABASE_URL"].startswith("postgres") or not os.environ["CELERY_BROKER_URL"].startswith("redis"):
+        sys.exit("bench/broadcast.py needs PostgreSQL (DATABASE_URL) and Redis (CELERY_BROKER_URL)")
+    os.environ.update(DJANGO_SETTINGS_MODULE="config.settings.local", DJANGO_DEBUG="0", CELERY_QUEUE=QUEUE,
+                      LOG_LEVEL="WARNING", BROADCAST_SMS_RATE_PER_SECOND="0", BROADCAST_WHATSAPP_RATE_PER_SECOND="0",
+                      BROADCAST_SEND_CONCURRENCY=str(args.send_concurrency), BROADCAST_CLAIM_SIZE=str(args.claim_size),
+                      BROADCAST_BATCH_SIZE=str(args.batch_size), SMS_PROVIDER="twilio",
+                      TWILIO_ACCOUNT_SID=STAND_IN_SID, TWILIO_AUTH_TOKEN="stand-in-auth-token",
+                      TWILIO_FROM_NUMBER="+15005550006", PYTHONPATH=str(ROOT))
+    sys.path.insert(0, str(ROOT))
+    _create_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _create_database(url):
+    import dj_database_url
+    import psycopg
+
+    config = dj_database_url.parse(url)
+    admin = psycopg.connect(host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432, user=config["USER"] or "postgres",
+                            password=config["PASSWORD"] or None, dbname="postgres", autocommit=True)
+    exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone()
+    if not exists:
+        admin.execute(f'CREATE DATABASE "{config["NAME"]}"')
+    admin.close()
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def seed(n: int, ratio: float):
+    """n contacts on a dedicated topic, round(n × ratio) with a current SMS consent (SQL, seconds)."""
+    from django.db import connection
+
+    from consent import services
+    from consent.models import Contact, Topic
+
+    topic = Topic.objects.filter(slug="bench").first()
+    if topic is not None and Contact.objects.count() == n and topic.consents.filter(status="active").count() == round(n * ratio):
+        return topic, False
+    with connection.cursor() as db:
+        db.execute("TRUNCATE broadcasts_delivery, broadcasts_broadcast")
+        db.execute("DELETE FROM consent_consent")
+        db.execute("DELETE FROM consent_contact WHERE NOT EXISTS (SELECT 1 FROM consent_consentevent e WHERE e.contact_id = consent_contact.id)")
+    if topic is None:
+        topic = services.topic_create(slug="bench", name="Bench", keywords=["BENCH"], consent_text="c",
+                                      confirmation_message="Reply YES", help_message="h", consent_ttl_days=None)
+    every = 1 / ratio if ratio > 0 else None
+    with connection.cursor() as db:
+        db.execute(
+            "INSERT INTO consent_contact (phone, phone_pseudonym, country, timezone, timezones, attributes, created_at) "
+            "SELECT '+1555' || lpad(i::text, 7, '0'), md5(i::text) || md5('bench' || i::text), 'US', 'America/New_York', "
+            "'[\"America/New_York\"]'::jsonb, '{\"first_name\": \"Ada\"}'::jsonb, now() FROM generate_series(1, %s) i",
+            [n],
+        )
+        db.execute(
+            "INSERT INTO consent_consent (contact_id, topic_id, channel, status, text_id, source, confirmed_at, updated_at) "
+            "SELECT id, %s, 'sms', CASE WHEN (row_number() OVER (ORDER BY id) - 1) %% %s < 1 THEN 'active' ELSE 'revoked' END, "
+            "%s, 'import', now(), now() FROM consent_contact",
+            [topic.pk, max(1, round(every or 1)), topic.current_text_id],
+        )
+        db.execute("ANALYZE consent_contact; ANALYZE consent_consent; ANALYZE consent_suppression")
+    return topic, True
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+class StandIn:
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.stand_in", "--port", "0"], cwd=ROOT,
+                                        stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.url = self.process.stdout.readline().strip()
+
+    def control(self, path, payload=None):
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(f"{self.url}/__stand_in/{path}", data=data, method="POST" if data is not None else "GET",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
+    def reset(self, latency_ms):
+        self.control("reset", {})
+        self.control("config", {"latency_ms": latency_ms})
+
+    def stop(self):
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(10)
+
+
+def rss_kb(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS) of a process in kB, from /proc."""
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                values[line.split(":")[0]] = int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return values.get("VmRSS", 0), values.get("VmHWM", 0)
+
+
+class Workers:
+    """`celery worker --pool=threads` processes; samples their RSS while they run."""
+
+    def __init__(self, count, threads, env, log_dir):
+        self.processes = []
+        for i in range(count):
+            log = (log_dir / f"worker-{i}.log").open("w")
+            self.processes.append(subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=threads", f"--concurrency={threads}",
+                 "-Q", QUEUE, "-n", f"bench{i}@%h", "-I", "bench.naive_tasks", "--without-gossip", "--without-mingle",
+                 "--without-heartbeat", "--loglevel=WARNING", "--prefetch-multiplier=2"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            ))
+        self.samples = []  # (seconds since start, [rss kB per worker])
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while not self._stop.wait(0.5):
+            self.samples.append((round(time.monotonic() - self.started, 1), [rss_kb(p.pid)[0] for p in self.processes]))
+
+    def peak_mb(self) -> list[float]:
+        return [round(rss_kb(p.pid)[1] / 1024, 1) for p in self.processes]
+
+    def stop(self):
+        peaks = self.peak_mb()
+        self._stop.set()
+        for process in self.processes:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        return peaks
+
+    def rss_profile_mb(self) -> dict:
+        """RSS per worker early, half-way and at the end of the phase (growth shows here)."""
+        if not self.samples:
+            return {}
+        picks = {"early": self.samples[min(len(self.samples) - 1, 4)], "middle": self.samples[len(self.samples) // 2],
+                 "end": self.samples[-1]}
+        return {name: [round(kb / 1024, 1) for kb in sample[1]] for name, sample in picks.items()}
+
+
+def purge_queue():
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(QUEUE)
+
+
+# --- phases ---------------------------------------------------------------------------------
+
+
+def new_broadcast(topic, name):
+    from broadcasts import services
+
+    broadcast = services.broadcast_create(name=name, topic=topic, channel="sms", body="Hi {{ first_name }}, 20% off today.",
+                                          respect_quiet_hours=False)
+    services.broadcast_schedule(broadcast=broadcast)  # due now; its launch task is purged below
+    return broadcast
+
+
+def launch_and_fan_out(broadcast, enqueue=True) -> float:
+    """Audience resolution + delivery rows + enqueueing every send batch; returns the seconds taken."""
+    from broadcasts import services, tasks
+
+    purge_queue()
+    started = time.perf_counter()
+    assert services.broadcast_launch(broadcast_id=broadcast.pk)
+    if enqueue:
+        services.broadcast_fanout(broadcast_id=broadcast.pk)
+    else:
+        original = tasks.broadcast_send_range_task.delay
+        tasks.broadcast_send_range_task.delay = lambda *a, **k: None
+        try:
+            services.broadcast_fanout(broadcast_id=broadcast.pk)
+        finally:
+            tasks.broadcast_send_range_task.delay = original
+    elapsed = time.perf_counter() - started
+    return elapsed
+
+
+def wait_sent(broadcast_id, target, timeout):
+    from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Broadcast.objects.filter(pk=broadcast_id).values_list("status", flat=True).first()
+        if status == BroadcastStatus.PAUSED:
+            print(f"  broadcast paused itself: {Broadcast.objects.get(pk=broadcast_id).status_reason}", flush=True)
+            return False
+        done = Delivery.objects.filter(broadcast_id=broadcast_id).exclude(
+            status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED]).count()
+        if done >= target:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def send_rate(broadcast_id) -> dict:
+    from django.db.models import Count, Max, Min
+
+    from broadcasts.models import Delivery
+
+    rows = Delivery.objects.filter(broadcast_id=broadcast_id, sent_at__isnull=False)
+    span = rows.aggregate(first=Min("claimed_at"), last=Max("sent_at"), n=Count("id"))
+    seconds = (span["last"] - span["first"]).total_seconds() if span["n"] else 0
+    statuses = dict(Delivery.objects.filter(broadcast_id=broadcast_id).order_by().values_list("status").annotate(n=Count("id")))
+    return {"sent": span["n"], "seconds": round(seconds, 2), "per_second": round(span["n"] / seconds, 1) if seconds else None,
+            "statuses": statuses}
+
+
+def worker_env():
+    return {**os.environ}
+
+
+def phase_batched(topic, stand_in, latency_ms, args, log_dir, audience):
+    stand_in.reset(latency_ms)
+    broadcast = new_broadcast(topic, f"bench {latency_ms} ms")
+    fanout_s = launch_and_fan_out(broadcast)
+    from broadcasts.models import Broadcast
+
+    broadcast.refresh_from_db()
+    print(f"  fan-out: {broadcast.audience_size} deliveries, send batches enqueued in {fanout_s:.2f} s", flush=True)
+    workers = Workers(args.workers, args.threads, worker_env(), log_dir)
+    started = time.perf_counter()
+    try:
+        ok = wait_sent(broadcast.pk, broadcast.audience_size, args.timeout)
+        wall = time.perf_counter() - started
+    finally:
+        peaks = workers.stop()
+    profile = workers.rss_profile_mb()
+    rate = send_rate(broadcast.pk)
+    status = Broadcast.objects.get(pk=broadcast.pk).status
+    accepted = stand_in.control("stats")["accepted"]
+    result = {"latency_ms": latency_ms, "audience": broadcast.audience_size, "fanout_seconds": round(fanout_s, 2),
+              "completed": ok, "status": status, "wall_seconds_incl_worker_start": round(wall, 2),
+              "delivered_per_second": rate["per_second"], "send_span_seconds": rate["seconds"], "sent": rate["sent"],
+              "statuses": rate["statuses"], "provider_accepted": accepted,
+              "duplicates": max(0, accepted - rate["sent"]), "worker_peak_rss_mb": peaks, "worker_rss_mb": profile}
+    print(f"  {latency_ms} ms: {rate['sent']} sent in {rate['seconds']} s = {rate['per_second']}/s; "
+          f"provider accepted {accepted}; peak RSS {peaks} MB", flush=True)
+    return result
+
+
+def phase_naive(topic, stand_in, latency_ms, count, args, log_dir):
+    from bench.naive_tasks import naive_send_one
+    from broadcasts.models import Delivery
+
+    stand_in.reset(latency_ms)
+    broadcast = new_broadcast(topic, f"naive {latency_ms} ms")
+    launch_and_fan_out(broadcast, enqueue=False)
+    contact_ids = list(Delivery.objects.filter(broadcast=broadcast).order_by("contact_id")
+                       .values_list("contact_id", flat=True)[:count])
+    started = time.perf_counter()
+    for contact_id in contact_ids:
+        naive_send_one.delay(broadcast.pk, contact_id)
+    enqueue_s = time.perf_counter() - started
+    workers = Workers(args.workers, args.threads, worker_env(), log_dir)
+    try:
+        ok = wait_sent(broadcast.pk, len(contact_ids), args.timeout)
+    finally:
+        peaks = workers.stop()
+    rate = send_rate(broadcast.pk)
+    from broadcasts import services
+
+    services.broadcast_cancel(broadcast=broadcast, reason="bench: naive sample done")
+    result = {"latency_ms": latency_ms, "recipients": len(contact_ids), "completed": ok, "enqueue_seconds": round(enqueue_s, 2),
+              "delivered_per_second": rate["per_second"], "send_span_seconds": rate["seconds"], "sent": rate["sent"],
+              "worker_peak_rss_mb": peaks}
+    print(f"  naive {latency_ms} ms: {rate['sent']} sent in {rate['seconds']} s = {rate['per_second']}/s "
+          f"(enqueueing {len(contact_ids)} tasks took {enqueue_s:.1f} s)", flush=True)
+    return result
+
+
+def main():
+    args = parse_args()
+    contacts = args.contacts or (10_000 if args.smoke else 1_000_000)
+    mode = "smoke" if args.smoke else ("full" if contacts == 1_000_000 else f"custom-{contacts}")
+    setup_django(args)
+    from config.celery import app
+
+    app.conf.task_always_eager = False
+    app.conf.task_default_queue = QUEUE
+    log_dir = ROOT / "data" / "bench-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    print(f"seeding {contacts} contacts ({args.consent_ratio:.0%} with current consent) …", flush=True)
+    started = time.perf_counter()
+    topic, seeded = seed(contacts, args.consent_ratio)
+    print(f"  {'seeded' if seeded else 'reused'} in {time.perf_counter() - started:.1f} s", flush=True)
+    from consent.selectors import audience_consents
+
+    audience = audience_consents(topic=topic, channel="sms").count()
+    naive_count = args.naive_count or max(2000, audience // 50)
+    latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
+
+    stand_in = StandIn()
+    os.environ["TWILIO_API_BASE"] = stand_in.url  # the workers' provider talks to the stand-in
+    from django.conf import settings
+
+    settings.TWILIO_API_BASE = stand_in.url
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit("terminated"))
+    results = {"mode": mode, "contacts": contacts, "audience": audience, "started_at": datetime.now(dt_timezone.utc).isoformat(),
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+               "config": {"workers": args.workers, "threads_per_worker": args.threads,
+                          "send_concurrency_per_worker": args.send_concurrency, "claim_size": args.claim_size,
+                          "batch_size": args.batch_size, "throttle": "off"},
+               "batched": [], "naive": []}
+    try:
+        for latency in latencies:
+            print(f"batched send, stand-in latency {latency:g} ms", flush=True)
+            results["batched"].append(phase_batched(topic, stand_in, latency, args, log_dir, audience))
+        for latency in latencies[:1]:
+            print(f"naive baseline (one task per recipient), {naive_count} recipients, latency {latency:g} ms", flush=True)
+            results["naive"].append(phase_naive(topic, stand_in, latency, naive_count, args, log_dir))
+    finally:
+        stand_in.stop()
+        purge_queue()
+
+    first = results["batched"][0] if results["batched"] else {}
+    by_latency = {r["latency_ms"]: r for r in results["batched"]}
+    naive = results["naive"][0] if results["naive"] else {}
+    summary = {
+        "fanout_seconds": first.get("fanout_seconds"),
+        "delivered_per_second_0ms": by_latency.get(0.0, {}).get("delivered_per_second"),
+        "delivered_per_second_50ms": by_latency.get(50.0, {}).get("delivered_per_second"),
+        "naive_per_second_0ms": naive.get("delivered_per_second"),
+        "peak_rss_mb_max": max((max(r["worker_peak_rss_mb"]) for r in results["batched"] if r["worker_peak_rss_mb"]), default=None),
+        "duplicates": sum(r["duplicates"] for r in results["batched"]),
+    }
+    if summary["delivered_per_second_0ms"] and summary["delivered_per_second_50ms"]:
+        summary["ratio_50ms_to_0ms"] = round(summary["delivered_per_second_50ms"] / summary["delivered_per_second_0ms"], 2)
+    if summary["delivered_per_second_0ms"] and summary["naive_per_second_0ms"]:
+        summary["speedup_over_naive"] = round(summary["delivered_per_second_0ms"] / summary["naive_per_second_0ms"], 1)
+    summary["targets"] = {
+        "fanout_le_15s": (summary["fanout_seconds"] or 1e9) <= 15,
+        "rate_0ms_ge_1500": (summary["delivered_per_second_0ms"] or 0) >= 1500,
+        "rate_50ms_ge_80pct": summary.get("ratio_50ms_to_0ms", 0) >= 0.8,
+        "speedup_ge_3x": summary.get("speedup_over_naive", 0) >= 3,
+        "rss_lt_300mb": (summary["peak_rss_mb_max"] or 1e9) < 300,
+    }
+    results["summary"] = summary
+    results["finished_at"] = datetime.now(dt_timezone.utc).isoformat()
+    print(json.dumps(summary, indent=2))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    merged = json.loads(output.read_text()) if output.exists() else {}
+    merged[mode] = results
+    output.write_text(json.dumps(merged, indent=2, default=str) + "\n")
+    print(f"wrote {output} [{mode}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Django admin for marketers: create, preview the audience, watch progress, act."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from broadcasts import services
+from broadcasts.models import Broadcast, BroadcastStatus
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def marketer_browser(client, make_user):
+    user, _ = make_user("marketer")
+    client.force_login(get_user_model().objects.get(pk=user.pk))
+    return client
+
+
+def test_marketer_creates_a_broadcast_and_sees_audience_and_progress(marketer_browser, topic, consented):
+    consented(3, topic)
+    response = marketer_browser.post("/admin/broadcasts/broadcast/add/", {
+        "name": "Spring", "topic": topic.pk, "channel": "sms", "body": "Sale {{ shoe_size }}", "template": "null",
+        "respect_quiet_hours": "on", "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 200 and "shoe_size" in response.content.decode()
+    response = marketer_browser.post("/admin/broadcasts/broadcast/add/", {
+        "name": "Spring", "topic": topic.pk, "channel": "sms", "body": "Sale!", "template": "null",
+        "respect_quiet_hours": "on", "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    broadcast = Broadcast.objects.get()
+    page = marketer_browser.get(f"/admin/broadcasts/broadcast/{broadcast.pk}/change/").content.decode()
+    assert "3 contact(s) with a current sms consent" in page
+    assert "broadcast-progress" in page
+    progress = marketer_browser.get(f"/admin/broadcasts/broadcast/{broadcast.pk}/progress/").json()
+    assert progress["status"] == "draft" and progress["stats"]["audience"] == 0
+    assert marketer_browser.get("/admin/broadcasts/broadcast/").status_code == 200
+
+
+def test_admin_actions_pause_resume_cancel(marketer_browser, topic):
+    broadcast = services.broadcast_create(name="b", topic=topic, channel="sms", body="Sale!")
+    services.broadcast_schedule(broadcast=broadcast, send_at=broadcast.created_at.replace(year=2099))
+    url = "/admin/broadcasts/broadcast/"
+    for action, status in [("pause", "paused"), ("resume", "scheduled"), ("cancel", "cancelled")]:
+        marketer_browser.post(url, {"action": action, "_selected_action": [broadcast.pk]})
+        broadcast.refresh_from_db()
+        assert broadcast.status == status
+    marketer_browser.post(url, {"action": "resume", "_selected_action": [broadcast.pk]})
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.CANCELLED
