@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from json.encoder import encode_basestring
@@ -33,6 +34,7 @@ COLUMNS = ("sequence", "event_id", "occurred_at", "recorded_at", "kind", "phone"
 ERASED = "[erased]"
 EXPORT_ROW_FIELDS = ROW_FIELDS + ("contact__phone",)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "'")
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 
 
@@ -119,7 +121,7 @@ def filters_from_params(params, *, allowed=("since", "until", "topic", "channel"
             except ValidationError as exc:
                 errors.update(exc.message_dict)
     if "topic" in allowed and params.get("topic"):
-        if not Topic.objects.filter(slug=params["topic"]).exists():
+        if not SLUG.fullmatch(params["topic"]) or not Topic.objects.filter(slug=params["topic"]).exists():
             errors["topic"] = f"Unknown topic {params['topic'][:64]!r}."
         values["topic"] = params["topic"]
     if "channel" in allowed and params.get("channel"):

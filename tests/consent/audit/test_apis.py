@@ -233,3 +233,21 @@ def test_erase_bad_input(ledger, admin_client_api):
     assert response.status_code == 400
     response = admin_client_api.post(f"{API}/contacts/{PHONES[0]}/erase/", "[1,2]", content_type="application/json")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("path", [
+    "audit/events/?topic=%00", "audit/events/?phone=%00", "audit/events/?since=%00", "audit/events/?kind=%00",
+    "audit/events/?channel=%00", "audit/events/?since=99999-01-01", "audit/events/?since=2026-01-01T25:00:00",
+    "audit/events/?page_size=-5", "audit/events/?page_size=abc", "audit/events/?topic=" + "x" * 5000,
+    "audit/export/?format=%00", "audit/export/?format=csv&topic=%00", "audit/export/?format=csv&until=%00",
+    "audit/verify/?resume=%00", "contacts/%00/proof/", "contacts/%2B14155550123/proof/?format=%00",
+    "contacts/" + "%2B" * 100 + "/proof/",
+])
+def test_hostile_input_is_never_a_500(ledger, admin_client_api, path):
+    assert admin_client_api.get(f"{API}/{path}").status_code in (200, 400, 404)
+
+
+@pytest.mark.parametrize("body", [{"reason": "\x00"}, {"reason": ["a"]}, {"reason": {"a": 1}}, {"reason": 5}])
+def test_hostile_erase_input(ledger, admin_client_api, body):
+    response = admin_client_api.post(f"{API}/contacts/{PHONES[2]}/erase/", body, format="json")
+    assert response.status_code in (200, 400)
