@@ -3,7 +3,7 @@
 import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -19,6 +19,12 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is not None:
         return response
+    if isinstance(exc, DataError):
+        # Input the database cannot hold (a value out of range, a character it refuses) that
+        # slipped past validation: the client's data, so a 400, never a 500.
+        logger.warning("database refused the input: %s", exc)
+        return Response({"detail": "The input contains a value the service cannot store."},
+                        status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DatabaseError) and _is_unavailable(exc):
         logger.warning("database unavailable: %s", exc)
         return Response({"detail": "The service is temporarily unavailable; try again."},

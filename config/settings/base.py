@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.nul.RejectNulMiddleware",  # PostgreSQL cannot store NUL: 400 at the edge, not a 500
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -171,6 +172,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": ["config.nul.JSONParser", "config.nul.FormParser", "config.nul.MultiPartParser"],
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "consent.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
