@@ -107,7 +107,7 @@ def event_rows(*, after_seq: int, upto_seq: int, chunk_size: int = 10000, querys
 
 # Conditions that ledger_rows() understands: operator -> ORM lookup.
 LOOKUPS = {">=": "gte", "<": "lt", "=": "exact"}
-CONDITION_COLUMNS = {"occurred_at", "recorded_at", "topic_slug", "channel", "kind", "subject"}
+CONDITION_COLUMNS = {"occurred_at", "recorded_at", "topic_slug", "channel", "kind", "contact_id"}
 _PG_INSTANT = """to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 

@@ -16,7 +16,7 @@ from config.pagination import CursorPagination
 from consent import services
 from consent.erasure import contact_erase
 from consent.hashing import format_instant, text_sha256
-from consent.ledger import ledger_head, pseudonym_for
+from consent.ledger import ledger_head
 from consent.models import (
     ConsentEvent,
     EventKind,
@@ -110,9 +110,11 @@ class AuditEventListApi(APIView):
             extra["kind"] = params["kind"]
         if params.get("phone"):
             try:
-                extra["subject"] = pseudonym_for(services.phone_normalise(params["phone"]))
+                contact = contact_for_proof(services.phone_normalise(params["phone"]))
             except ValidationError as exc:
                 errors.update(exc.message_dict)
+            else:
+                extra["contact_id"] = contact.pk if contact else 0  # found by pseudonym, so erased ones too
         if errors:
             raise ValidationError(errors)
         filters = ExportFilters(**{**filters.__dict__, **extra})

@@ -48,7 +48,7 @@ class ExportFilters:
     topic: str | None = None
     channel: str | None = None
     kind: str | None = None
-    subject: str | None = None
+    contact_id: int | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -60,7 +60,7 @@ class ExportFilters:
 
     @property
     def is_empty(self) -> bool:
-        return not any([self.since, self.until, self.topic, self.channel, self.kind, self.subject])
+        return not any([self.since, self.until, self.topic, self.channel, self.kind, self.contact_id is not None])
 
     def conditions(self) -> list[tuple[str, str, object]]:
         """The filters as (column, operator, value) for verification.ledger_rows()."""
@@ -69,10 +69,11 @@ class ExportFilters:
             found.append(("occurred_at", ">=", self.since))
         if self.until:
             found.append(("occurred_at", "<", self.until))
-        for column, value in (("topic_slug", self.topic), ("channel", self.channel), ("kind", self.kind),
-                              ("subject", self.subject)):
+        for column, value in (("topic_slug", self.topic), ("channel", self.channel), ("kind", self.kind)):
             if value:
                 found.append((column, "=", value))
+        if self.contact_id is not None:
+            found.append(("contact_id", "=", self.contact_id))
         return found
 
     def apply(self, queryset):
@@ -86,8 +87,8 @@ class ExportFilters:
             queryset = queryset.filter(channel=self.channel)
         if self.kind:
             queryset = queryset.filter(kind=self.kind)
-        if self.subject:
-            queryset = queryset.filter(subject=self.subject)
+        if self.contact_id is not None:
+            queryset = queryset.filter(contact_id=self.contact_id)
         return queryset
 
 
