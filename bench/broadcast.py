@@ -48,6 +48,7 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--naive-count", type=int, default=None, help="recipients sent the naive way (default 2%% of audience, ≥2000)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per send phase")
+    parser.add_argument("--fanout-only", action="store_true", help="measure audience resolution + enqueueing only")
     parser.add_argument("--output", default=str(RESULTS))
     return parser.parse_args()
 
@@ -378,6 +379,20 @@ def main():
                           "send_concurrency_per_worker": args.send_concurrency, "claim_size": args.claim_size,
                           "batch_size": args.batch_size, "throttle": "off"},
                "batched": [], "naive": []}
+    if args.fanout_only:
+        latencies = []
+        broadcast = new_broadcast(topic, "fan-out only")
+        fanout_s = launch_and_fan_out(broadcast)
+        broadcast.refresh_from_db()
+        from broadcasts import services
+
+        services.broadcast_cancel(broadcast=broadcast, reason="bench: fan-out only")
+        purge_queue()
+        print(f"  fan-out: {broadcast.audience_size} deliveries, send batches enqueued in {fanout_s:.2f} s", flush=True)
+        results["batched"].append({"latency_ms": None, "audience": broadcast.audience_size, "fanout_seconds": round(fanout_s, 2),
+                                   "worker_peak_rss_mb": [], "duplicates": 0})
+        mode += "-fanout"
+        results["mode"] = mode
     try:
         for latency in latencies:
             print(f"batched send, stand-in latency {latency:g} ms", flush=True)
