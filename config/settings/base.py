@@ -219,6 +219,8 @@ DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", None)
 # Ed25519 private key (PEM) that signs ledger checkpoints and export manifests.
 AUDIT_SIGNING_KEY = env("AUDIT_SIGNING_KEY", "")
 AUDIT_SIGNING_KEY_FILE = DATA_DIR / "audit-signing-key.pem"
+# After a key rotation: the retired public keys (PEM or raw base64, comma-separated) whose checkpoints still count.
+AUDIT_PREVIOUS_PUBLIC_KEYS = env("AUDIT_PREVIOUS_PUBLIC_KEYS", "")
 
 LOGGING = {
     "version": 1,

@@ -194,15 +194,19 @@ class AuditPublicKeyApi(APIView):
 
     @extend_schema(responses=inline_serializer("AuditPublicKey", {
         "algorithm": serializers.CharField(), "key_id": serializers.CharField(),
-        "public_key": serializers.CharField(), "latest_checkpoint": serializers.DictField(allow_null=True)}))
+        "public_key": serializers.CharField(), "latest_checkpoint": serializers.DictField(allow_null=True),
+        "previous_keys": serializers.ListField(child=serializers.DictField())}))
     def get(self, request):
         latest = None
         for checkpoint in LedgerCheckpoint.objects.order_by("-seq", "-signed_at")[:10]:
             if checkpoint_signature_valid(checkpoint):
                 latest = checkpoint_as_dict(checkpoint)
                 break
+        previous = [{"key_id": signing.key_id(key), "public_key": signing.public_key_pem(key)}
+                    for key in signing.previous_public_keys()]
         return Response({"algorithm": signing.ALGORITHM, "key_id": signing.key_id(),
-                         "public_key": signing.public_key_pem(), "latest_checkpoint": latest})
+                         "public_key": signing.public_key_pem(), "latest_checkpoint": latest,
+                         "previous_keys": previous})
 
 
 def _contact_or_404(phone: str):

@@ -25,9 +25,18 @@ def checkpoint_payload(*, seq: int, hash: str, signed_at: datetime) -> dict:
     return {"type": CHECKPOINT_TYPE, "seq": seq, "hash": hash, "signed_at": format_instant(signed_at)}
 
 
-def checkpoint_signature_valid(checkpoint: LedgerCheckpoint) -> bool:
+def checkpoint_signer(checkpoint: LedgerCheckpoint, *, current_only: bool = False):
+    """The trusted public key whose signature the checkpoint carries, or None."""
     payload = checkpoint_payload(seq=checkpoint.seq, hash=checkpoint.hash, signed_at=checkpoint.signed_at)
-    return signing.signature_valid(payload, checkpoint.signature)
+    keys = (signing.public_key(),) if current_only else signing.trusted_public_keys()
+    for key in keys:
+        if signing.signature_valid(payload, checkpoint.signature, key):
+            return key
+    return None
+
+
+def checkpoint_signature_valid(checkpoint: LedgerCheckpoint, *, current_only: bool = False) -> bool:
+    return checkpoint_signer(checkpoint, current_only=current_only) is not None
 
 
 def latest_valid_checkpoint(*, scan: int = 50) -> tuple[LedgerCheckpoint, bool] | None:
@@ -75,7 +84,7 @@ def checkpoint_create(*, now: datetime | None = None) -> LedgerCheckpoint | None
         return None
     existing = LedgerCheckpoint.objects.filter(Q(seq=report.head_seq) & Q(hash=report.head_hash)).order_by("-signed_at")
     for checkpoint in existing[:5]:
-        if checkpoint_signature_valid(checkpoint):
+        if checkpoint_signature_valid(checkpoint, current_only=True):  # exports are checked with today's key
             return checkpoint
     signed_at = now or timezone.now()
     payload = checkpoint_payload(seq=report.head_seq, hash=report.head_hash, signed_at=signed_at)
@@ -90,5 +99,5 @@ def checkpoint_as_dict(checkpoint: LedgerCheckpoint) -> dict:
     return {
         **checkpoint_payload(seq=checkpoint.seq, hash=checkpoint.hash, signed_at=checkpoint.signed_at),
         "signature": checkpoint.signature,
-        "key_id": signing.key_id(),
+        "key_id": signing.key_id(checkpoint_signer(checkpoint) or signing.public_key()),
     }

@@ -90,6 +90,35 @@ def key_id(key: Ed25519PublicKey | None = None) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+def _parse_public_key(text: str) -> Ed25519PublicKey:
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(text.replace("\\n", "\n").encode())
+        else:
+            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"AUDIT_PREVIOUS_PUBLIC_KEYS holds something that is not a public key: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ImproperlyConfigured("AUDIT_PREVIOUS_PUBLIC_KEYS must hold Ed25519 public keys.")
+    return key
+
+
+@lru_cache(maxsize=4)
+def _previous_keys(configured: str) -> tuple[Ed25519PublicKey, ...]:
+    return tuple(_parse_public_key(item) for item in configured.split(",") if item.strip())
+
+
+def previous_public_keys() -> tuple[Ed25519PublicKey, ...]:
+    """Keys that signed before a rotation (AUDIT_PREVIOUS_PUBLIC_KEYS: PEMs or raw base64, comma-separated)."""
+    return _previous_keys(getattr(settings, "AUDIT_PREVIOUS_PUBLIC_KEYS", "") or "")
+
+
+def trusted_public_keys() -> tuple[Ed25519PublicKey, ...]:
+    """The current key first, then the retired ones whose old signatures still count."""
+    return (public_key(), *previous_public_keys())
+
+
 def sign(payload: dict) -> str:
     """Base64 Ed25519 signature over the canonical JSON of `payload`."""
     return base64.b64encode(private_key().sign(canonical_json(payload))).decode("ascii")

@@ -240,3 +240,23 @@ def test_daily_full_verification_task(ledger, settings):
     with triggers_lifted():
         raw_sql("UPDATE consent_consentevent SET actor = 'user:mallory' WHERE seq = 2")
     assert ledger_verify_task.delay().get() is False  # found although resumed runs trust the signed prefix
+
+
+def test_key_rotation_keeps_old_checkpoints_only_when_their_key_is_trusted(ledger, settings, tmp_path, api_client):
+    from consent.audit import signing
+
+    old = checkpoint_create()
+    old_public = signing.public_key_pem()
+    settings.AUDIT_SIGNING_KEY_FILE = tmp_path / "rotated.pem"  # a new key
+    assert signing.public_key_pem() != old_public
+    report = verify_ledger(resume=True)
+    assert report.ok and report.checked_from_seq == 1 and report.checkpoint is None  # the old one no longer counts
+
+    settings.AUDIT_PREVIOUS_PUBLIC_KEYS = old_public.replace("\n", "\\n")
+    report = verify_ledger(resume=True)
+    assert report.ok and report.checkpoint["seq"] == old.seq and report.checked_from_seq == old.seq + 1
+    new = checkpoint_create()
+    assert new.pk != old.pk and new.seq == old.seq  # exports are signed with today's key only
+    data = api_client.get("/api/v1/audit/public-key/").json()
+    assert [k["public_key"] for k in data["previous_keys"]] == [old_public]
+    assert data["latest_checkpoint"]["key_id"] == data["key_id"]
