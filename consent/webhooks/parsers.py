@@ -179,7 +179,11 @@ def _epoch(value: Any) -> datetime | None:
 
 
 def _field(form: Mapping[str, Any], name: str) -> Any:
-    """The value of a form field (the last one of a QueryDict, as Django gives it)."""
+    """The value of a form field. Twilio never repeats a field: a repeated one is ambiguous (which
+    Body, which From?) and refused rather than resolved to the last value as Django would."""
+    getlist = getattr(form, "getlist", None)
+    if getlist is not None and len(getlist(name)) > 1:
+        raise PayloadError(f"{name} is repeated")
     return form.get(name)
 
 
@@ -254,6 +258,8 @@ def parse_whatsapp_body(body: bytes) -> WhatsAppBatch:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(f"body is not JSON: {exc}") from None
+    except RecursionError:  # "[[[[…" nested deeper than the decoder's stack: a hostile body, not a 500
+        raise PayloadError("body is nested too deeply") from None
     return parse_whatsapp(payload)
 
 
