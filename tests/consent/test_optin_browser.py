@@ -31,7 +31,14 @@ pytestmark = [
 
 
 @pytest.fixture
+def live(live_server, settings):
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    return live_server
+
+
+@pytest.fixture
 def browser_page(monkeypatch):
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
@@ -46,12 +53,10 @@ def browser_page(monkeypatch):
         yield page
         context.close()
         browser.close()
-
-
-@pytest.fixture
-def live(live_server, settings):
-    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
-    return live_server
+        # With that loop running, the test's ORM calls got connections of their own (Django keys
+        # connections by async context): close them here, or PostgreSQL could not drop the test
+        # database at the end of the run.
+        connections.close_all()
 
 
 def sms_reply(live, text, sid):
