@@ -22,7 +22,7 @@ from .selectors import attribute_names_seen
 
 logger = logging.getLogger(__name__)
 
-FANOUT_CHUNK_BATCHES = 10  # send-task batches inserted per fan-out transaction
+FANOUT_CHUNK_BATCHES = 20  # send-task batches inserted per fan-out transaction
 
 
 # --- create and lifecycle -------------------------------------------------------------------
@@ -214,7 +214,7 @@ def _insert_deliveries_sql(audience_sql: str) -> str:
     return (
         f"INSERT INTO {table} (broadcast_id, contact_id, status, attempts, error_code, error_message, skip_reason, created_at) "
         f"SELECT %s, a.contact_id, %s, 0, '', '', '', %s FROM ({audience_sql}) a WHERE true "
-        f"ON CONFLICT (broadcast_id, contact_id) DO NOTHING"
+        f"ON CONFLICT (broadcast_id, contact_id) DO NOTHING RETURNING contact_id"
     )
 
 
@@ -222,8 +222,8 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
     """Create the delivery rows of a launched broadcast and enqueue their send tasks.
 
     The audience is the consent selector's query, walked in keyset chunks of contact ids: each
-    chunk is one INSERT … SELECT in the database (no rows pass through Python but the ids that
-    cut it into send batches), committed with the cursor; its send tasks are enqueued on commit.
+    chunk is one INSERT … SELECT … RETURNING in the database (only the ids come back, to cut the
+    chunk into send batches), committed with the cursor; its send tasks are enqueued on commit.
     Safe to run twice or to resume after a crash: rows are unique and the cursor only moves on.
     """
     from .tasks import broadcast_send_range_task
@@ -238,10 +238,17 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
                 return created
             now = timezone.now()
             cursor = broadcast.fanout_cursor
-            audience = audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now).order_by()
-            ids = list(
-                audience.filter(contact_id__gt=cursor).order_by("contact_id").values_list("contact_id", flat=True)[:chunk]
+            audience = (
+                audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now)
+                .filter(contact_id__gt=cursor).order_by("contact_id").values("contact_id")[:chunk]
             )
+            sql, params = audience.query.sql_with_params()
+            with connection.cursor() as db:
+                db.execute(_insert_deliveries_sql(sql), [broadcast_id, DeliveryStatus.QUEUED, now, *params])
+                # Rows above the cursor never exist yet (cursor and rows commit together), so the
+                # returned ids are exactly the chunk's audience.
+                ids = sorted(row[0] for row in db.fetchall())
+            inserted = len(ids)
             if not ids:
                 broadcast.fanout_done = True
                 broadcast.audience_size = Delivery.objects.filter(broadcast=broadcast).count()
@@ -250,10 +257,6 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
                 transaction.on_commit(lambda: broadcast_finish_if_done(broadcast_id=broadcast_id))
                 return created
             high = ids[-1]
-            sql, params = audience.filter(contact_id__gt=cursor, contact_id__lte=high).values("contact_id").query.sql_with_params()
-            with connection.cursor() as db:
-                db.execute(_insert_deliveries_sql(sql), [broadcast_id, DeliveryStatus.QUEUED, now, *params])
-                inserted = max(db.rowcount, 0)
             created += inserted
             broadcast.fanout_cursor = high
             broadcast.audience_size = (broadcast.audience_size or 0) + inserted
