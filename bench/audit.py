@@ -126,7 +126,7 @@ def generate(events: int, contacts: int) -> dict:
                     subjects.append(pseudonym)
                     copy.write_row((phone, pseudonym, "US", "America/New_York", '["America/New_York"]', "{}", now))
             cursor.execute("SELECT id, phone_pseudonym FROM consent_contact")
-            ids = dict((p, i) for i, p in cursor.fetchall())
+            ids = {p: i for i, p in cursor.fetchall()}
     contact_ids = [ids[s] for s in subjects]
     print(f"  {contacts} contacts in {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -172,8 +172,8 @@ def generate(events: int, contacts: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 1_000_000)))
-    parser.add_argument("--contacts", type=int, default=int(os.environ.get("BENCH_CONTACTS", 100_000)))
+    parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", "1000000")))
+    parser.add_argument("--contacts", type=int, default=int(os.environ.get("BENCH_CONTACTS", "100000")))
     parser.add_argument("--database-url", default=os.environ.get(
         "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/consent_bench_audit"))
     parser.add_argument("--reuse", action="store_true", help="Keep the database if it already holds --events events.")
