@@ -10,6 +10,7 @@ from datetime import datetime, time as dtime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from consent.models import Channel, Topic
@@ -272,7 +273,7 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
 
 
 def deliveries_enqueue_open(*, broadcast: Broadcast, wake_only: bool = False, now: datetime | None = None) -> int:
-    """Enqueue send tasks covering the broadcast's open rows (all of them, or those whose wait is over).
+    """Enqueue send tasks covering the broadcast's due open rows (or, with `wake_only`, those whose wait just ended).
 
     Walks the rows in keyset chunks; with `wake_only`, rows whose `not_before` has passed get it
     cleared in the same transaction so that the next upkeep does not enqueue them again.
@@ -284,6 +285,8 @@ def deliveries_enqueue_open(*, broadcast: Broadcast, wake_only: bool = False, no
     rows = Delivery.objects.filter(broadcast_id=broadcast.pk, status__in=OPEN_STATUSES)
     if wake_only:
         rows = rows.filter(not_before__lte=now)
+    else:  # rows still waiting (quiet hours, local time, Retry-After) are woken by the beat when due
+        rows = rows.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
     cursor, tasks = 0, 0
     while True:
         with transaction.atomic():
@@ -359,8 +362,10 @@ def broadcasts_tick(*, now: datetime | None = None) -> dict:
         summary["unknown"] += deliveries_mark_stale_unknown(broadcast_id=broadcast.pk, now=now)
         if broadcast_check_error_rate(broadcast_id=broadcast.pk):
             continue
+        due = Delivery.objects.filter(broadcast=broadcast, status__in=OPEN_STATUSES).filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=now))
         stalled = broadcast.progress_at is None or broadcast.progress_at < now - stall
-        if stalled:
+        if stalled and (not broadcast.fanout_done or due.exists()):
             # Touch first, so that the next tick leaves these tasks time to run.
             Broadcast.objects.filter(pk=broadcast.pk).update(progress_at=now)
             if not broadcast.fanout_done:

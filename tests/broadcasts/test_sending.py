@@ -412,3 +412,22 @@ def test_status_callbacks_move_deliveries_forward_only(topic, consented, use_sta
                                            status="read") is None
     stats = broadcast_stats(broadcast=broadcast)
     assert stats["delivered"] == 1 and stats["failed"] == 1
+
+
+def test_lost_send_tasks_are_enqueued_again_by_the_beat(topic, consented, fake_provider, run_on_commit, monkeypatch,
+                                                         settings):
+    from broadcasts import tasks
+
+    consented(7, topic)
+    monkeypatch.setattr(tasks.broadcast_send_range_task, "delay", lambda *a, **k: None)  # the broker lost them
+    broadcast = run(make(topic), run_on_commit)
+    assert broadcast.status == BroadcastStatus.SENDING and fake_provider.sent == []
+    monkeypatch.undo()
+    monkeypatch.setattr(sending, "_provider", lambda channel: fake_provider)
+    assert tick(run_on_commit)["restarted"] == 0  # still within the stall allowance
+    with time_machine.travel(timezone.now() + timedelta(seconds=settings.BROADCAST_STALL_SECONDS + 1)):
+        summary = tick(run_on_commit)
+    assert summary["restarted"] >= 1
+    assert len(fake_provider.sent) == 7
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.COMPLETED
