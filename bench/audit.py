@@ -188,7 +188,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     results = {"events": args.events, "database": "postgresql", "python": platform.python_version(),
                "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "targets": TARGETS,
-               "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+               "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+               "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
     if not (args.reuse and database_exists_with(args.database_url, args.events)):
         print(f"Generating {args.events} events on {args.database_url.rsplit('@', 1)[-1]} …", flush=True)
@@ -220,6 +221,7 @@ def main() -> int:
     results["verify_export_offline_csv"] = measured(
         "offline verify (csv)", [PYTHON, "tools/verify_export.py", str(workdir / "ledger.csv")], env)
 
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if not args.keep_files:
         for path in workdir.glob("ledger.*"):
             path.unlink()
