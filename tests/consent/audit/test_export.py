@@ -183,3 +183,11 @@ def test_awkward_evidence_survives_the_round_trip(ledger, tmp_path, fmt, run_on_
     assert manifest["count"] == ConsentEvent.objects.count()
     result = load_tool().verify_export(str(path), None, public_key_pem())
     assert result.ok, result.problems
+
+
+def test_export_of_an_empty_ledger(db, tmp_path):
+    path, manifest = export(tmp_path, "jsonl")
+    assert manifest["count"] == 0 and manifest["chain_head"] == {"seq": 0, "hash": "0" * 64}
+    assert manifest["checkpoint"] is None and path.read_bytes() == b""
+    result = load_tool().verify_export(str(path), None, public_key_pem())
+    assert result.ok, result.problems
