@@ -294,3 +294,14 @@ def test_a_failing_subscriber_rolls_back_and_asks_for_a_retry(topic, twilio_post
 @pytest.mark.parametrize("changes", [{"MessageStatus": "weird", "SmsStatus": "weird"}, {"MessageSid": None, "SmsSid": None}])
 def test_malformed_status_is_400(twilio_post, changes):
     assert twilio_post(STATUS, twilio_form("twilio_status_delivered.txt", **changes)).status_code == 400
+
+
+def test_body_cap_is_configurable(twilio_post, settings):
+    settings.WEBHOOK_MAX_BODY_BYTES = 100
+    assert twilio_post(INBOUND, twilio_form("twilio_inbound_stop.txt")).status_code == 413
+
+
+def test_a_content_length_that_is_no_number_is_refused(client, webhook_settings):
+    response = client.post(INBOUND, data="Body=STOP", content_type="application/x-www-form-urlencoded",
+                           CONTENT_LENGTH="lots", HTTP_X_TWILIO_SIGNATURE="x")
+    assert response.status_code == 413
