@@ -260,3 +260,15 @@ def test_key_rotation_keeps_old_checkpoints_only_when_their_key_is_trusted(ledge
     data = api_client.get("/api/v1/audit/public-key/").json()
     assert [k["public_key"] for k in data["previous_keys"]] == [old_public]
     assert data["latest_checkpoint"]["key_id"] == data["key_id"]
+
+
+def test_truncation_behind_a_signed_checkpoint_is_caught(ledger):
+    checkpoint = checkpoint_create()
+    last = ConsentEvent.objects.get(seq=checkpoint.seq)
+    with triggers_lifted():
+        raw_sql("DELETE FROM consent_consentevent WHERE seq = %s", [checkpoint.seq])
+        raw_sql("UPDATE consent_chainhead SET seq = %s, hash = %s WHERE id = 1", [checkpoint.seq - 1, last.prev_hash])
+    assert verify_chain().ok  # a shorter chain is self-consistent...
+    for resume in (False, True):
+        report = verify_ledger(resume=resume)  # ...but the signed head is gone
+        assert not report.ok and report.first_bad_seq == checkpoint.seq
