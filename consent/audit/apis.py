@@ -99,7 +99,11 @@ class AuditEventListApi(APIView):
     permission_classes = [IsAuditorOrAdmin]
     pagination_class = EventCursorPagination
 
-    @extend_schema(parameters=EVENT_FILTER_PARAMETERS, responses=EventRecordSerializer(many=True))
+    @extend_schema(
+        parameters=[*EVENT_FILTER_PARAMETERS, OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
+        responses=inline_serializer("AuditEventPage", {
+            "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+            "results": EventRecordSerializer(many=True)}))
     def get(self, request):
         params = request.query_params
         filters = filters_from_params(params)
