@@ -73,7 +73,8 @@ def run_child(args: list[str], env: dict) -> dict:
     elapsed = time.perf_counter() - started
     stdout = b"".join(out_chunks).decode(errors="replace")
     stderr = b"".join(err_chunks).decode(errors="replace")
-    result = {"seconds": round(elapsed, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    result = {"seconds": round(elapsed, 2), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+              "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
               "exit": process.returncode, "output": (stdout.strip().splitlines() or [""])[-1][:300]}
     if process.returncode != 0:
         result["stderr"] = stderr.strip()[-2000:]
@@ -82,8 +83,8 @@ def run_child(args: list[str], env: dict) -> dict:
 
 def measured(label: str, args: list[str], env: dict) -> dict:
     result = run_child(args, env)
-    print(f"{label:<30} {result['seconds']:>8.2f} s  {result['peak_rss_mb']:>8.1f} MB peak RSS  exit {result['exit']}",
-          flush=True)
+    print(f"{label:<30} {result['seconds']:>8.2f} s  ({result['cpu_seconds']:>6.2f} s CPU)  "
+          f"{result['peak_rss_mb']:>7.1f} MB peak RSS  exit {result['exit']}", flush=True)
     if result["exit"] not in (0,):
         print(result.get("stderr", ""), file=sys.stderr)
     return result
