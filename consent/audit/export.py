@@ -32,7 +32,6 @@ FORMATS = ("csv", "jsonl")
 COLUMNS = ("sequence", "event_id", "occurred_at", "recorded_at", "kind", "phone", "subject", "topic", "channel",
            "source", "actor", "text_version", "text_sha256", "evidence", "prev_hash", "hash")
 ERASED = "[erased]"
-EXPORT_ROW_FIELDS = ROW_FIELDS + ("contact__phone",)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "'")
 SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
@@ -57,10 +56,6 @@ class ExportFilters:
             "topic": self.topic,
             "channel": self.channel,
         }
-
-    @property
-    def is_empty(self) -> bool:
-        return not any([self.since, self.until, self.topic, self.channel, self.kind, self.contact_id is not None])
 
     def conditions(self) -> list[tuple[str, str, object]]:
         """The filters as (column, operator, value) for verification.ledger_rows()."""
@@ -102,9 +97,9 @@ def parse_instant(value: str, field_name: str) -> datetime:
             parsed = datetime.combine(day, time.min) if day is not None else None
     except ValueError:
         parsed = None
-    if parsed is None and " " in value.strip() and "T" in value:
+    if parsed is None and " " in value and "T" in value:
         # An unencoded "+" in a query string arrives as a space: "…T00:00:00 02:00".
-        return parse_instant(value.strip().replace(" ", "+"), field_name)
+        return parse_instant(value.replace(" ", "+"), field_name)
     if parsed is None:
         raise ValidationError({field_name: "Give an ISO 8601 date or date-time, such as 2026-01-31T00:00:00Z."})
     if timezone.is_naive(parsed):
@@ -139,12 +134,8 @@ def filters_from_params(params, *, allowed=("since", "until", "topic", "channel"
 # --- rows -----------------------------------------------------------------------------------
 
 
-def canonical_evidence(evidence) -> str:
-    return json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def export_record(row: tuple) -> dict:
-    """An EXPORT_ROW_FIELDS tuple as the documented record (JSON types)."""
+    """A ROW_FIELDS tuple plus the phone (None once erased) as the documented record (JSON types)."""
     return {
         "sequence": row[0],
         "event_id": str(row[1]),
