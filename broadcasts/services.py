@@ -171,8 +171,23 @@ def broadcast_cancel(*, broadcast: Broadcast, reason: str = "cancelled by a user
     return broadcast
 
 
+def _commonest_failure(broadcast_id: int) -> str:
+    """"provider error 20500 ×37: Internal Server Error" for the most frequent code among failed rows."""
+    from django.db.models import Count, Max
+
+    row = (Delivery.objects.filter(broadcast_id=broadcast_id, status=DeliveryStatus.FAILED).order_by()
+           .values("error_code").annotate(n=Count("id"), message=Max("error_message")).order_by("-n").first())
+    if not row:
+        return ""
+    return f"; provider error {row['error_code'] or '?'} ×{row['n']}: {row['message'] or 'no message'}"
+
+
 def broadcast_pause_for_errors(*, broadcast_id: int, reason: str) -> bool:
-    """Pause a sending broadcast on its own (error rate); true if this call paused it."""
+    """Pause a sending broadcast on its own (error rate); true if this call paused it.
+
+    The reason names the provider's commonest error, so that whoever reads the status knows
+    whether to fix the content, the numbers or wait for the provider to come back."""
+    reason += _commonest_failure(broadcast_id)
     changed = Broadcast.objects.filter(pk=broadcast_id, status=BroadcastStatus.SENDING).update(
         status=BroadcastStatus.PAUSED, status_reason=reason[:255], updated_at=timezone.now()
     )

@@ -70,6 +70,7 @@ def test_provider_down_for_good_pauses_the_broadcast_and_says_why(topic, consent
                    "the broadcast to pause itself", [processes.log])
     broadcast.refresh_from_db()
     assert "error rate" in broadcast.status_reason
+    assert "provider error 20500" in broadcast.status_reason  # says why: the provider's own error
     assert not use_stand_in.messages()
     rows = Counter(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True))
     assert rows[DeliveryStatus.SENT] == 0 and rows[DeliveryStatus.UNKNOWN] == 0
