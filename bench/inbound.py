@@ -264,6 +264,7 @@ def main() -> None:
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     load_before = os.getloadavg()
@@ -326,7 +327,7 @@ def main() -> None:
     result = {
         "benchmark": "inbound signed Twilio webhooks (YES then STOP), gunicorn + PostgreSQL",
         "machine": {"cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "config": {k: v for k, v in vars(args).items() if k not in ("database_url", "broker_url", "redis_url")},
+        "config": {k: v for k, v in vars(args).items() if k not in ("database_url", "broker_url", "redis_url", "output")},
         "gunicorn": f"-k {args.worker_class} -w {args.workers} --threads {args.threads}",
         "duplicates_sent": duplicates,
         "phases": phases,
@@ -338,11 +339,12 @@ def main() -> None:
         },
         "checks": checks,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["total"]), flush=True)
     print(f"exactly once: {checks['exactly_once']} ({json.dumps({k: v for k, v in checks.items() if k != 'expected'})})")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    print(f"written to {output}")
     if not checks["exactly_once"]:
         raise SystemExit(1)
 
