@@ -9,6 +9,8 @@ derandomised so that every CI run is the same and the whole module stays well un
 operations are driven here through the public `APIOperation.as_strategy` API instead.)
 """
 
+from collections import Counter
+
 import pytest
 import schemathesis
 from django.core import signals
@@ -88,6 +90,9 @@ def existing_objects(topic, admin_client_api):
 EXCLUDED_CHECKS = [schemathesis.checks.positive_data_acceptance]
 
 
+REQUESTS = Counter()  # (mode, identity) -> requests sent, printed with -s for docs/reliability.md
+
+
 def _failures(api_schema, identities, mode):
     failures = {}
     operations = [result.ok() for result in api_schema.get_all_operations()]
@@ -98,6 +103,7 @@ def _failures(api_schema, identities, mode):
         def exercise(case):
             for who, headers in identities.items():
                 response = case.call(headers=headers)
+                REQUESTS[(str(mode), who)] += 1
                 assert response.status_code < 500, f"{who}: {response.status_code} {response.text[:300]}"
                 try:
                     case.validate_response(response, headers=headers, excluded_checks=EXCLUDED_CHECKS)
@@ -118,4 +124,5 @@ def _failures(api_schema, identities, mode):
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
 def test_every_operation_conforms_for_every_identity(api_schema, identities, existing_objects, mode):
     failures = _failures(api_schema, identities, mode)
+    print(f"schemathesis {mode}: {sum(n for (m, _), n in REQUESTS.items() if m == str(mode))} requests")
     assert not failures, "\n\n".join(f"== {label}\n{text}" for label, text in failures.items())
