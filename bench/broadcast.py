@@ -7,7 +7,9 @@ a naive one-task-per-recipient baseline, and peak RSS per worker process. Postgr
 
 Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/helper_broadcasts_bench; the
 database is created and re-seeded when its size differs), CELERY_BROKER_URL (default
-redis://127.0.0.1:6379/7), REDIS_URL (default redis://127.0.0.1:6379/8).
+redis://127.0.0.1:6379/5), REDIS_URL (default redis://127.0.0.1:6379/6). The bench process also runs
+the beat's upkeep every few seconds (as `celery beat` would), so send tasks lost by the broker are
+enqueued again.
 
 Figures are printed and merged into bench/results/broadcast.json under the run's mode (smoke/full/custom).
 The loopback provider stand-in (tests/stand_in.py) runs in its own process; workers are
@@ -55,8 +57,8 @@ def parse_args():
 
 def setup_django(args):
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/helper_broadcasts_bench")
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/8")
+    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/5")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/6")
     if not os.environ["DATABASE_URL"].startswith("postgres") or not os.environ["CELERY_BROKER_URL"].startswith("redis"):
         sys.exit("bench/broadcast.py needs PostgreSQL (DATABASE_URL) and Redis (CELERY_BROKER_URL)")
     os.environ.update(DJANGO_SETTINGS_MODULE="config.settings.local", DJANGO_DEBUG="0", CELERY_QUEUE=QUEUE,
@@ -252,11 +254,17 @@ def launch_and_fan_out(broadcast, enqueue=True) -> float:
     return elapsed
 
 
-def wait_sent(broadcast_id, target, timeout):
+def wait_sent(broadcast_id, target, timeout, tick=True):
     from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
 
+    from broadcasts.services import broadcasts_tick
+
     deadline = time.monotonic() + timeout
+    next_tick = time.monotonic() + 5
     while time.monotonic() < deadline:
+        if tick and time.monotonic() >= next_tick:
+            broadcasts_tick()  # what `celery beat` runs every few seconds
+            next_tick = time.monotonic() + 5
         status = Broadcast.objects.filter(pk=broadcast_id).values_list("status", flat=True).first()
         if status == BroadcastStatus.PAUSED:
             print(f"  broadcast paused itself: {Broadcast.objects.get(pk=broadcast_id).status_reason}", flush=True)
@@ -330,7 +338,7 @@ def phase_naive(topic, stand_in, latency_ms, count, args, log_dir):
     enqueue_s = time.perf_counter() - started
     workers = Workers(args.workers, args.threads, worker_env(), log_dir)
     try:
-        ok = wait_sent(broadcast.pk, len(contact_ids), args.timeout)
+        ok = wait_sent(broadcast.pk, len(contact_ids), args.timeout, tick=False)
     finally:
         peaks = workers.stop()
     rate = send_rate(broadcast.pk)
@@ -397,12 +405,20 @@ def main():
         for latency in latencies:
             print(f"batched send, stand-in latency {latency:g} ms", flush=True)
             results["batched"].append(phase_batched(topic, stand_in, latency, args, log_dir, audience))
+            save(args.output, mode, results)
         for latency in latencies[:1]:
             print(f"naive baseline (one task per recipient), {naive_count} recipients, latency {latency:g} ms", flush=True)
             results["naive"].append(phase_naive(topic, stand_in, latency, naive_count, args, log_dir))
     finally:
         stand_in.stop()
         purge_queue()
+    results["finished_at"] = datetime.now(dt_timezone.utc).isoformat()
+    save(args.output, mode, results)
+    print(json.dumps(results["summary"], indent=2))
+    print(f"wrote {args.output} [{mode}]")
+
+
+def summarise(results):
 
     first = results["batched"][0] if results["batched"] else {}
     by_latency = {r["latency_ms"]: r for r in results["batched"]}
@@ -427,14 +443,17 @@ def main():
         "rss_lt_300mb": (summary["peak_rss_mb_max"] or 1e9) < 300,
     }
     results["summary"] = summary
-    results["finished_at"] = datetime.now(dt_timezone.utc).isoformat()
-    print(json.dumps(summary, indent=2))
-    output = Path(args.output)
+
+
+def save(path, mode, results):
+    """Write this run's figures after each phase, merged into the file under `mode`."""
+    summarise(results)
+    output = Path(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     merged = json.loads(output.read_text()) if output.exists() else {}
     merged[mode] = results
     output.write_text(json.dumps(merged, indent=2, default=str) + "\n")
-    print(f"wrote {output} [{mode}]")
+
 
 
 if __name__ == "__main__":
