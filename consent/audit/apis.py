@@ -49,8 +49,10 @@ class FormatParameterIgnored(DefaultContentNegotiation):
 
 
 def _flag(params, name: str) -> bool:
-    value = (params.get(name) or "").strip().lower()
-    if value in ("", "0", "false", "no"):
+    if name not in params:
+        return False
+    value = params[name].strip().lower()  # present but empty (`?resume=`) is not a boolean: 400
+    if value in ("0", "false", "no"):
         return False
     if value in ("1", "true", "yes"):
         return True

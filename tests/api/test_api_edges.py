@@ -82,3 +82,9 @@ def test_nul_in_a_form_body_is_400(admin_client_api, topic):
     response = admin_client_api.post("/api/v1/optins/", "phone=%2B14155550100&topic=pro%00mo&channel=sms",
                                      content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("query,status", [("", 200), ("?resume=true", 200), ("?resume=0", 200), ("?resume=", 400),
+                                          ("?resume=maybe", 400)])
+def test_verify_resume_flag_is_a_real_boolean(auditor_client, query, status):
+    assert auditor_client.get(f"/api/v1/audit/verify/{query}").status_code == status

@@ -45,8 +45,12 @@ def test_flaky_provider_then_success(topic, consented, use_stand_in, settings, p
     use_stand_in.configure(faults=FLAKY)
     processes.env.update(PROVIDER_READ_TIMEOUT="1", PROVIDER_CONNECT_TIMEOUT="1")
     for broadcast in _run_broadcast(topic, settings, processes):
-        wait_until(lambda: Broadcast.objects.get(pk=broadcast.pk).status == BroadcastStatus.COMPLETED, 60,
-                   "the broadcast to complete despite the faults", [processes.log])
+        def completed():
+            # The beat: wakes rows whose retry is due after their send task has finished.
+            services.broadcasts_tick()
+            return Broadcast.objects.get(pk=broadcast.pk).status == BroadcastStatus.COMPLETED
+
+        wait_until(completed, 60, "the broadcast to complete despite the faults", [processes.log])
     stats = use_stand_in.stats()
     assert stats["faults"] == sum(f["count"] for f in FLAKY)
     received = Counter(m["to"] for m in use_stand_in.messages())
@@ -66,8 +70,11 @@ def test_provider_down_for_good_pauses_the_broadcast_and_says_why(topic, consent
     use_stand_in.configure(faults=[{"kind": "500", "count": 100_000}])
     processes.env.update(BROADCAST_MAX_ATTEMPTS="2", BROADCAST_ERROR_RATE_MIN_SAMPLE="10")
     for broadcast in _run_broadcast(topic, settings, processes):
-        wait_until(lambda: Broadcast.objects.get(pk=broadcast.pk).status == BroadcastStatus.PAUSED, 60,
-                   "the broadcast to pause itself", [processes.log])
+        def paused():
+            services.broadcasts_tick()  # the beat
+            return Broadcast.objects.get(pk=broadcast.pk).status == BroadcastStatus.PAUSED
+
+        wait_until(paused, 60, "the broadcast to pause itself", [processes.log])
     broadcast.refresh_from_db()
     assert "error rate" in broadcast.status_reason
     assert "provider error 20500" in broadcast.status_reason  # says why: the provider's own error
