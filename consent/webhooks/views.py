@@ -149,11 +149,12 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
         return _error(400, f"Not a WhatsApp Cloud webhook: {exc}.")
     if batch.ignored:
         logger.info("whatsapp webhook: ignored %s", ", ".join(batch.ignored[:20]))
-    outcomes = {"messages": 0, "duplicates": 0, "statuses": 0, "preferences": 0}
+    outcomes = {"messages": 0, "duplicates": 0, "statuses": 0, "preferences": 0, "ignored": len(batch.ignored)}
+    bucket = {"applied": "messages", "duplicate": "duplicates", "ignored": "ignored"}
     try:
         for message in batch.messages:
             result = inbound.inbound_message_receive(message=message, provider=WHATSAPP_CLOUD)
-            outcomes["duplicates" if result.outcome == "duplicate" else "messages"] += 1
+            outcomes[bucket[result.outcome]] += 1
         for update in batch.statuses:
             inbound.provider_status_apply(update=update, provider=WHATSAPP_CLOUD)
             outcomes["statuses"] += 1
@@ -163,7 +164,7 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
     except Exception:
         # What was applied stays applied; the redelivery skips it (ids, forward-only statuses).
         return _retry_later("whatsapp batch")
-    return JsonResponse({"ok": True, **outcomes, "ignored": len(batch.ignored)})
+    return JsonResponse({"ok": True, **outcomes})
 
 
 def _whatsapp_verify(request: HttpRequest) -> HttpResponse:

@@ -258,3 +258,12 @@ def test_prompt_outside_the_window_uses_the_utility_template(topic, run_on_commi
     with run_on_commit():
         services.optin_request(phone=PHONE, topic=topic, channel="whatsapp", source=Source.WEB_FORM, evidence={"ip": "192.0.2.1"})
     assert Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT).template["name"]
+
+
+def test_a_sender_that_is_no_phone_number_is_counted_as_ignored(whatsapp_post):
+    payload = whatsapp_json("whatsapp_text_question.json")
+    payload["entry"][0]["changes"][0]["value"]["messages"][0]["from"] = "99999999"
+    response = whatsapp_post(body_of(payload))
+    assert response.status_code == 200
+    assert (response.json()["messages"], response.json()["ignored"]) == (0, 1)
+    assert not Message.objects.exists()
