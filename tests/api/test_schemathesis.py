@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 pytestmark = pytest.mark.django_db
 
 IDENTITIES = ("admin", "marketer", "auditor", None)
-MAX_EXAMPLES = {GenerationMode.POSITIVE: 10, GenerationMode.NEGATIVE: 6}
+MAX_EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 6}
 HYPOTHESIS = settings(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck), print_blob=False)
 
