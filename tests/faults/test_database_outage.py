@@ -3,7 +3,8 @@
 A real web server (gunicorn, one worker) reaches PostgreSQL through a loopback TCP proxy that
 the test cuts and restores. While it is cut, a signed Twilio STOP gets a 5xx (so Twilio retries)
 and nothing is half-applied; the API answers 503 with Retry-After and /readyz/ says not ready.
-Once restored, the provider's redelivery is applied exactly once, however often it comes.
+Once restored, the provider's redelivery is applied exactly once, however often it comes. The
+server's own log of all this carries no full number and no token.
 """
 
 import os
@@ -135,3 +136,7 @@ def test_inbound_webhook_during_a_database_outage_is_5xx_then_applied_once(topic
     assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
     assert Message.objects.filter(kind=Message.Kind.STOP_REPLY).count() == 1
     assert _request(base + "/readyz/")[0] == 200
+    # What the production process logged through all this (tracebacks included) is masked.
+    logged = log.read_text()
+    assert "could not be applied" in logged and "Traceback" in logged
+    assert PHONE[1:] not in logged and TOKEN not in logged and api_token not in logged
