@@ -108,7 +108,7 @@ def test_worker_killed_mid_broadcast_then_restarted(topic, consented, use_stand_
     app.conf.task_always_eager, app.conf.task_default_queue = False, queue
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.BROADCAST_STALL_SECONDS = 2
-    settings.BROADCAST_UNKNOWN_AFTER_SECONDS = 15
+    settings.BROADCAST_UNKNOWN_AFTER_SECONDS = 6  # provider timeout in the stand-in fixture: 2 s
     first = Worker(queue, env, log).start()
     second = None
     try:
