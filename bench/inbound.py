@@ -194,10 +194,10 @@ def with_duplicates(requests: list[bytes], fraction: float, rng: random.Random) 
     return out, len(chosen)
 
 
-def cpu_seconds(match) -> float:
-    """User + system CPU seconds of every process whose command line satisfies `match`."""
+def cpu_seconds(match) -> dict[int, float]:
+    """User + system CPU seconds of every process whose command line satisfies `match`, by pid."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    seconds = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -206,10 +206,15 @@ def cpu_seconds(match) -> float:
             if not match(cmdline):
                 continue
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            seconds[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return seconds
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two samples by the processes alive at the second one."""
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 def wait_for(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -311,10 +316,8 @@ def main() -> None:
             web_cpu, db_cpu = cpu_seconds(is_web), cpu_seconds(is_db)
             phases[name] = asyncio.run(run_phase(port, requests, args.concurrency))
             count = phases[name]["requests"]
-            phases[name]["web_cpu_ms_per_request"] = round(
-                (cpu_seconds(is_web) - web_cpu) / count * 1000, 2)
-            phases[name]["db_cpu_ms_per_request"] = round(
-                (cpu_seconds(is_db) - db_cpu) / count * 1000, 2)
+            phases[name]["web_cpu_ms_per_request"] = round(cpu_used(web_cpu, cpu_seconds(is_web)) / count * 1000, 2)
+            phases[name]["db_cpu_ms_per_request"] = round(cpu_used(db_cpu, cpu_seconds(is_db)) / count * 1000, 2)
             print(f"{name:>5}: {json.dumps(phases[name])}", flush=True)
     finally:
         gunicorn.terminate()
