@@ -102,6 +102,9 @@ class Delivery(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     error_message = models.CharField(max_length=255, blank=True)
     skip_reason = models.CharField(max_length=32, blank=True, choices=SkipReason.choices)
+    retryable = models.BooleanField(
+        default=False, db_default=False, help_text="Failed only on errors that prove the provider did not take it: a resume tries again."
+    )
     created_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

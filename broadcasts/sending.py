@@ -332,7 +332,9 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
                 fields.update(status=DeliveryStatus.UNKNOWN)
                 recorded.unknown += 1
             else:
-                fields.update(status=DeliveryStatus.FAILED)
+                # Retries used up on transient errors (429, 5xx, refused connections): the provider
+                # never took the message, so resuming the broadcast may try it again.
+                fields.update(status=DeliveryStatus.FAILED, retryable=outcome.kind == "retry")
                 recorded.failed += 1
             Delivery.objects.filter(pk=claim.delivery_id).update(**fields)
             evidence = {"provider_error_code": outcome.code, "broadcast_id": broadcast.pk, "delivery_id": claim.delivery_id}

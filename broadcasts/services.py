@@ -132,6 +132,12 @@ def broadcast_resume(*, broadcast: Broadcast, now: datetime | None = None) -> Br
         _refuse(broadcast, "resumed")
     broadcast.status = BroadcastStatus.SENDING if broadcast.launched_at else BroadcastStatus.SCHEDULED
     broadcast.status_reason = ""
+    # A provider outage that paused the broadcast failed its first rows on transient errors only;
+    # they were never handed over, so they are sent with the rest.
+    Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED, retryable=True).update(
+        status=DeliveryStatus.QUEUED, retryable=False, attempts=0, not_before=None, error_code="", error_message="",
+        status_at=now,
+    )
     broadcast.progress_at = now
     broadcast.save(update_fields=["status", "status_reason", "progress_at", "updated_at"])
     if broadcast.status == BroadcastStatus.SENDING:

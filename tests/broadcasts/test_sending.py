@@ -431,3 +431,39 @@ def test_lost_send_tasks_are_enqueued_again_by_the_beat(topic, consented, fake_p
     assert len(fake_provider.sent) == 7
     broadcast.refresh_from_db()
     assert broadcast.status == BroadcastStatus.COMPLETED
+
+
+def test_resume_after_a_provider_outage_sends_to_the_rows_it_failed(topic, consented, use_stand_in, run_on_commit,
+                                                                    settings):
+    settings.BROADCAST_MAX_ATTEMPTS = 1
+    settings.BROADCAST_ERROR_RATE_MIN_SAMPLE = 4
+    contacts = consented(10, topic)
+    use_stand_in.configure(faults=[{"kind": "500", "count": 1000}])
+    broadcast = run(make(topic), run_on_commit)
+    assert broadcast.status == BroadcastStatus.PAUSED and "error rate" in broadcast.status_reason
+    failed = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED)
+    assert failed.count() >= 4 and all(d.retryable for d in failed)
+    assert use_stand_in.messages() == []  # nothing was taken by the provider
+    use_stand_in.reset()
+    with run_on_commit():
+        services.broadcast_resume(broadcast=broadcast)
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    assert sorted(m["to"] for m in use_stand_in.messages()) == sorted(c.phone for c in contacts)
+    assert broadcast_stats(broadcast=broadcast)["failed"] == 0
+
+
+def test_resume_never_retries_a_permanent_failure(topic, consented, use_stand_in, run_on_commit, settings):
+    settings.BROADCAST_ERROR_RATE_MIN_SAMPLE = 4
+    settings.BROADCAST_CLAIM_SIZE = 2
+    contacts = consented(12, topic)
+    use_stand_in.configure(recipients={c.phone: 21408 for c in contacts[:8]})
+    broadcast = run(make(topic), run_on_commit)
+    assert broadcast.status == BroadcastStatus.PAUSED
+    permanent = set(Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED).values_list("pk", flat=True))
+    with run_on_commit():
+        services.broadcast_resume(broadcast=broadcast)
+    still_failed = set(Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED).values_list("pk", flat=True))
+    assert permanent <= still_failed
+    sent_to = [m["to"] for m in use_stand_in.messages() if m.get("status", "accepted") != "error"]
+    assert len(sent_to) == len(set(sent_to))
