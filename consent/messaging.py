@@ -69,7 +69,9 @@ def message_queue(*, contact: Contact, channel: str, kind: str, body: str, topic
                                      status=Message.Status.QUEUED)
     from .tasks import message_deliver_task
 
-    transaction.on_commit(lambda: message_deliver_task.delay(message.pk))
+    # robust: a broker outage must not turn an applied change into an error; the upkeep
+    # job hands messages still queued later to the broker again.
+    transaction.on_commit(lambda: message_deliver_task.delay(message.pk), robust=True)
     return message
 
 
@@ -108,7 +110,8 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
         if exc.outcome_unknown:
             return _record_unknown(message, exc)
         status = Message.Status.FAILED if final_attempt else Message.Status.QUEUED
-        Message.objects.filter(pk=message.pk).update(status=status, error_code=exc.code, error_message=str(exc)[:255])
+        Message.objects.filter(pk=message.pk).update(status=status, error_code=exc.code, error_message=str(exc)[:255],
+                                                     status_at=timezone.now())
         if final_attempt:
             return "failed"
         raise
@@ -152,6 +155,32 @@ def _record_permanent_failure(message: Message, exc: PermanentProviderError) -> 
         elif isinstance(exc, InvalidRecipientError):
             contact_suppress(contact=message.contact, reason="invalid_number", source=Source.PROVIDER, evidence=evidence)
     logger.warning("message %s failed permanently: %s %s", message.pk, exc.code, exc)
+
+
+def messages_requeue_stale(*, older_than_seconds: int | None = None) -> int:
+    """Hand messages still `queued` long after their last change to the broker again.
+
+    A message is queued in the same transaction as the change that asked for it, and its task is
+    published after the commit; if the broker was down then, nothing else would ever send it.
+    Longer than the longest retry backoff, so a message waiting for its retry is left alone;
+    a duplicate task is harmless (the claim lets one through).
+    """
+    from django.db.models.functions import Coalesce
+
+    from .tasks import message_deliver_task
+
+    older_than_seconds = older_than_seconds or settings.MESSAGE_REQUEUE_AFTER_SECONDS
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    ids = list(
+        Message.objects.filter(direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED)
+        .annotate(last_change=Coalesce("status_at", "created_at"))
+        .filter(last_change__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:5000]
+    )
+    for message_id in ids:
+        message_deliver_task.delay(message_id)
+    return len(ids)
 
 
 def messages_mark_stale_unknown(*, older_than_seconds: int = 600) -> int:

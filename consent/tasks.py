@@ -28,6 +28,7 @@ def consents_expire_due_task() -> int:
 
 
 @shared_task
-def messages_mark_stale_unknown_task() -> int:
-    """Mark messages stuck in `sending` after a crash as `unknown` (beat)."""
-    return messaging.messages_mark_stale_unknown()
+def messages_upkeep_task() -> dict:
+    """Beat, every minute: messages stuck in `sending` by a crash become `unknown`; messages left
+    `queued` by a broker outage are handed to the broker again."""
+    return {"unknown": messaging.messages_mark_stale_unknown(), "requeued": messaging.messages_requeue_stale()}

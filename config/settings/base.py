@@ -158,7 +158,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "consent-expire-due": {"task": "consent.tasks.consents_expire_due_task", "schedule": 300.0},
-    "messages-mark-stale-unknown": {"task": "consent.tasks.messages_mark_stale_unknown_task", "schedule": 300.0},
+    "messages-upkeep": {"task": "consent.tasks.messages_upkeep_task", "schedule": 60.0},
     "ledger-checkpoint": {"task": "consent.audit.tasks.ledger_checkpoint_task", "schedule": 900.0},
     "ledger-verify-full": {"task": "consent.audit.tasks.ledger_verify_task", "schedule": 86400.0},
     "broadcasts-tick": {"task": "broadcasts.tasks.broadcasts_tick_task",
@@ -252,3 +252,13 @@ BROADCAST_RATE_LIMITS = {
 BROADCAST_SEND_CONCURRENCY = env_int("BROADCAST_SEND_CONCURRENCY", 32)
 BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 500)
 BROADCAST_CLAIM_SIZE = env_int("BROADCAST_CLAIM_SIZE", 32)
+
+# Customers' side: the hosted opt-in page, its SMS-pumping limits, and webhooks.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])  # addresses/networks whose X-Forwarded-For is believed
+OPTIN_ALLOWED_COUNTRIES = env_list("OPTIN_ALLOWED_COUNTRIES", [])  # empty: every country
+OPTIN_MAX_PER_IP_PER_HOUR = env_int("OPTIN_MAX_PER_IP_PER_HOUR", 10)
+OPTIN_MAX_PER_NUMBER_PER_HOUR = env_int("OPTIN_MAX_PER_NUMBER_PER_HOUR", 3)
+OPTIN_MAX_PER_NUMBER_PER_DAY = env_int("OPTIN_MAX_PER_NUMBER_PER_DAY", 5)
+WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 262144)
+# Queued transactional messages older than this are handed to the broker again (broker outages).
+MESSAGE_REQUEUE_AFTER_SECONDS = env_int("MESSAGE_REQUEUE_AFTER_SECONDS", 900)

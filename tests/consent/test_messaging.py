@@ -66,3 +66,27 @@ def test_whatsapp_prompt_outside_window_is_the_optin_template(topic, use_stand_i
     assert messaging.message_deliver(message_id=message.pk) == "sent"
     sent = use_stand_in.messages()[0]
     assert "optin_confirmation" in str(sent)
+
+
+def test_broker_down_at_commit_does_not_fail_the_change_and_upkeep_requeues(topic, run_on_commit, monkeypatch):
+    from datetime import timedelta
+
+    import time_machine
+
+    from consent import tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.message_deliver_task, "delay", broker_down)
+    with run_on_commit():
+        result = services.optin_request(phone="+14155550123", topic=topic, channel="sms", source=Source.API)
+    assert result.consent.status == ConsentStatus.PENDING  # the change stands
+    message = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
+    assert message.status == "queued"
+    monkeypatch.undo()
+    assert messaging.messages_requeue_stale() == 0  # too recent: it may still be on its way
+    with time_machine.travel(timedelta(minutes=16)):
+        assert tasks.messages_upkeep_task() == {"unknown": 0, "requeued": 1}
+    message.refresh_from_db()
+    assert message.status == "sent"
