@@ -43,8 +43,13 @@ run: demo
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Small versions of every benchmark (PostgreSQL and Redis on 127.0.0.1); figures in bench/results/.
 bench-smoke: install-dev
-	$(BIN)/python -m bench.run_all --smoke
+	$(BIN)/python bench/ledger.py --processes 2 --per-process 100
+	$(BIN)/python bench/audit.py --events 20000 --contacts 2000
+	$(BIN)/python bench/inbound.py --contacts 200
+	$(BIN)/python bench/broadcast.py --smoke
+	$(BIN)/python bench/load.py --smoke
 
 clean:
 	rm -rf $(VENV) data staticfiles
