@@ -3,8 +3,9 @@
 - 429 with Retry-After, 500s, a read timeout and a dropped connection for a while, then success:
   the worker retries with backoff (honouring Retry-After), every recipient is served exactly once,
   and only the two calls whose outcome is unknowable (timeout, reset) end `unknown`, never resent.
-- The provider down for good: the broadcast pauses itself and its status says why; nobody who
-  was not yet served is lost (their rows wait, queued, for a resume).
+- The provider down for good: the broadcast pauses itself and its status says why; once the
+  provider is back, a resume serves every recipient exactly once (the rows the outage failed
+  included).
 """
 
 from collections import Counter
@@ -84,3 +85,18 @@ def test_provider_down_for_good_pauses_the_broadcast_and_says_why(topic, consent
     assert rows[DeliveryStatus.FAILED] + rows[DeliveryStatus.QUEUED] + rows[DeliveryStatus.SENDING] == 40
     failed = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.FAILED).first()
     assert failed.error_code in {"20500", "500"}  # the provider's own code is kept on each row
+
+    # The provider comes back and someone presses resume: everyone is served, once.
+    use_stand_in.configure(faults=[])
+    with celery_sends_to(settings.CELERY_BROKER_URL, processes.queue):
+        services.broadcast_resume(broadcast=broadcast)
+
+        def completed():
+            services.broadcasts_tick()
+            return Broadcast.objects.get(pk=broadcast.pk).status == BroadcastStatus.COMPLETED
+
+        wait_until(completed, 60, "the resumed broadcast to complete", [processes.log])
+    received = Counter(m["to"] for m in use_stand_in.messages())
+    assert len(received) == 40 and max(received.values()) == 1
+    assert Counter(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)) == {
+        DeliveryStatus.SENT: 40}
