@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from config.pagination import LimitOffsetPagination
 
 from . import selectors, services
-from .models import Consent, Contact, ConsentStatus, Source, Topic, actor_for
+from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic, actor_for
 from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
 from .serializers import (
     ChannelField,
@@ -232,6 +232,44 @@ class ConsentListApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ConsentWithPhoneSerializer(page, many=True).data)
+
+
+class MessageListApi(APIView):
+    """Messages exchanged with contacts, newest first: inbound texts that were not keywords are the
+    customer-care queue (`?direction=in&kind=inbound`); prompts and replies are listed too."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+    pagination_class = LimitOffsetPagination  # declared so that the schema shows the paginated shape
+
+    class OutputSerializer(serializers.ModelSerializer):
+        phone = serializers.CharField(source="contact.phone", allow_null=True)
+        topic = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+        class Meta:
+            model = Message
+            fields = ["id", "phone", "channel", "direction", "kind", "topic", "body", "template", "status",
+                      "provider_message_id", "error_code", "created_at", "sent_at", "status_at"]
+
+    FILTERS = {"channel": Channel, "direction": Message.Direction, "kind": Message.Kind, "status": Message.Status}
+
+    @extend_schema(parameters=[OpenApiParameter("phone", str), OpenApiParameter("channel", str),
+                               OpenApiParameter("direction", str), OpenApiParameter("kind", str),
+                               OpenApiParameter("status", str)],
+                   responses=OutputSerializer(many=True))
+    def get(self, request):
+        qs = Message.objects.select_related("contact", "topic").order_by("-id")
+        params = request.query_params
+        if params.get("phone"):
+            qs = qs.filter(contact__phone=services.phone_normalise(params["phone"]))
+        for name, choices in self.FILTERS.items():
+            value = params.get(name)
+            if value:
+                if value not in choices.values:
+                    raise serializers.ValidationError({name: f"One of {', '.join(choices.values)}."})
+                qs = qs.filter(**{name: value})
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
 class ConsentImportApi(APIView):

@@ -12,6 +12,7 @@ urlpatterns = [
     path("consents/", apis.ConsentListApi.as_view(), name="consent-list"),
     path("consents/revoke/", apis.ConsentRevokeApi.as_view(), name="consent-revoke"),
     path("consents/import/", apis.ConsentImportApi.as_view(), name="consent-import"),
+    path("messages/", apis.MessageListApi.as_view(), name="message-list"),
     path("contacts/", apis.ContactListApi.as_view(), name="contact-list"),
     path("contacts/<str:phone>/", apis.ContactDetailApi.as_view(), name="contact-detail"),
     path("contacts/<str:phone>/proof/", audit_apis.ContactProofApi.as_view(), name="contact-proof"),

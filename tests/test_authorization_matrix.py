@@ -33,6 +33,7 @@ MATRIX = {
     ("api/v1/consents/", "GET"): ANY_ROLE,
     ("api/v1/consents/revoke/", "POST"): WRITERS,
     ("api/v1/consents/import/", "POST"): ADMIN,
+    ("api/v1/messages/", "GET"): ANY_ROLE,
     ("api/v1/contacts/", "GET"): ANY_ROLE,
     ("api/v1/contacts/", "POST"): WRITERS,
     ("api/v1/contacts/<str:phone>/", "GET"): ANY_ROLE,

@@ -192,3 +192,19 @@ def test_readyz_is_503_when_the_broker_is_unreachable(api_client, settings):
     response = api_client.get("/readyz/")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "ok", "broker": "unreachable"}
+
+
+def test_messages_list_is_the_customer_care_queue(marketer_client, topic, run_on_commit):
+    from consent.models import Contact
+
+    with run_on_commit():
+        marketer_client.post("/api/v1/optins/", OPTIN, format="json")
+    contact = Contact.objects.get()
+    Message.objects.create(contact=contact, channel="sms", direction="in", kind="inbound", body="Is the red one back?",
+                           status="received", provider_message_id="SMcare1")
+    care = marketer_client.get("/api/v1/messages/?direction=in&kind=inbound").json()
+    assert care["count"] == 1 and care["results"][0]["body"] == "Is the red one back?"
+    assert care["results"][0]["phone"] == "+14155550123"
+    everything = marketer_client.get("/api/v1/messages/?phone=%2B14155550123").json()
+    assert {m["kind"] for m in everything["results"]} == {"inbound", "confirmation_prompt"}
+    assert marketer_client.get("/api/v1/messages/?direction=sideways").status_code == 400
