@@ -185,6 +185,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "ENUM_NAME_OVERRIDES": {
+        "MessageStatusEnum": "consent.models.Message.Status",
+        "MessageKindEnum": "consent.models.Message.Kind",
+        "DeliveryStatusEnum": "broadcasts.models.DeliveryStatus",
+        "BroadcastStatusEnum": "broadcasts.models.BroadcastStatus",
+    },
     "SERVE_AUTHENTICATION": [],
 }
 

@@ -208,3 +208,12 @@ def test_messages_list_is_the_customer_care_queue(marketer_client, topic, run_on
     everything = marketer_client.get("/api/v1/messages/?phone=%2B14155550123").json()
     assert {m["kind"] for m in everything["results"]} == {"inbound", "confirmation_prompt"}
     assert marketer_client.get("/api/v1/messages/?direction=sideways").status_code == 400
+
+
+def test_openapi_schema_generates_without_warnings():
+    import io
+
+    from django.core.management import call_command
+
+    err = io.StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=io.StringIO(), stderr=err)
