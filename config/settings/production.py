@@ -13,6 +13,11 @@ if (not env("DJANGO_SECRET_KEY") or "insecure" in SECRET_KEY.lower() or "change-
     raise ImproperlyConfigured("Set DJANGO_SECRET_KEY to a random value of at least 32 characters.")
 if not env("AUDIT_SIGNING_KEY"):
     raise ImproperlyConfigured("Set AUDIT_SIGNING_KEY to the Ed25519 private key (PEM) that signs the ledger.")
+else:
+    # A key that does not load would fail only at the first checkpoint: refuse it at start-up.
+    from consent.audit.signing import parse_private_key
+
+    parse_private_key(env("AUDIT_SIGNING_KEY"))
 if not env("PUBLIC_BASE_URL"):
     raise ImproperlyConfigured("Set PUBLIC_BASE_URL to the public origin of the service.")
 # A real provider without its secrets could neither send nor check a webhook's signature.

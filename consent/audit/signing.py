@@ -30,7 +30,8 @@ def canonical_json(payload: dict) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _parse_private_key(text: str) -> Ed25519PrivateKey:
+def parse_private_key(text: str) -> Ed25519PrivateKey:
+    """An Ed25519 private key from PEM (newlines may be written as \\n) or base64 raw bytes."""
     text = text.strip()
     try:
         if text.startswith("-----BEGIN"):
@@ -60,13 +61,13 @@ def _load_or_create_key_file(path) -> Ed25519PrivateKey:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(pem)
         with open(path, encoding="ascii") as handle:
-            return _parse_private_key(handle.read())
+            return parse_private_key(handle.read())
 
 
 @lru_cache(maxsize=4)
 def _key_for(configured: str, path: str) -> Ed25519PrivateKey:
     if configured:
-        return _parse_private_key(configured)
+        return parse_private_key(configured)
     return _load_or_create_key_file(path)
 
 

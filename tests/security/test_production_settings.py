@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD_SECRET = "k3J9x-Qp2vLm8sT4wZr6Yb1Nc7Hd5Fg0Ae"  # 34 characters, many distinct
 GOOD_ENV = {
     "DJANGO_SECRET_KEY": GOOD_SECRET,
-    "AUDIT_SIGNING_KEY": "MC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    # An Ed25519 private key (base64 of its 32 raw bytes); production parses it at start-up.
+    "AUDIT_SIGNING_KEY": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     "PUBLIC_BASE_URL": "https://consent.example.com",
     "DJANGO_ALLOWED_HOSTS": "consent.example.com,testserver",
 }
@@ -51,6 +52,10 @@ REFUSED = [
     ("low-entropy key", {**GOOD_ENV, "DJANGO_SECRET_KEY": "ab" * 30}, "DJANGO_SECRET_KEY"),
     ("no audit signing key", _without("AUDIT_SIGNING_KEY"), "AUDIT_SIGNING_KEY"),
     ("empty audit signing key", {**GOOD_ENV, "AUDIT_SIGNING_KEY": ""}, "AUDIT_SIGNING_KEY"),
+    ("audit signing key that is no key", {**GOOD_ENV, "AUDIT_SIGNING_KEY": "not-a-key"}, "AUDIT_SIGNING_KEY"),
+    ("audit signing key of another type", {**GOOD_ENV, "AUDIT_SIGNING_KEY": (
+        "-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VuBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\\n"
+        "-----END PRIVATE KEY-----")}, "AUDIT_SIGNING_KEY"),
     ("no public base url", _without("PUBLIC_BASE_URL"), "PUBLIC_BASE_URL"),
     ("twilio without auth token", {**GOOD_ENV, "SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32},
      "TWILIO_AUTH_TOKEN"),
