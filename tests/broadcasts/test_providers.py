@@ -333,3 +333,16 @@ def test_whatsapp_round_trip_through_the_stand_in(use_stand_in):
     assert invalid.value.code == "131026"
     [sent] = use_stand_in.messages(to="33612345678")
     assert sent["template"] == {"name": "promo_fr", "language": {"code": "fr"}, "components": WA_TEMPLATE.template["components"]}
+
+
+def test_console_provider_shows_the_whole_message_in_development_only(settings, capsys):
+    from broadcasts.providers import OutgoingMessage
+    from broadcasts.providers.console import ConsoleProvider
+
+    message = OutgoingMessage(to="+14155550123", channel="sms", body="Reply YES http://x/optin/confirm/tok3n/")
+    settings.DEBUG = True
+    ConsoleProvider("sms").send(message)
+    settings.DEBUG = False
+    ConsoleProvider("sms").send(message)
+    out = capsys.readouterr().out
+    assert "+14155550123" not in out  # outside development the number is masked
