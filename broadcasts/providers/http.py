@@ -94,3 +94,20 @@ def new_session(pool_maxsize: int = 10) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def post(session: requests.Session, url: str, *, provider: str, timeout, **kwargs) -> requests.Response:
+    """POST once (never retried here); a transport failure becomes the TransientProviderError it means."""
+    try:
+        return session.post(url, timeout=timeout, **kwargs)
+    except requests.RequestException as exc:
+        raise transport_error(exc, provider) from exc
+
+
+def json_object(response: requests.Response) -> dict:
+    """The reply's JSON object, or {} when the body is not one (providers' error pages are HTML)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

@@ -19,7 +19,6 @@ that the delivery-status webhook can classify `ErrorCode` the same way as a sync
 
 from __future__ import annotations
 
-import json
 
 import requests
 
@@ -33,7 +32,7 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
-from .http import new_session, parse_retry_after, per_process, transport_error
+from .http import json_object, new_session, parse_retry_after, per_process, post
 
 DEFAULT_API_BASE = "https://api.twilio.com"
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -131,21 +130,13 @@ class TwilioProvider(Provider):
         return form
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        try:
-            response = self.session.post(self.url, data=self.form_for(message), timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise transport_error(exc, "twilio") from exc
+        response = post(self.session, self.url, provider="twilio", timeout=self.timeout, data=self.form_for(message))
         return self.result_from_response(response)
 
     def result_from_response(self, response: requests.Response) -> SendResult:
         """A SendResult for a 2xx reply; otherwise raise the ProviderError the reply means."""
         status = response.status_code
-        try:
-            payload = response.json()
-        except (ValueError, json.JSONDecodeError):
-            payload = None
-        if not isinstance(payload, dict):
-            payload = {}
+        payload = json_object(response)
 
         if 200 <= status < 300:
             sid = payload.get("sid")

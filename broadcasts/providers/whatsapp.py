@@ -20,7 +20,6 @@ Opt-outs and undeliverable numbers mostly arrive later on the status webhook; us
 
 from __future__ import annotations
 
-import json
 
 import requests
 
@@ -34,7 +33,7 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
-from .http import new_session, parse_retry_after, per_process, transport_error
+from .http import json_object, new_session, parse_retry_after, per_process, post
 
 DEFAULT_API_BASE = "https://graph.facebook.com/v23.0"
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -125,21 +124,13 @@ class WhatsAppCloudProvider(Provider):
         return payload
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        try:
-            response = self.session.post(self.url, json=self.payload_for(message), timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise transport_error(exc, "whatsapp") from exc
+        response = post(self.session, self.url, provider="whatsapp", timeout=self.timeout, json=self.payload_for(message))
         return self.result_from_response(response)
 
     def result_from_response(self, response: requests.Response) -> SendResult:
         """A SendResult for a reply carrying a message id; otherwise raise the ProviderError it means."""
         status = response.status_code
-        try:
-            payload = response.json()
-        except (ValueError, json.JSONDecodeError):
-            payload = None
-        if not isinstance(payload, dict):
-            payload = {}
+        payload = json_object(response)
 
         if 200 <= status < 300:
             messages = payload.get("messages")
