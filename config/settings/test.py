@@ -18,3 +18,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a real worker process can open the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 LEDGER_ALLOW_FLUSH = True
+
+# WhiteNoise serves STATIC_ROOT; an empty one keeps it from warning on every test request.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
