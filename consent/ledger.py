@@ -19,23 +19,33 @@ def pseudonym_for(e164: str) -> str:
     return phone_pseudonym(e164, settings.CONSENT_PSEUDONYM_KEY)
 
 
+# An event as a tuple, in the order the ledger is read back in bulk (verification, export, proof).
+ROW_FIELDS = ("seq", "uuid", "occurred_at", "recorded_at", "kind", "subject", "topic_slug", "channel", "source",
+              "actor", "text_version", "text_sha256", "evidence", "prev_hash", "hash")
+
+
+def chained_fields_from_row(row: tuple) -> dict:
+    """The fields of an event (read as a ROW_FIELDS tuple) that its hash covers, as the hash sees them."""
+    return {
+        "seq": row[0],
+        "uuid": str(row[1]),
+        "occurred_at": format_instant(row[2]),
+        "recorded_at": format_instant(row[3]),
+        "kind": row[4],
+        "subject": row[5],
+        "topic": row[6],
+        "channel": row[7],
+        "source": row[8],
+        "actor": row[9],
+        "text_version": row[10],
+        "text_sha256": row[11],
+        "evidence": row[12],
+    }
+
+
 def chained_fields(event: ConsentEvent) -> dict:
     """The fields of an event that its hash covers, as the hash sees them."""
-    return {
-        "seq": event.seq,
-        "uuid": str(event.uuid),
-        "occurred_at": format_instant(event.occurred_at),
-        "recorded_at": format_instant(event.recorded_at),
-        "kind": event.kind,
-        "subject": event.subject,
-        "topic": event.topic_slug,
-        "channel": event.channel,
-        "source": event.source,
-        "actor": event.actor,
-        "text_version": event.text_version,
-        "text_sha256": event.text_sha256,
-        "evidence": event.evidence,
-    }
+    return chained_fields_from_row(tuple(getattr(event, name) for name in ROW_FIELDS))
 
 
 def _lock_head() -> ChainHead:

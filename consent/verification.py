@@ -14,13 +14,10 @@ from django.db import connection
 from django.db.models import Count, Max
 
 from .hashing import GENESIS_HASH, format_instant
-from .ledger import ledger_head
+from .ledger import ROW_FIELDS, chained_fields_from_row, ledger_head  # noqa: F401 (re-exported)
 from .models import ConsentEvent
 
 # The columns the ORM path reads, in this order (chained fields, then the two hashes).
-ROW_FIELDS = ("seq", "uuid", "occurred_at", "recorded_at", "kind", "subject", "topic_slug", "channel", "source",
-              "actor", "text_version", "text_sha256", "evidence", "prev_hash", "hash")
-
 
 @dataclass
 class VerificationReport:
@@ -52,25 +49,6 @@ class VerificationReport:
             since = f" from sequence {self.checked_from_seq}" if self.checked_from_seq > 1 else ""
             return f"Ledger intact: {self.events} events verified{since}; head #{self.head_seq} {self.head_hash}."
         return f"Ledger NOT intact: first bad sequence number {self.first_bad_seq}: {self.problem}"
-
-
-def chained_fields_from_row(row: tuple) -> dict:
-    """The chained fields of an event read as a ROW_FIELDS tuple (same result as ledger.chained_fields)."""
-    return {
-        "seq": row[0],
-        "uuid": str(row[1]),
-        "occurred_at": format_instant(row[2]),
-        "recorded_at": format_instant(row[3]),
-        "kind": row[4],
-        "subject": row[5],
-        "topic": row[6],
-        "channel": row[7],
-        "source": row[8],
-        "actor": row[9],
-        "text_version": row[10],
-        "text_sha256": row[11],
-        "evidence": row[12],
-    }
 
 
 # hashing.chain_hash, unrolled for the hot loop: same bytes (sorted keys, compact, UTF-8), one shared encoder.

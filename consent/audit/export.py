@@ -23,7 +23,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from consent.hashing import GENESIS_HASH, format_instant
 from consent.ledger import ledger_head
 from consent.models import Channel, ConsentEvent, Topic, TopicText
-from consent.verification import ROW_FIELDS, ledger_rows
+from consent.ledger import ROW_FIELDS, chained_fields_from_row
+from consent.verification import ledger_rows
 
 from . import signing
 
@@ -136,21 +137,16 @@ def filters_from_params(params, *, allowed=("since", "until", "topic", "channel"
 
 def export_record(row: tuple) -> dict:
     """A ROW_FIELDS tuple plus the phone (None once erased) as the documented record (JSON types)."""
+    chained = chained_fields_from_row(row)
     return {
-        "sequence": row[0],
-        "event_id": str(row[1]),
-        "occurred_at": format_instant(row[2]),
-        "recorded_at": format_instant(row[3]),
-        "kind": row[4],
+        "sequence": chained["seq"],
+        "event_id": chained["uuid"],
+        "occurred_at": chained["occurred_at"],
+        "recorded_at": chained["recorded_at"],
+        "kind": chained["kind"],
         "phone": row[15] or ERASED,
-        "subject": row[5],
-        "topic": row[6],
-        "channel": row[7],
-        "source": row[8],
-        "actor": row[9],
-        "text_version": row[10],
-        "text_sha256": row[11],
-        "evidence": row[12],
+        **{name: chained[name] for name in ("subject", "topic", "channel", "source", "actor", "text_version",
+                                             "text_sha256", "evidence")},
         "prev_hash": row[13],
         "hash": row[14],
     }
