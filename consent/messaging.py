@@ -100,7 +100,8 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
         reference=f"message-{message.pk}",
     )
     try:
-        result = get_provider(message.channel).send(outgoing)
+        provider = get_provider(message.channel)
+        result = provider.send(outgoing)
     except PermanentProviderError as exc:
         if exc.outcome_unknown:
             return _record_unknown(message, exc)
@@ -128,7 +129,7 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
                          channel=message.channel, source=Source.SYSTEM, actor="system",
                          text=consent.text if consent else message.topic.current_text,
                          evidence={"message_id": message.pk, "provider_message_id": result.provider_message_id,
-                                   "provider": get_provider(message.channel).name,
+                                   "provider": provider.name,
                                    "template": (message.template or {}).get("name")})
     return "sent"
 
