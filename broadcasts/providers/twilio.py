@@ -19,8 +19,7 @@ that the delivery-status webhook can classify `ErrorCode` the same way as a sync
 
 from __future__ import annotations
 
-
-import requests
+import base64
 
 from .base import (
     InvalidRecipientError,
@@ -32,7 +31,7 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
-from .http import json_object, new_session, parse_retry_after, per_process, post
+from .http import HttpClient, Reply, parse_retry_after, per_process
 
 DEFAULT_API_BASE = "https://api.twilio.com"
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -67,8 +66,8 @@ def is_invalid_recipient_code(code) -> bool:
 class TwilioProvider(Provider):
     """Sends SMS through Twilio's Messages.json endpoint.
 
-    One keep-alive `requests.Session` per instance. A Session is safe enough to share between
-    the threads of one worker process (its connection pool is locked), but not across a fork:
+    One keep-alive HttpClient (a urllib3 pool of `pool_maxsize` connections) per instance. It may be
+    shared between the threads of one worker process (the pool is locked), but not across a fork:
     create the provider after the worker process starts (get_provider() does), not at import.
     """
 
@@ -82,7 +81,7 @@ class TwilioProvider(Provider):
         messaging_service_sid: str = "",
         api_base: str = DEFAULT_API_BASE,
         timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
-        session: requests.Session | None = None,
+        pool_maxsize: int = 10,
     ):
         if not account_sid or not auth_token:
             raise ValueError("TwilioProvider needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
@@ -94,11 +93,12 @@ class TwilioProvider(Provider):
         self.api_base = api_base.rstrip("/")
         self.timeout = timeout
         self.url = f"{self.api_base}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self.session = session or new_session()
-        self.session.auth = (account_sid, auth_token)
+        credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode("ascii")
+        self.client = HttpClient(self.url, timeout=timeout, headers={"Authorization": f"Basic {credentials}"},
+                                 pool_maxsize=pool_maxsize)
 
     @classmethod
-    def from_settings(cls, *, shared: bool = True) -> TwilioProvider:
+    def from_settings(cls, *, shared: bool = True, pool_maxsize: int = 10) -> TwilioProvider:
         """A provider configured from settings TWILIO_* and PROVIDER_TIMEOUT.
 
         `shared=True` returns this process's instance for the current settings, so successive
@@ -115,7 +115,7 @@ class TwilioProvider(Provider):
             timeout=tuple(getattr(settings, "PROVIDER_TIMEOUT", DEFAULT_TIMEOUT)),
         )
         if not shared:
-            return cls(**options)
+            return cls(**options, pool_maxsize=pool_maxsize)
         return per_process((cls, *sorted(options.items())), lambda: cls(**options))
 
     def form_for(self, message: OutgoingMessage) -> dict[str, str]:
@@ -130,13 +130,12 @@ class TwilioProvider(Provider):
         return form
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        response = post(self.session, self.url, provider="twilio", timeout=self.timeout, data=self.form_for(message))
-        return self.result_from_response(response)
+        return self.result_from_response(self.client.post_form(self.form_for(message), provider="twilio"))
 
-    def result_from_response(self, response: requests.Response) -> SendResult:
+    def result_from_response(self, response: Reply) -> SendResult:
         """A SendResult for a 2xx reply; otherwise raise the ProviderError the reply means."""
-        status = response.status_code
-        payload = json_object(response)
+        status = response.status
+        payload = response.json_object()
 
         if 200 <= status < 300:
             sid = payload.get("sid")

@@ -20,9 +20,6 @@ Opt-outs and undeliverable numbers mostly arrive later on the status webhook; us
 
 from __future__ import annotations
 
-
-import requests
-
 from .base import (
     InvalidRecipientError,
     OutgoingMessage,
@@ -33,7 +30,7 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
-from .http import json_object, new_session, parse_retry_after, per_process, post
+from .http import HttpClient, Reply, parse_retry_after, per_process
 
 DEFAULT_API_BASE = "https://graph.facebook.com/v23.0"
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -75,7 +72,7 @@ def template_payload(template: dict) -> dict:
 class WhatsAppCloudProvider(Provider):
     """Sends WhatsApp messages through the Cloud API: templates for broadcasts, text for replies.
 
-    One keep-alive `requests.Session` per instance; the same threading caveats as TwilioProvider
+    One keep-alive HttpClient per instance; the same threading caveats as TwilioProvider
     (fine within one worker process, create it after fork).
     """
 
@@ -87,7 +84,7 @@ class WhatsAppCloudProvider(Provider):
         phone_number_id: str,
         api_base: str = DEFAULT_API_BASE,
         timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
-        session: requests.Session | None = None,
+        pool_maxsize: int = 10,
     ):
         if not access_token or not phone_number_id:
             raise ValueError("WhatsAppCloudProvider needs WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID")
@@ -95,11 +92,11 @@ class WhatsAppCloudProvider(Provider):
         self.api_base = api_base.rstrip("/")
         self.timeout = timeout
         self.url = f"{self.api_base}/{self.phone_number_id}/messages"
-        self.session = session or new_session()
-        self.session.headers["Authorization"] = f"Bearer {access_token}"
+        self.client = HttpClient(self.url, timeout=timeout, headers={"Authorization": f"Bearer {access_token}"},
+                                 pool_maxsize=pool_maxsize)
 
     @classmethod
-    def from_settings(cls, *, shared: bool = True) -> WhatsAppCloudProvider:
+    def from_settings(cls, *, shared: bool = True, pool_maxsize: int = 10) -> WhatsAppCloudProvider:
         """A provider configured from settings WHATSAPP_* and PROVIDER_TIMEOUT (shared: see TwilioProvider)."""
         from django.conf import settings
 
@@ -110,7 +107,7 @@ class WhatsAppCloudProvider(Provider):
             timeout=tuple(getattr(settings, "PROVIDER_TIMEOUT", DEFAULT_TIMEOUT)),
         )
         if not shared:
-            return cls(**options)
+            return cls(**options, pool_maxsize=pool_maxsize)
         return per_process((cls, *sorted(options.items())), lambda: cls(**options))
 
     def payload_for(self, message: OutgoingMessage) -> dict:
@@ -124,13 +121,12 @@ class WhatsAppCloudProvider(Provider):
         return payload
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        response = post(self.session, self.url, provider="whatsapp", timeout=self.timeout, json=self.payload_for(message))
-        return self.result_from_response(response)
+        return self.result_from_response(self.client.post_json(self.payload_for(message), provider="whatsapp"))
 
-    def result_from_response(self, response: requests.Response) -> SendResult:
+    def result_from_response(self, response: Reply) -> SendResult:
         """A SendResult for a reply carrying a message id; otherwise raise the ProviderError it means."""
-        status = response.status_code
-        payload = json_object(response)
+        status = response.status
+        payload = response.json_object()
 
         if 200 <= status < 300:
             messages = payload.get("messages")

@@ -3,12 +3,14 @@
 import base64
 import json
 import socket
+import threading
+import time
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
-import requests
-import responses
+import urllib3
 
 from broadcasts.providers import (
     InvalidRecipientError,
@@ -22,10 +24,8 @@ from broadcasts.providers.http import parse_retry_after
 from broadcasts.providers.twilio import TwilioProvider
 from broadcasts.providers.whatsapp import WhatsAppCloudProvider
 
-TWILIO_BASE = "https://twilio.test"
-TWILIO_URL = f"{TWILIO_BASE}/2010-04-01/Accounts/AC123/Messages.json"
-WHATSAPP_BASE = "https://graph.test/v23.0"
-WHATSAPP_URL = f"{WHATSAPP_BASE}/555000/messages"
+TWILIO_PATH = "/2010-04-01/Accounts/AC123/Messages.json"
+WHATSAPP_PATH = "/v23.0/555000/messages"
 
 SMS = OutgoingMessage(to="+15551234567", channel="sms", body="Sale today. Reply STOP to opt out.")
 WA_TEMPLATE = OutgoingMessage(
@@ -36,14 +36,79 @@ WA_TEMPLATE = OutgoingMessage(
 WA_TEXT = OutgoingMessage(to="+15551234567", channel="whatsapp", body="Thanks, you're in.")
 
 
-def twilio(**kwargs):
-    options = {"from_number": "+15550000000", "api_base": TWILIO_BASE, "timeout": (1, 1)}
+class CannedProvider:
+    """A loopback HTTP server that answers every request with the reply it was given, and records
+    what it received (method, path, headers, body). `reply(..., hang=seconds)` answers that late;
+    `reply(..., drop=True)` reads the request and closes the connection without a word."""
+
+    def __init__(self):
+        self.requests = []
+        self.replies = []
+        canned = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                canned.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body})
+                status, headers, data, hang, drop = canned.replies.pop(0) if canned.replies else (404, {}, b"", 0, False)
+                if drop:
+                    self.close_connection = True
+                    return
+                if hang:
+                    time.sleep(hang)  # the client has given up by now: writing may fail
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def reply(self, status=200, *, json=None, body=b"", headers=None, hang=0, drop=False):
+        headers = dict(headers or {})
+        if json is not None:
+            import json as _json
+
+            body = _json.dumps(json).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            body = body.encode()
+        self.replies.append((status, headers, body, hang, drop))
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def canned():
+    server = CannedProvider()
+    yield server
+    server.stop()
+
+
+def twilio(canned, **kwargs):
+    options = {"from_number": "+15550000000", "api_base": canned.url, "timeout": (1, 1)}
     options.update(kwargs)
     return TwilioProvider("AC123", "secret", **options)
 
 
-def whatsapp():
-    return WhatsAppCloudProvider("wa-token", "555000", api_base=WHATSAPP_BASE, timeout=(1, 1))
+def whatsapp(canned, **kwargs):
+    options = {"api_base": f"{canned.url}/v23.0", "timeout": (1, 1)}
+    options.update(kwargs)
+    return WhatsAppCloudProvider("wa-token", "555000", **options)
 
 
 def twilio_error(code, status=400):
@@ -57,7 +122,6 @@ def whatsapp_error(code):
 # -- Twilio ------------------------------------------------------------------------------------
 
 
-@responses.activate
 @pytest.mark.parametrize(
     "kwargs, message, expected",
     [
@@ -74,21 +138,22 @@ def whatsapp_error(code):
         ),
     ],
 )
-def test_twilio_posts_the_message_form_with_basic_auth(kwargs, message, expected):
-    responses.post(TWILIO_URL, json={"sid": "SM1", "status": "queued"}, status=201)
+def test_twilio_posts_the_message_form_with_basic_auth(canned, kwargs, message, expected):
+    canned.reply(201, json={"sid": "SM1", "status": "queued"})
 
-    result = twilio(**kwargs).send(message)
+    result = twilio(canned, **kwargs).send(message)
 
-    request = responses.calls[0].request
-    assert {k: v[0] for k, v in parse_qs(request.body).items()} == expected
-    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"AC123:secret").decode()
+    [request] = canned.requests
+    assert (request["method"], request["path"]) == ("POST", TWILIO_PATH)
+    assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert {k: v[0] for k, v in parse_qs(request["body"].decode()).items()} == expected
+    assert request["headers"]["Authorization"] == "Basic " + base64.b64encode(b"AC123:secret").decode()
     assert (result.provider_message_id, result.status) == ("SM1", "queued")
 
 
 PAST_HTTP_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
 
 
-@responses.activate
 @pytest.mark.parametrize(
     "status, body, headers, error, code, retry_after",
     [
@@ -107,12 +172,12 @@ PAST_HTTP_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
         (201, {"status": "queued"}, {}, PermanentProviderError, "malformed_response", None),
     ],
 )
-def test_twilio_maps_replies_to_provider_errors(status, body, headers, error, code, retry_after):
+def test_twilio_maps_replies_to_provider_errors(canned, status, body, headers, error, code, retry_after):
     kwargs = {"json": body} if isinstance(body, (dict, list)) else {"body": body}
-    responses.post(TWILIO_URL, status=status, headers=headers, **kwargs)
+    canned.reply(status, headers=headers, **kwargs)
 
     with pytest.raises(error) as raised:
-        twilio().send(SMS)
+        twilio(canned).send(SMS)
 
     assert type(raised.value) is error
     assert raised.value.code == code
@@ -121,24 +186,37 @@ def test_twilio_maps_replies_to_provider_errors(status, body, headers, error, co
         assert raised.value.retry_after == retry_after
 
 
-@responses.activate
+def _connect_times_out(*args, **kwargs):
+    raise socket.timeout("timed out")
+
+
 @pytest.mark.parametrize(
-    "exc, code, outcome_unknown",
+    "failure, code, outcome_unknown",
     [
-        (requests.ConnectTimeout("connect timed out"), "connect_timeout", False),
-        (requests.ReadTimeout("read timed out"), "read_timeout", True),
-        (requests.ConnectionError("Connection aborted."), "connection_error", True),
+        ("connect_timeout", "connect_timeout", False),  # the TCP connect never completes
+        ("read_timeout", "read_timeout", True),  # the request went out, the reply comes too late
+        ("drop", "connection_error", True),  # the request went out, the server hung up without a reply
     ],
 )
-@pytest.mark.parametrize("provider, url, message", [(twilio, TWILIO_URL, SMS), (whatsapp, WHATSAPP_URL, WA_TEXT)])
-def test_transport_failures_are_transient_and_say_whether_the_request_may_have_arrived(exc, code, outcome_unknown, provider, url, message):
-    responses.post(url, body=exc)
+@pytest.mark.parametrize("provider, message", [(twilio, SMS), (whatsapp, WA_TEXT)])
+def test_transport_failures_are_transient_and_say_whether_the_request_may_have_arrived(
+        canned, monkeypatch, failure, code, outcome_unknown, provider, message):
+    client = provider(canned, timeout=(0.5, 0.3))
+    if failure == "connect_timeout":
+        monkeypatch.setattr(urllib3.util.connection, "create_connection", _connect_times_out)
+    elif failure == "read_timeout":
+        canned.reply(201, json={"sid": "SM1"}, hang=0.6)
+    else:
+        canned.reply(drop=True)
 
+    started = time.monotonic()
     with pytest.raises(TransientProviderError) as raised:
-        provider().send(message)
+        client.send(message)
 
     assert raised.value.code == code
     assert raised.value.outcome_unknown is outcome_unknown
+    assert time.monotonic() - started < 0.55  # the read timeout bounded the wait
+    assert len(canned.requests) == (0 if failure == "connect_timeout" else 1)  # never retried by itself
 
 
 @pytest.mark.parametrize(
@@ -167,16 +245,18 @@ def test_twilio_requires_credentials_and_a_sender():
         TwilioProvider("AC1", "secret")
 
 
-def test_twilio_keeps_one_session_per_provider():
-    provider = twilio()
-    assert provider.session is provider.session
-    assert provider.session.auth == ("AC123", "secret")
+def test_twilio_keeps_one_connection_across_sends(canned):
+    provider = twilio(canned)
+    canned.reply(201, json={"sid": "SM1"})
+    canned.reply(201, json={"sid": "SM2"})
+
+    assert [provider.send(SMS).provider_message_id for _ in range(2)] == ["SM1", "SM2"]
+    assert provider.client.pool.num_connections == 1
 
 
 # -- WhatsApp Cloud ----------------------------------------------------------------------------
 
 
-@responses.activate
 @pytest.mark.parametrize(
     "message, expected",
     [
@@ -212,21 +292,22 @@ def test_twilio_keeps_one_session_per_provider():
         ),
     ],
 )
-def test_whatsapp_posts_json_with_bearer_token(message, expected):
-    responses.post(
-        WHATSAPP_URL,
+def test_whatsapp_posts_json_with_bearer_token(canned, message, expected):
+    canned.reply(
+        200,
         json={"messaging_product": "whatsapp", "contacts": [{"input": expected["to"], "wa_id": expected["to"]}], "messages": [{"id": "wamid.ABC"}]},
     )
 
-    result = whatsapp().send(message)
+    result = whatsapp(canned).send(message)
 
-    request = responses.calls[0].request
-    assert json.loads(request.body) == expected
-    assert request.headers["Authorization"] == "Bearer wa-token"
+    [request] = canned.requests
+    assert (request["method"], request["path"]) == ("POST", WHATSAPP_PATH)
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert json.loads(request["body"]) == expected
+    assert request["headers"]["Authorization"] == "Bearer wa-token"
     assert (result.provider_message_id, result.status) == ("wamid.ABC", "accepted")
 
 
-@responses.activate
 @pytest.mark.parametrize(
     "status, body, headers, error, code, retry_after",
     [
@@ -249,12 +330,12 @@ def test_whatsapp_posts_json_with_bearer_token(message, expected):
         (200, "{not json", {}, PermanentProviderError, "malformed_response", None),
     ],
 )
-def test_whatsapp_maps_replies_to_provider_errors(status, body, headers, error, code, retry_after):
+def test_whatsapp_maps_replies_to_provider_errors(canned, status, body, headers, error, code, retry_after):
     kwargs = {"json": body} if isinstance(body, (dict, list)) else {"body": body}
-    responses.post(WHATSAPP_URL, status=status, headers=headers, **kwargs)
+    canned.reply(status, headers=headers, **kwargs)
 
     with pytest.raises(error) as raised:
-        whatsapp().send(WA_TEMPLATE)
+        whatsapp(canned).send(WA_TEMPLATE)
 
     assert type(raised.value) is error
     assert raised.value.code == code
@@ -346,3 +427,16 @@ def test_console_provider_shows_the_whole_message_in_development_only(settings, 
     ConsoleProvider("sms").send(message)
     out = capsys.readouterr().out
     assert "+14155550123" not in out  # outside development the number is masked
+
+
+def test_proxies_come_from_the_environment_once_per_client(monkeypatch):
+    from broadcasts.providers.http import HttpClient
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "graph.test")
+    proxied = HttpClient("https://api.twilio.test/2010-04-01/Accounts/AC1/Messages.json", timeout=(1, 1))
+    direct = HttpClient("https://graph.test/v23.0/1/messages", timeout=(1, 1))
+
+    assert proxied.pool.proxy.host == "proxy.internal" and proxied.pool.host == "api.twilio.test"
+    assert direct.pool.proxy is None and direct.pool.host == "graph.test"
+    assert proxied.timeout.connect_timeout == 1.0 and proxied.timeout.read_timeout == 1.0
