@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from consent.models import Channel, Source
@@ -158,12 +158,34 @@ def send_all(messages: list[OutgoingMessage]) -> list[Outcome]:
 # --- claim ----------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Recipient:
+    """The contact fields the claim needs (read with the claimed row, no model instance)."""
+
+    pk: int
+    phone: str | None
+    country: str
+    timezone: str
+    timezones: list | None
+    attributes: dict | None
+
+
 @dataclass
 class Claim:
     delivery_id: int
-    contact: object  # consent.models.Contact
+    contact_id: int
     attempts: int
     message: OutgoingMessage
+    _contact: object = field(default=None, repr=False)
+
+    @property
+    def contact(self):
+        """The consent.models.Contact, loaded only when needed (provider opt-outs, invalid numbers)."""
+        if self._contact is None:
+            from consent.models import Contact
+
+            self._contact = Contact.objects.get(pk=self.contact_id)
+        return self._contact
 
 
 @dataclass
@@ -211,63 +233,87 @@ def local_send_instant(broadcast: Broadcast, contact) -> datetime:
     return candidate.astimezone(dt_timezone.utc)
 
 
+def _broadcast_status(broadcast_id: int) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT status FROM {Broadcast._meta.db_table} WHERE id = %s", [broadcast_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _mark_claimed(pks: list[int], now: datetime) -> None:
+    """open → sending for the claimed rows, in one statement."""
+    table = Delivery._meta.db_table
+    marks = ", ".join(["%s"] * len(pks))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, claimed_at = %s, status_at = %s, not_before = NULL, attempts = attempts + 1 "
+            f"WHERE id IN ({marks})",
+            [DeliveryStatus.SENDING, now, now, *pks],
+        )
+
+
 def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, now: datetime) -> ClaimBatch | None:
     """Claim up to `limit` due open rows of the range, re-checking consent in the same transaction.
 
     None when the broadcast is no longer sending (paused, cancelled): the caller stops.
+
+    Three statements for a batch that all goes out: the broadcast's status; the due open rows,
+    locked (`FOR UPDATE OF` the delivery rows only, `SKIP LOCKED`), read with their contact and
+    with the send-time gate (rule 7: the consent selector's own definition of a current consent,
+    asked per row in the same statement, so in the same transaction as the claim); and one
+    UPDATE moving the claimed rows to `sending`.
     """
     batch = ClaimBatch()
     with transaction.atomic():
-        status = Broadcast.objects.filter(pk=broadcast.pk).values_list("status", flat=True).first()
-        if status != BroadcastStatus.SENDING:
+        if _broadcast_status(broadcast.pk) != BroadcastStatus.SENDING:
             return None
         rows = Delivery.objects.filter(broadcast_id=broadcast.pk, contact_id__gt=lo, status__in=OPEN_STATUSES).filter(
             Q(not_before__isnull=True) | Q(not_before__lte=now)
         )
         if hi is not None:
             rows = rows.filter(contact_id__lte=hi)
+        # Rule 7, the send-time gate: the one definition of a current consent, asked now.
+        gate = audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now).filter(
+            contact_id=OuterRef("contact_id"))
         rows = list(
-            rows.select_for_update(skip_locked=True, of=("self",)).select_related("contact").order_by("contact_id")[:limit]
+            rows.annotate(allowed=Exists(gate))
+            .select_for_update(skip_locked=True, of=("self",)).order_by("contact_id")
+            .values_list("pk", "contact_id", "attempts", "allowed", "contact__phone", "contact__country",
+                         "contact__timezone", "contact__timezones", "contact__attributes")[:limit]
         )
         batch.examined = len(rows)
         if not rows:
             return batch
-        ids = [row.contact_id for row in rows]
-        # Rule 7, the send-time gate: the one definition of a current consent, asked now.
-        allowed = set(
-            audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now)
-            .filter(contact_id__in=ids).order_by().values_list("contact_id", flat=True)
-        )
         recent = {}
         if broadcast.frequency_cap:
             since = now - timedelta(days=int(setting("BROADCAST_FREQUENCY_WINDOW_DAYS")))
             recent = dict(
-                Delivery.objects.filter(contact_id__in=ids, broadcast__topic_id=broadcast.topic_id, claimed_at__gte=since,
-                                        status__in=HANDED_OVER_STATUSES)
+                Delivery.objects.filter(contact_id__in=[row[1] for row in rows], broadcast__topic_id=broadcast.topic_id,
+                                        claimed_at__gte=since, status__in=HANDED_OVER_STATUSES)
                 .exclude(broadcast_id=broadcast.pk).order_by().values_list("contact_id").annotate(n=Count("id"))
             )
         skipped: dict[str, list[int]] = {}
         waits: dict[tuple[str, datetime], list[int]] = {}
-        claimed: list[Delivery] = []
+        claimed: list[tuple[int, int, Recipient]] = []
         quiet_cache: dict = {}
-        for row in rows:
-            contact = row.contact
+        for pk, contact_id, attempts, allowed, *fields in rows:
+            contact = Recipient(contact_id, *fields)
             if contact.phone is None:
-                skipped.setdefault(SkipReason.NO_NUMBER, []).append(row.pk)
-            elif row.contact_id not in allowed:
-                skipped.setdefault(SkipReason.CONSENT, []).append(row.pk)
-            elif broadcast.frequency_cap and recent.get(row.contact_id, 0) >= broadcast.frequency_cap:
-                skipped.setdefault(SkipReason.FREQUENCY_CAP, []).append(row.pk)
+                skipped.setdefault(SkipReason.NO_NUMBER, []).append(pk)
+            elif not allowed:
+                skipped.setdefault(SkipReason.CONSENT, []).append(pk)
+            elif broadcast.frequency_cap and recent.get(contact_id, 0) >= broadcast.frequency_cap:
+                skipped.setdefault(SkipReason.FREQUENCY_CAP, []).append(pk)
             else:
                 due = local_send_instant(broadcast, contact) if broadcast.local_time else None
                 if due is not None and due > now:
-                    waits.setdefault((DeliveryStatus.QUEUED, due), []).append(row.pk)
+                    waits.setdefault((DeliveryStatus.QUEUED, due), []).append(pk)
                     continue
                 quiet_until = _quiet_hours_until(contact, now, quiet_cache) if broadcast.respect_quiet_hours else None
                 if quiet_until is not None and quiet_until > now:
-                    waits.setdefault((DeliveryStatus.DEFERRED, quiet_until), []).append(row.pk)
+                    waits.setdefault((DeliveryStatus.DEFERRED, quiet_until), []).append(pk)
                     continue
-                claimed.append(row)
+                claimed.append((pk, attempts, contact))
         for reason, pks in skipped.items():
             Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, status_at=now)
             batch.skipped += len(pks)
@@ -275,16 +321,12 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
             Delivery.objects.filter(pk__in=pks).update(status=status, not_before=until, status_at=now)
             batch.deferred += len(pks) if status == DeliveryStatus.DEFERRED else 0
         if claimed:
-            Delivery.objects.filter(pk__in=[row.pk for row in claimed]).update(
-                status=DeliveryStatus.SENDING, claimed_at=now, status_at=now, not_before=None,
-                attempts=F("attempts") + 1,
-            )
-        for row in claimed:
-            contact = row.contact
+            _mark_claimed([pk for pk, _, _ in claimed], now)
+        for pk, attempts, contact in claimed:
             batch.claims.append(Claim(
-                delivery_id=row.pk, contact=contact, attempts=row.attempts + 1,
+                delivery_id=pk, contact_id=contact.pk, attempts=attempts + 1,
                 message=outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
-                                     attributes=contact.attributes, reference=f"delivery-{row.pk}"),
+                                     attributes=contact.attributes, reference=f"delivery-{pk}"),
             ))
     return batch
 
