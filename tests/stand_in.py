@@ -48,7 +48,7 @@ import threading
 import time
 import urllib.request
 from email.utils import formatdate
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 TWILIO_ERRORS = {
     20003: (401, "Authenticate"),
@@ -82,6 +82,48 @@ REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 4
 MAX_BODY = 1 << 20
 MAX_HEAD = 64 << 10
 CONTROL_PREFIX = "/__stand_in/"
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """An urlencoded form as {name: last value}, blanks kept (parse_qs's answer, at a fraction of its cost)."""
+    form = {}
+    for pair in body.decode("utf-8", "replace").split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        form[name] = value
+    return form
+
+
+_BASIC_USERS: dict[str, str] = {}
+
+
+def _basic_user(auth: str) -> str:
+    """The user name of a Basic Authorization header ('' if there is none); cached per header value."""
+    user = _BASIC_USERS.get(auth)
+    if user is None:
+        try:
+            user = base64.b64decode(auth[6:]).decode().partition(":")[0] if auth[:6].lower() == "basic " else ""
+        except ValueError:
+            user = ""
+        if len(_BASIC_USERS) < 1024:
+            _BASIC_USERS[auth] = user
+    return user
+
+
+_date_cache = [0, ""]
+
+
+def _http_date() -> str:
+    """formatdate(usegmt=True), computed once per second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0], _date_cache[1] = now, formatdate(now, usegmt=True)
+    return _date_cache[1]
 
 
 class _State:
@@ -430,8 +472,9 @@ class StandIn:
             conn._queue(_json(405, {"error": "POST only"}, close=close), 0.0, close)
             return
         with state.lock:
-            state.counters["requests"] += 1
-            state.counters["api:" + api] += 1
+            counters = state.counters
+            counters["requests"] += 1
+            counters["api:" + api] += 1
             latency = state.latency
         fault = state.take_fault() if state.faults else None
         if fault is not None:
@@ -499,14 +542,9 @@ class StandIn:
         return int(outcome)
 
     def _twilio(self, account_sid: str, headers: dict, body: bytes) -> tuple[int, bytes]:
-        auth = headers.get("authorization", "")
-        try:
-            user = base64.b64decode(auth[6:]).decode().partition(":")[0] if auth[:6].lower() == "basic " else ""
-        except ValueError:
-            user = ""
-        if user != account_sid:
+        if _basic_user(headers.get("authorization", "")) != account_sid:
             return 401, _twilio_error(20003)
-        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        form = _form(body)
         to, text = form.get("To", ""), form.get("Body", "")
         sender, service = form.get("From", ""), form.get("MessagingServiceSid", "")
         code = None
@@ -524,7 +562,7 @@ class StandIn:
             self._record("twilio", to, body=text, sender=sender or service, status=status, error_code=code)
             return status, data
         sid = "SM" + secrets.token_hex(16)
-        now = formatdate(usegmt=True)
+        now = _http_date()
         payload = {
             "account_sid": account_sid,
             "api_version": "2010-04-01",
