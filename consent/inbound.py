@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import keywords as kw
+from . import rows
 from . import selectors, services
 from .messaging import message_queue
 from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic
@@ -142,7 +143,7 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         logger.info("inbound %s %s ignored: sender is not a phone number", message.channel, message.provider_message_id)
         return InboundResult("ignored", reason="sender is not a phone number")
     # First write of the transaction; a duplicate aborts it before anything else happens.
-    stored = Message.objects.create(
+    stored = rows.insert(Message(
         contact=contact,
         channel=message.channel,
         direction=Message.Direction.INBOUND,
@@ -151,7 +152,7 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         status=Message.Status.RECEIVED,
         provider_message_id=message.provider_message_id,
         status_at=message.received_at or now,
-    )
+    ))
 
     if message.channel == Channel.WHATSAPP:
         # The person's own message opens the 24-hour customer-care window (free-form replies).
@@ -211,17 +212,10 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
                 continue
             result.consents.append(optin.consent)
     elif intent.kind == kw.CONFIRM:
-        expected = list(
-            Consent.objects.filter(contact=contact, channel=channel, status=ConsentStatus.PENDING, confirm_by__gte=now)
-            .select_related("topic").order_by("id")
-        )
-        answer = reply(*_confirm_reply([c.topic for c in expected]))
-        result.consents = services.optin_confirm_by_reply(contact=contact, channel=channel, source=source,
-                                                          evidence=evidence, now=now)
-        if answer is not None and [c.pk for c in result.consents] != [c.pk for c in expected]:
-            # Another message of this person changed the pending set meanwhile: say what really happened.
-            kind, body, reply_topic = _confirm_reply([c.topic for c in result.consents])
-            Message.objects.filter(pk=answer.pk).update(kind=kind, body=body, topic=reply_topic)
+        # Lock what will be confirmed first, so that the reply names exactly that.
+        pending = services.optin_pending_lock(contact=contact, channel=channel, now=now)
+        reply(*_confirm_reply([c.topic for c in pending]))
+        result.consents = services.optin_confirm(consents=pending, source=source, evidence=evidence, now=now)
     elif intent.kind == kw.HELP and not provider_answered:
         help_topics = [topic] if topic else _help_topics(contact, channel)
         texts = [t.current_text.help_message.strip() for t in help_topics if t.current_text_id]

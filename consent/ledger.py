@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from . import rows
 from .hashing import GENESIS_HASH, chain_hash, format_instant, phone_pseudonym
 from .models import ChainHead, Contact, ConsentEvent, Topic, TopicText
 
@@ -48,15 +49,22 @@ def chained_fields(event: ConsentEvent) -> dict:
     return chained_fields_from_row(tuple(getattr(event, name) for name in ROW_FIELDS))
 
 
-def _lock_head() -> ChainHead:
+def _lock_head() -> tuple[int, str]:
+    """(seq, hash) of the chain head, row-locked until the caller's transaction ends."""
     if not connection.in_atomic_block:
         raise RuntimeError("event_append must run inside transaction.atomic()")
-    head = ChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
-        # First append on a fresh database: create the head (racing creators collide on the pk).
-        ChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-        head = ChainHead.objects.select_for_update().get(pk=1)
-    return head
+    # SQLite has no row locks: its IMMEDIATE transactions already let one writer in at a time.
+    sql = "SELECT seq, hash FROM consent_chainhead WHERE id = 1" + (
+        " FOR UPDATE" if connection.features.has_select_for_update else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+        if row is None:
+            # First append on a fresh database: create the head (racing creators collide on the pk).
+            ChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+            cursor.execute(sql)
+            row = cursor.fetchone()
+    return row
 
 
 def event_append(
@@ -72,10 +80,10 @@ def event_append(
     occurred_at: datetime | None = None,
 ) -> ConsentEvent:
     """Append one event to the chain, in the caller's transaction."""
-    head = _lock_head()
+    head_seq, head_hash = _lock_head()
     now = timezone.now()
     event = ConsentEvent(
-        seq=head.seq + 1,
+        seq=head_seq + 1,
         occurred_at=occurred_at or now,
         recorded_at=now,
         kind=kind,
@@ -90,13 +98,22 @@ def event_append(
         text_version=text.version if text else None,
         text_sha256=text.sha256 if text else "",
         evidence=_clean_evidence(evidence or {}),
-        prev_hash=head.hash,
+        prev_hash=head_hash,
     )
-    event.hash = chain_hash(head.hash, chained_fields(event))
-    event.save(force_insert=True)
-    ChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
-    head.seq, head.hash = event.seq, event.hash
-    return event
+    event.hash = chain_hash(head_hash, chained_fields(event))
+    insert, params = rows.insert_values(event)
+    move_head = "UPDATE consent_chainhead SET seq = %s, hash = %s"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The event and the new head in one round trip, while the head's lock is held.
+            cursor.execute(f"WITH event AS ({insert}) {move_head} FROM event WHERE consent_chainhead.id = 1 "
+                           "RETURNING event.id", [*params, event.seq, event.hash])
+            pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(insert, params)
+            pk = cursor.fetchone()[0]
+            cursor.execute(f"{move_head} WHERE id = 1", [event.seq, event.hash])
+    return rows.inserted(event, pk)
 
 
 def _clean_evidence(evidence: dict) -> dict:

@@ -20,6 +20,7 @@ from broadcasts.providers import (
     get_provider,
 )
 
+from . import rows
 from .models import Channel, Contact, EventKind, Message, Source, Topic
 
 logger = logging.getLogger(__name__)
@@ -64,9 +65,8 @@ def prompt_for(*, contact: Contact, topic: Topic, channel: str, token: str, now:
 def message_queue(*, contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None,
                   template: dict | None = None) -> Message:
     """Store an outbound message and send it once the surrounding transaction commits."""
-    message = Message.objects.create(contact=contact, channel=channel, direction=Message.Direction.OUTBOUND,
-                                     kind=kind, topic=topic, body=body, template=template,
-                                     status=Message.Status.QUEUED)
+    message = rows.insert(Message(contact=contact, channel=channel, direction=Message.Direction.OUTBOUND,
+                                  kind=kind, topic=topic, body=body, template=template, status=Message.Status.QUEUED))
     from .tasks import message_deliver_task
 
     # robust: a broker outage must not turn an applied change into an error; the upkeep

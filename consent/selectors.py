@@ -2,9 +2,11 @@
 
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from . import rows
 from .models import Consent, ConsentStatus, Contact, Suppression, Topic
 
 
@@ -38,7 +40,16 @@ def not_suppressed_q(prefix: str = "") -> Q:
 
 
 def is_suppressed(pseudonym: str) -> bool:
-    return Suppression.objects.filter(phone_pseudonym=pseudonym).exists()
+    # Asked on every inbound keyword: plain SQL, no query compilation (see consent.rows).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM consent_suppression WHERE phone_pseudonym = %s", [pseudonym])
+        return cursor.fetchone() is not None
+
+
+def contact_by_pseudonym(pseudonym: str) -> Contact | None:
+    found = rows.fetch(f"SELECT {rows.columns(Contact, 'c')} FROM consent_contact c WHERE c.phone_pseudonym = %s",
+                       [pseudonym], (Contact,))
+    return found[0][0] if found else None
 
 
 def audience_consents(*, topic: Topic, channel: str, now: datetime | None = None) -> QuerySet[Consent]:

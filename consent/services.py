@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import rows
 from .hashing import text_sha256
 from .ledger import event_append, pseudonym_for
 from .messaging import message_queue, prompt_for
@@ -33,7 +34,7 @@ from .models import (
     TopicText,
 )
 from .phones import InvalidPhoneNumber, parse_phone
-from .selectors import is_suppressed
+from .selectors import contact_by_pseudonym, is_suppressed
 
 TOKEN_SALT = "consent.optin.confirm"
 OPEN_STATUSES = (ConsentStatus.PENDING, ConsentStatus.ACTIVE)
@@ -58,7 +59,7 @@ def contact_get_or_create(*, phone: str, country: str | None = None, timezone_na
     except InvalidPhoneNumber as exc:
         raise ValidationError({"phone": str(exc)}) from None
     pseudonym = pseudonym_for(parsed.e164)
-    contact = Contact.objects.filter(phone_pseudonym=pseudonym).first()
+    contact = contact_by_pseudonym(pseudonym)
     if contact is not None:
         changed = []
         if country and contact.country != country:
@@ -233,35 +234,72 @@ def optin_request(*, phone: str, topic: Topic, channel: str, source: str, eviden
     return OptinResult(consent=consent, token=token, created=True)
 
 
-def _confirm(consents: list[Consent], *, source: str, actor: str, evidence: dict | None, now: datetime) -> list[Consent]:
+def _consents_locked(contact: Contact, channel: str, *, statuses: tuple[str, ...], topic: Topic | None = None,
+                     confirm_by_from: datetime | None = None) -> list[Consent]:
+    """The contact's consents on `channel` in `statuses`, row-locked, each with its topic and text loaded.
+
+    The hot path of every STOP and YES: one statement built by hand (see consent.rows).
+    """
+    where = ["c.contact_id = %s", "c.channel = %s", f"c.status IN ({', '.join(['%s'] * len(statuses))})"]
+    params: list = [contact.pk, channel, *statuses]
+    if topic is not None:
+        where.append("c.topic_id = %s")
+        params.append(topic.pk)
+    if confirm_by_from is not None:
+        where.append("c.confirm_by >= %s")
+        params.append(Consent._meta.get_field("confirm_by").get_db_prep_value(confirm_by_from, connection))
+    lock = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
+    sql = (f"SELECT {rows.columns(Consent, 'c')}, {rows.columns(Topic, 't')}, {rows.columns(TopicText, 'x')} "
+           "FROM consent_consent c JOIN consent_topic t ON t.id = c.topic_id JOIN consent_topictext x ON x.id = c.text_id "
+           f"WHERE {' AND '.join(where)} ORDER BY c.id{lock}")
+    consents = []
+    for consent, consent_topic, text in rows.fetch(sql, params, (Consent, Topic, TopicText)):
+        consent.contact, consent.topic, consent.text = contact, consent_topic, text
+        consents.append(consent)
+    return consents
+
+
+def optin_pending_lock(*, contact: Contact, channel: str, now: datetime) -> list[Consent]:
+    """The contact's pending consents on `channel` still inside their confirmation window, row-locked.
+
+    For callers that must know what a confirmation will confirm before confirming it (in one transaction).
+    """
+    _require_transaction()
+    return _consents_locked(contact, channel, statuses=(ConsentStatus.PENDING,), confirm_by_from=now)
+
+
+def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None = None, actor: str = "system",
+                  now: datetime) -> list[Consent]:
+    """Make pending consents locked by `optin_pending_lock` (same transaction) active, and record it."""
+    _require_transaction()
+    by_ttl: dict = {}
     for consent in consents:
         ttl = consent.topic.consent_ttl_days
         consent.status = ConsentStatus.ACTIVE
         consent.confirmed_at = now
         consent.expires_at = now + timedelta(days=ttl) if ttl else None
         consent.source = source
-        consent.save(update_fields=["status", "confirmed_at", "expires_at", "source", "updated_at"])
+        by_ttl.setdefault(ttl, []).append(consent)
+    for group in by_ttl.values():
+        rows.update(group, ["status", "confirmed_at", "expires_at", "source", "updated_at"])
     for consent in consents:
         event_append(kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
                      source=source, actor=actor, text=consent.text, evidence=evidence, occurred_at=now)
     return consents
 
 
-def _pending_in_window(contact: Contact, channel: str, now: datetime) -> list[Consent]:
-    return list(
-        Consent.objects.select_for_update(of=("self",))
-        .select_related("topic", "contact", "text")
-        .filter(contact=contact, channel=channel, status=ConsentStatus.PENDING, confirm_by__gte=now)
-        .order_by("id")
-    )
+def _require_transaction() -> None:
+    if not connection.in_atomic_block:
+        raise RuntimeError("This service must run inside the caller's transaction.atomic().")
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # no caller recovers from its errors inside a larger transaction
 def optin_confirm_by_reply(*, contact: Contact, channel: str, source: str, evidence: dict | None = None,
                            actor: str = "system", now: datetime | None = None) -> list[Consent]:
     """A confirm keyword from the handset: every pending consent on that channel, inside its window, becomes active."""
     now = now or timezone.now()
-    return _confirm(_pending_in_window(contact, channel, now), source=source, actor=actor, evidence=evidence, now=now)
+    return optin_confirm(consents=optin_pending_lock(contact=contact, channel=channel, now=now), source=source,
+                         evidence=evidence, actor=actor, now=now)
 
 
 class TokenError(ValidationError):
@@ -295,12 +333,12 @@ def optin_confirm_by_token(*, token: str, source: str, evidence: dict | None = N
     if record.expires_at <= now:
         raise TokenError({"token": "This confirmation link has expired. Request a new one."})
     consent = record.consent
-    pending = _pending_in_window(consent.contact, consent.channel, now)
+    pending = optin_pending_lock(contact=consent.contact, channel=consent.channel, now=now)
     if consent.pk not in {c.pk for c in pending}:
         raise TokenError({"token": "There is nothing left to confirm with this link (already confirmed, cancelled or expired)."})
     record.used_at = now
     record.save(update_fields=["used_at"])
-    _confirm(pending, source=source, actor="system", evidence={**(evidence or {}), "method": "confirmation_link"}, now=now)
+    optin_confirm(consents=pending, source=source, evidence={**(evidence or {}), "method": "confirmation_link"}, now=now)
     consent.refresh_from_db()
     return consent
 
@@ -308,24 +346,26 @@ def optin_confirm_by_token(*, token: str, source: str, evidence: dict | None = N
 # --- revocation and restart -----------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # no caller recovers from its errors inside a larger transaction
 def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic | None = None, reason: str = "",
                    evidence: dict | None = None, actor: str = "system", now: datetime | None = None) -> list[Consent]:
     """Revoke every pending or active consent of the contact on `channel` (or only `topic`)."""
     now = now or timezone.now()
-    qs = Consent.objects.select_for_update(of=("self",)).select_related("topic", "text").filter(
-        contact=contact, channel=channel, status__in=OPEN_STATUSES
-    )
-    if topic is not None:
-        qs = qs.filter(topic=topic)
-    consents = list(qs.order_by("id"))
+    consents = _consents_locked(contact, channel, statuses=OPEN_STATUSES, topic=topic)
+    if not consents:
+        return []
     for consent in consents:
         consent.status = ConsentStatus.REVOKED
         consent.revoked_at = now
         consent.source = source
-        consent.save(update_fields=["status", "revoked_at", "source", "updated_at"])
+    rows.update(consents, ["status", "revoked_at", "source", "updated_at"])
     # Pending confirmation links die with the consent.
-    ConfirmationToken.objects.filter(consent__in=consents, used_at__isnull=True).update(used_at=now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE consent_confirmationtoken SET used_at = %s WHERE used_at IS NULL "
+            f"AND consent_id IN ({', '.join(['%s'] * len(consents))})",
+            [ConfirmationToken._meta.get_field("used_at").get_db_prep_value(now, connection), *(c.pk for c in consents)],
+        )
     evidence = {**(evidence or {}), "reason": reason} if reason else evidence
     for consent in consents:
         event_append(kind=EventKind.REVOKED, contact=contact, topic=consent.topic, channel=channel, source=source,

@@ -225,12 +225,27 @@ def test_label_is_used_when_the_payload_is_no_keyword(topic):
     assert topic.consents.get().status == ConsentStatus.ACTIVE
 
 
-def test_yes_reply_tells_what_really_happened_when_a_concurrent_change_won(topic, monkeypatch):
+def test_yes_reply_names_what_the_locked_read_found(topic, monkeypatch):
+    """The reply is decided after the pending consents are locked: a change that won before sees nothing pending."""
     services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
-    monkeypatch.setattr(services, "optin_confirm_by_reply", lambda **kwargs: [])  # someone else confirmed first
+    monkeypatch.setattr(services, "optin_pending_lock", lambda **kwargs: [])  # someone else confirmed first
     receive("YES")
     (reply,) = replies()
     assert reply.kind == Message.Kind.NOTHING_PENDING_REPLY
+    assert topic.consents.get().status == ConsentStatus.PENDING
+
+
+def test_yes_reply_is_queued_before_the_ledger_append(topic, monkeypatch):
+    from consent import ledger
+
+    services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    order = []
+    real_append = ledger.event_append
+    monkeypatch.setattr(services, "event_append", lambda **kw: order.append("append") or real_append(**kw))
+    real_queue = inbound.message_queue
+    monkeypatch.setattr(inbound, "message_queue", lambda **kw: order.append("reply") or real_queue(**kw))
+    receive("YES")
+    assert order == ["reply", "append"]
 
 
 def test_stop_reply_is_queued_before_the_ledger_append(topic, monkeypatch):

@@ -1,0 +1,149 @@
+"""Row writes and locking reads for the hot paths, with their SQL built once per model.
+
+An inbound STOP or YES is a handful of single-row statements. Through the ORM, compiling
+each one costs several times what the database spends running it, so the paths every
+webhook takes (storing messages, confirming and revoking consents, appending to the
+ledger) build their statement text once per model and field list, and prepare values
+with the model fields' own `pre_save` / `get_db_prep_save`: what lands in the database is
+exactly what `Model.save()` would write. No model signals are sent (none are used here).
+
+Everything else keeps using the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.db import connection
+from django.db.models import Model
+from django.utils import timezone
+
+_STATEMENTS: dict[tuple, object] = {}  # statement texts, column lists and readers, built once
+
+
+def _quoted(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _insert_statement(model: type[Model]) -> tuple[str, tuple]:
+    key = ("insert", connection.vendor, model)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        meta = model._meta
+        fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
+        statement = (
+            f"INSERT INTO {_quoted(meta.db_table)} ({', '.join(_quoted(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {_quoted(meta.pk.column)}",
+            fields,
+        )
+        _STATEMENTS[key] = statement
+    return statement
+
+
+def insert_values(instance: Model) -> tuple[str, list]:
+    """The INSERT … RETURNING pk statement for a new row, and its parameters (auto fields filled in)."""
+    sql, fields = _insert_statement(type(instance))
+    return sql, [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+
+
+def inserted(instance: Model, pk) -> Model:
+    """Mark `instance` as the saved row `pk`."""
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
+
+
+def insert(instance: Model) -> Model:
+    """INSERT a new row for `instance` (primary key from the database) and return it, saved."""
+    sql, params = insert_values(instance)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return inserted(instance, cursor.fetchone()[0])
+
+
+def _update_statement(model: type[Model], names: tuple[str, ...]) -> tuple[str, tuple]:
+    key = ("update", connection.vendor, model, names)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        meta = model._meta
+        fields = tuple(meta.get_field(name) for name in names)
+        assignments = ", ".join(f"{_quoted(f.column)} = %s" for f in fields)
+        statement = (f"UPDATE {_quoted(meta.db_table)} SET {assignments} WHERE {_quoted(meta.pk.column)} IN ", fields)
+        _STATEMENTS[key] = statement
+    return statement
+
+
+def update(instances: Sequence[Model], fields: Iterable[str]) -> None:
+    """Write `fields` of every instance (an auto_now field named gets one instant), one UPDATE per distinct set of values.
+
+    Callers give instances that were just changed alike (the same status, instant and
+    source for every consent of a STOP), so this is usually a single UPDATE … WHERE pk IN.
+    """
+    if not instances:
+        return
+    model = type(instances[0])
+    sql, prepared_fields = _update_statement(model, tuple(fields))
+    now = timezone.now()
+    groups: dict[tuple, list] = {}
+    for instance in instances:
+        for field in prepared_fields:
+            if getattr(field, "auto_now", False):
+                setattr(instance, field.attname, now)  # one instant for the whole call, as a queryset update
+        values = tuple(f.get_db_prep_save(getattr(instance, f.attname), connection) for f in prepared_fields)
+        groups.setdefault(_hashable(values), [values, []])[1].append(instance.pk)
+    with connection.cursor() as cursor:
+        for values, pks in groups.values():
+            cursor.execute(f"{sql}({', '.join(['%s'] * len(pks))})", [*values, *pks])
+
+
+def _hashable(values: tuple) -> tuple:
+    try:
+        hash(values)
+        return values
+    except TypeError:  # an adapted JSON value: such rows are written one by one
+        return (id(values),)
+
+
+def columns(model: type[Model], alias: str) -> str:
+    """The SELECT list of every concrete column of `model` under table alias `alias`, in field order."""
+    key = ("columns", connection.vendor, model, alias)
+    listed = _STATEMENTS.get(key)
+    if listed is None:
+        listed = _STATEMENTS[key] = ", ".join(f"{alias}.{_quoted(f.column)}" for f in model._meta.concrete_fields)
+    return listed
+
+
+def _readers(model: type[Model]) -> tuple[list[str], list[tuple]]:
+    key = ("read", connection.vendor, model)
+    readers = _STATEMENTS.get(key)
+    if readers is None:
+        names, converters = [], []
+        for field in model._meta.concrete_fields:
+            column = field.get_col(model._meta.db_table)
+            names.append(field.attname)
+            # The same conversions the ORM applies to what the driver returns (JSON, aware datetimes, ...).
+            converters.append((column, [*connection.ops.get_db_converters(column),
+                                        *column.get_db_converters(connection)]))
+        readers = _STATEMENTS[key] = (names, converters)
+    return readers
+
+
+def fetch(sql: str, params: Sequence, models: Sequence[type[Model]]) -> list[tuple[Model, ...]]:
+    """Run a SELECT of `columns(model, …)` for each model in turn and build one instance of each per row."""
+    layouts = [(model, *_readers(model)) for model in models]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    out = []
+    for row in found:
+        instances, start = [], 0
+        for model, names, converters in layouts:
+            values = list(row[start:start + len(names)])
+            start += len(names)
+            for index, (column, functions) in enumerate(converters):
+                for function in functions:
+                    values[index] = function(values[index], column, connection)
+            instances.append(model.from_db(connection.alias, names, values))
+        out.append(tuple(instances))
+    return out
