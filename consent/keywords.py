@@ -20,6 +20,7 @@ Everything else is ``none``.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -105,9 +106,14 @@ def configured_keywords() -> dict[str, tuple[str, ...]]:
 
 def _fold_table(keywords: Mapping[str, Iterable[str]]) -> dict[str, str]:
     """Folded keyword -> kind. The first kind listed in KINDS wins a clash (stop before all)."""
+    return _fold_table_of(tuple((kind, tuple(keywords.get(kind, ()))) for kind in KINDS))
+
+
+@functools.lru_cache(maxsize=32)
+def _fold_table_of(keywords: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, str]:
     table: dict[str, str] = {}
-    for kind in KINDS:
-        for word in keywords.get(kind, ()):
+    for kind, words in keywords:
+        for word in words:
             folded = fold(word)
             if folded and folded not in table:
                 table[folded] = kind
