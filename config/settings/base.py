@@ -93,6 +93,13 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Parameters bound by the server, and statements run often (every webhook's handful) prepared
+    # once per connection: PostgreSQL then skips parsing and planning them on each request.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=env_bool("DATABASE_SERVER_SIDE_BINDING", True),
+        prepare_threshold=env_int("DATABASE_PREPARE_THRESHOLD", 5),
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE makes every transaction take the write lock at BEGIN, so concurrent
     # writers queue up instead of failing with "database is locked" half-way through.
