@@ -97,7 +97,11 @@ def _join_hint() -> str:
 
 
 def _may_message(contact: Contact) -> bool:
-    return contact.erased_at is None and not selectors.is_suppressed(contact.phone_pseudonym)
+    """Whether replies may go to `contact`, just looked up in this transaction (with its suppression flag)."""
+    if contact.erased_at is not None:
+        return False
+    suppressed = getattr(contact, "suppressed_when_read", None)
+    return not (selectors.is_suppressed(contact.phone_pseudonym) if suppressed is None else suppressed)
 
 
 def _intent_of(message: InboundMessage) -> tuple[kw.Intent, dict[str, Topic]]:

@@ -129,8 +129,11 @@ def _readers(model: type[Model]) -> tuple[list[str], list[tuple]]:
     return readers
 
 
-def fetch(sql: str, params: Sequence, models: Sequence[type[Model]]) -> list[tuple[Model, ...]]:
-    """Run a SELECT of `columns(model, …)` for each model in turn and build one instance of each per row."""
+def fetch(sql: str, params: Sequence, models: Sequence[type[Model]]) -> list[tuple]:
+    """Run a SELECT of `columns(model, …)` for each model in turn and build one instance of each per row.
+
+    Columns selected after the models' come back as they are, after the instances in each tuple.
+    """
     layouts = [(model, *_readers(model)) for model in models]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -145,5 +148,5 @@ def fetch(sql: str, params: Sequence, models: Sequence[type[Model]]) -> list[tup
                 for function in functions:
                     values[index] = function(values[index], column, connection)
             instances.append(model.from_db(connection.alias, names, values))
-        out.append(tuple(instances))
+        out.append((*instances, *row[start:]))
     return out

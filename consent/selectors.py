@@ -47,9 +47,17 @@ def is_suppressed(pseudonym: str) -> bool:
 
 
 def contact_by_pseudonym(pseudonym: str) -> Contact | None:
-    found = rows.fetch(f"SELECT {rows.columns(Contact, 'c')} FROM consent_contact c WHERE c.phone_pseudonym = %s",
-                       [pseudonym], (Contact,))
-    return found[0][0] if found else None
+    """The contact with this pseudonym; `suppressed_when_read` tells whether it was on the suppression list then."""
+    found = rows.fetch(
+        f"SELECT {rows.columns(Contact, 'c')}, EXISTS (SELECT 1 FROM consent_suppression s "
+        "WHERE s.phone_pseudonym = c.phone_pseudonym) FROM consent_contact c WHERE c.phone_pseudonym = %s",
+        [pseudonym], (Contact,),
+    )
+    if not found:
+        return None
+    contact, suppressed = found[0]
+    contact.suppressed_when_read = bool(suppressed)
+    return contact
 
 
 def audience_consents(*, topic: Topic, channel: str, now: datetime | None = None) -> QuerySet[Consent]:
