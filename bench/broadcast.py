@@ -47,7 +47,10 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=4, help="Celery tasks run at once per worker process")
     parser.add_argument("--send-concurrency", type=int, default=128, help="provider calls in flight per worker process")
     parser.add_argument("--claim-size", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=250,
+                        help="deliveries per send task (small enough that every worker gets a share of a small audience)")
+    parser.add_argument("--prefetch", type=int, default=1,
+                        help="Celery prefetch multiplier (1: a worker reserves no more send tasks than it runs at once)")
     parser.add_argument("--naive-count", type=int, default=None, help="recipients sent the naive way (default 2%% of audience, ≥2000)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per send phase")
     parser.add_argument("--fanout-only", action="store_true", help="measure audience resolution + enqueueing only")
@@ -165,20 +168,43 @@ def rss_kb(pid: int) -> tuple[int, int]:
     return values.get("VmRSS", 0), values.get("VmHWM", 0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL process alive now (backends come and go: compare totals of a phase)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in {"postgres", "postmaster"}:
+                    total += cpu_seconds(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                pass
+    return total
+
+
 class Workers:
     """`celery worker --pool=threads` processes; samples their RSS while they run."""
 
-    def __init__(self, count, threads, env, log_dir):
+    def __init__(self, count, threads, env, log_dir, prefetch=2):
         self.processes = []
         for i in range(count):
             log = (log_dir / f"worker-{i}.log").open("w")
             self.processes.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=threads", f"--concurrency={threads}",
                  "-Q", QUEUE, "-n", f"bench{i}@%h", "-I", "bench.naive_tasks", "--without-gossip", "--without-mingle",
-                 "--without-heartbeat", "--loglevel=WARNING", "--prefetch-multiplier=2"],
+                 "--without-heartbeat", "--loglevel=WARNING", f"--prefetch-multiplier={prefetch}"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             ))
         self.samples = []  # (seconds since start, [rss kB per worker])
+        self.cpu = {}  # pid -> last CPU seconds seen (a worker's figure survives its exit)
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -187,12 +213,21 @@ class Workers:
     def _sample(self):
         while not self._stop.wait(0.5):
             self.samples.append((round(time.monotonic() - self.started, 1), [rss_kb(p.pid)[0] for p in self.processes]))
+            self.sample_cpu()
+
+    def sample_cpu(self) -> float:
+        for process in self.processes:
+            seconds = cpu_seconds(process.pid)
+            if seconds:
+                self.cpu[process.pid] = seconds
+        return sum(self.cpu.values())
 
     def peak_mb(self) -> list[float]:
         return [round(rss_kb(p.pid)[1] / 1024, 1) for p in self.processes]
 
     def stop(self):
         peaks = self.peak_mb()
+        self.sample_cpu()
         self._stop.set()
         for process in self.processes:
             try:
@@ -302,13 +337,16 @@ def phase_batched(topic, stand_in, latency_ms, args, log_dir, audience):
 
     broadcast.refresh_from_db()
     print(f"  fan-out: {broadcast.audience_size} deliveries, send batches enqueued in {fanout_s:.2f} s", flush=True)
-    workers = Workers(args.workers, args.threads, worker_env(), log_dir)
+    stand_in_cpu, pg_cpu = cpu_seconds(stand_in.process.pid), postgres_cpu_seconds()
+    workers = Workers(args.workers, args.threads, worker_env(), log_dir, args.prefetch)
     started = time.perf_counter()
     try:
         ok = wait_sent(broadcast.pk, broadcast.audience_size, args.timeout)
         wall = time.perf_counter() - started
+        stand_in_cpu, pg_cpu = cpu_seconds(stand_in.process.pid) - stand_in_cpu, postgres_cpu_seconds() - pg_cpu
     finally:
         peaks = workers.stop()
+    worker_cpu = sum(workers.cpu.values())
     profile = workers.rss_profile_mb()
     rate = send_rate(broadcast.pk)
     status = Broadcast.objects.get(pk=broadcast.pk).status
@@ -318,8 +356,14 @@ def phase_batched(topic, stand_in, latency_ms, args, log_dir, audience):
               "delivered_per_second": rate["per_second"], "send_span_seconds": rate["seconds"], "sent": rate["sent"],
               "statuses": rate["statuses"], "provider_accepted": accepted,
               "duplicates": max(0, accepted - rate["sent"]), "worker_peak_rss_mb": peaks, "worker_rss_mb": profile}
+    if rate["sent"]:
+        # CPU per delivered message over the phase (workers include their start-up, ~1 s each).
+        result["cpu_us_per_message"] = {
+            "workers": round(worker_cpu * 1e6 / rate["sent"]), "stand_in": round(stand_in_cpu * 1e6 / rate["sent"]),
+            "postgres": round(pg_cpu * 1e6 / rate["sent"])}
     print(f"  {latency_ms} ms: {rate['sent']} sent in {rate['seconds']} s = {rate['per_second']}/s; "
-          f"provider accepted {accepted}; peak RSS {peaks} MB", flush=True)
+          f"provider accepted {accepted}; peak RSS {peaks} MB; CPU per message {result.get('cpu_us_per_message')} us",
+          flush=True)
     return result
 
 
@@ -336,7 +380,7 @@ def phase_naive(topic, stand_in, latency_ms, count, args, log_dir):
     for contact_id in contact_ids:
         naive_send_one.delay(broadcast.pk, contact_id)
     enqueue_s = time.perf_counter() - started
-    workers = Workers(args.workers, args.threads, worker_env(), log_dir)
+    workers = Workers(args.workers, args.threads, worker_env(), log_dir, args.prefetch)
     try:
         ok = wait_sent(broadcast.pk, len(contact_ids), args.timeout, tick=False)
     finally:
@@ -371,6 +415,13 @@ def main():
     print(f"  {'seeded' if seeded else 'reused'} in {time.perf_counter() - started:.1f} s", flush=True)
     from consent.selectors import audience_consents
 
+    from broadcasts.models import Broadcast, BroadcastStatus
+
+    # A broadcast left sending by an interrupted run would be woken by the upkeep this bench runs
+    # and send to the same stand-in, counting as duplicates of this run's messages.
+    Broadcast.objects.filter(topic=topic, status__in=[BroadcastStatus.SENDING, BroadcastStatus.SCHEDULED,
+                                                      BroadcastStatus.PAUSED]).update(status=BroadcastStatus.CANCELLED,
+                                                                                      status_reason="bench: left over")
     audience = audience_consents(topic=topic, channel="sms").count()
     naive_count = args.naive_count or max(2000, audience // 50)
     latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
@@ -385,7 +436,7 @@ def main():
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                "config": {"workers": args.workers, "threads_per_worker": args.threads,
                           "send_concurrency_per_worker": args.send_concurrency, "claim_size": args.claim_size,
-                          "batch_size": args.batch_size, "throttle": "off"},
+                          "batch_size": args.batch_size, "prefetch_multiplier": args.prefetch, "throttle": "off"},
                "batched": [], "naive": []}
     if args.fanout_only:
         latencies = []
