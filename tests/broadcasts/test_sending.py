@@ -467,3 +467,28 @@ def test_resume_never_retries_a_permanent_failure(topic, consented, use_stand_in
     assert permanent <= still_failed
     sent_to = [m["to"] for m in use_stand_in.messages() if m.get("status", "accepted") != "error"]
     assert len(sent_to) == len(set(sent_to))
+
+
+def test_compiled_claim_statement_reads_what_the_orm_query_reads(topic, consented, settings):
+    """The claim statement is compiled once and run with each claim's lo/hi/now: same rows, same gate."""
+    from django.db import transaction
+
+    contacts = consented(6, topic, attributes={"first_name": "Ada"})
+    consent_services.consent_revoke(contact=contacts[2], channel="sms", source=Source.API)
+    broadcast = make(topic)
+    services.broadcast_schedule(broadcast=broadcast)
+    assert services.broadcast_launch(broadcast_id=broadcast.pk)
+    Delivery.objects.bulk_create([Delivery(broadcast=broadcast, contact=c, created_at=timezone.now()) for c in contacts])
+    broadcast.refresh_from_db()
+    consent_services.consent_revoke(contact=contacts[4], channel="sms", source=Source.SMS_KEYWORD)  # after fan-out
+    now = timezone.now()
+    with transaction.atomic():
+        assert sending._compiled_claim(broadcast, contacts[-1].pk, 4) is not None
+        for lo, hi in [(0, contacts[-1].pk), (contacts[1].pk, None), (contacts[3].pk, contacts[4].pk)]:
+            compiled = sending._claimable_rows(broadcast=broadcast, lo=lo, hi=hi, limit=4, now=now)
+            orm = [(*row[:3], bool(row[3]), *row[4:]) for row in
+                   sending._claimable_rows_queryset(broadcast=broadcast, lo=lo, hi=hi, limit=4, now=now)]
+            assert compiled == orm and compiled
+        rows = sending._claimable_rows(broadcast=broadcast, lo=0, hi=None, limit=10, now=now)
+    assert [(row[1], row[3]) for row in rows] == [(c.pk, i not in (2, 4)) for i, c in enumerate(contacts)]
+    assert rows[0][7:] == (contacts[0].timezones, {"first_name": "Ada"})
