@@ -146,12 +146,14 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     except ValidationError:
         logger.info("inbound %s %s ignored: sender is not a phone number", message.channel, message.provider_message_id)
         return InboundResult("ignored", reason="sender is not a phone number")
+    # Keywords are stored apart from customer care, so the care queue holds only what needs a person.
+    intent, topics = _intent_of(message)
     # First write of the transaction; a duplicate aborts it before anything else happens.
     stored = rows.insert(Message(
         contact=contact,
         channel=message.channel,
         direction=Message.Direction.INBOUND,
-        kind=Message.Kind.INBOUND,
+        kind=Message.Kind.KEYWORD if intent.is_keyword else Message.Kind.INBOUND,
         body=message.text or message.payload,
         status=Message.Status.RECEIVED,
         provider_message_id=message.provider_message_id,
@@ -164,7 +166,6 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         Contact.objects.filter(pk=contact.pk).exclude(whatsapp_window_until__gte=until).update(whatsapp_window_until=until)
         contact.refresh_from_db(fields=["whatsapp_window_until"])
 
-    intent, topics = _intent_of(message)
     result = InboundResult("applied", intent=intent, message=stored)
     if not intent.is_keyword:
         return result  # customer care: stored, no consent change, no automatic reply

@@ -208,7 +208,8 @@ class Message(models.Model):
         HELP_REPLY = "help_reply", "Help reply"
         NOTHING_PENDING_REPLY = "nothing_pending_reply", "Nothing to confirm"
         REPLY = "reply", "Other reply"
-        INBOUND = "inbound", "Inbound message"
+        INBOUND = "inbound", "Inbound message (customer care)"
+        KEYWORD = "keyword", "Inbound keyword (applied)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -270,3 +270,13 @@ def test_stop_reply_is_queued_before_the_ledger_append(topic, monkeypatch):
     monkeypatch.setattr(inbound, "message_queue", queue)
     receive("STOP")
     assert order == ["reply", "append"]
+
+
+def test_keywords_are_stored_apart_from_the_customer_care_queue(topic):
+    subscribe(topic)
+    receive("STOP")
+    receive("Where is my order?")
+    receive("stop sending me the red one please")
+    care = Message.objects.filter(direction=Message.Direction.INBOUND, kind=Message.Kind.INBOUND)
+    assert sorted(care.values_list("body", flat=True)) == ["Where is my order?", "stop sending me the red one please"]
+    assert list(Message.objects.filter(kind=Message.Kind.KEYWORD).values_list("body", flat=True)) == ["STOP"]
