@@ -66,7 +66,7 @@ def is_invalid_recipient_code(code) -> bool:
 class TwilioProvider(Provider):
     """Sends SMS through Twilio's Messages.json endpoint.
 
-    One keep-alive HttpClient (a urllib3 pool of `pool_maxsize` connections) per instance. It may be
+    One HttpClient (up to `pool_maxsize` kept-alive connections) per instance. It may be
     shared between the threads of one worker process (the pool is locked), but not across a fork:
     create the provider after the worker process starts (get_provider() does), not at import.
     """

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
-import urllib3
 
 from broadcasts.providers import (
     InvalidRecipientError,
@@ -51,8 +50,10 @@ class CannedProvider:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                canned.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body})
-                status, headers, data, hang, drop = canned.replies.pop(0) if canned.replies else (404, {}, b"", 0, False)
+                canned.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body,
+                                        "client": self.client_address})
+                status, headers, data, hang, drop, close_after = (
+                    canned.replies.pop(0) if canned.replies else (404, {}, b"", 0, False, False))
                 if drop:
                     self.close_connection = True
                     return
@@ -66,6 +67,8 @@ class CannedProvider:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                if close_after:  # hang up after a reply that promised keep-alive (an idle timeout)
+                    self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -76,7 +79,7 @@ class CannedProvider:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
-    def reply(self, status=200, *, json=None, body=b"", headers=None, hang=0, drop=False):
+    def reply(self, status=200, *, json=None, body=b"", headers=None, hang=0, drop=False, close_after=False):
         headers = dict(headers or {})
         if json is not None:
             import json as _json
@@ -85,7 +88,7 @@ class CannedProvider:
             headers.setdefault("Content-Type", "application/json")
         elif isinstance(body, str):
             body = body.encode()
-        self.replies.append((status, headers, body, hang, drop))
+        self.replies.append((status, headers, body, hang, drop, close_after))
 
     def stop(self):
         self.server.shutdown()
@@ -203,7 +206,7 @@ def test_transport_failures_are_transient_and_say_whether_the_request_may_have_a
         canned, monkeypatch, failure, code, outcome_unknown, provider, message):
     client = provider(canned, timeout=(0.5, 0.3))
     if failure == "connect_timeout":
-        monkeypatch.setattr(urllib3.util.connection, "create_connection", _connect_times_out)
+        monkeypatch.setattr(socket, "create_connection", _connect_times_out)
     elif failure == "read_timeout":
         canned.reply(201, json={"sid": "SM1"}, hang=0.6)
     else:
@@ -251,7 +254,21 @@ def test_twilio_keeps_one_connection_across_sends(canned):
     canned.reply(201, json={"sid": "SM2"})
 
     assert [provider.send(SMS).provider_message_id for _ in range(2)] == ["SM1", "SM2"]
-    assert provider.client.pool.num_connections == 1
+    assert len({request["client"] for request in canned.requests}) == 1  # one TCP connection, kept alive
+    assert provider.client.connections_made == 1
+
+
+def test_a_pooled_connection_the_server_closed_is_not_used(canned):
+    """A kept-alive connection the server closed while it sat idle would fail after the request
+    left (an unknown outcome): the client notices before sending and opens a new one."""
+    provider = twilio(canned)
+    canned.reply(201, json={"sid": "SM1"}, close_after=True)
+    assert provider.send(SMS).provider_message_id == "SM1"
+    time.sleep(0.1)  # the server's FIN arrives while the connection sits in the pool
+    canned.reply(201, json={"sid": "SM2"})
+
+    assert provider.send(SMS).provider_message_id == "SM2"
+    assert provider.client.connections_made == 2 and len(canned.requests) == 2
 
 
 # -- WhatsApp Cloud ----------------------------------------------------------------------------
@@ -437,6 +454,6 @@ def test_proxies_come_from_the_environment_once_per_client(monkeypatch):
     proxied = HttpClient("https://api.twilio.test/2010-04-01/Accounts/AC1/Messages.json", timeout=(1, 1))
     direct = HttpClient("https://graph.test/v23.0/1/messages", timeout=(1, 1))
 
-    assert proxied.pool.proxy.host == "proxy.internal" and proxied.pool.host == "api.twilio.test"
-    assert direct.pool.proxy is None and direct.pool.host == "graph.test"
-    assert proxied.timeout.connect_timeout == 1.0 and proxied.timeout.read_timeout == 1.0
+    assert proxied.proxy == ("proxy.internal", 3128) and proxied.host == "api.twilio.test"
+    assert direct.proxy is None and direct.host == "graph.test" and direct.path == "/v23.0/1/messages"
+    assert (proxied.connect_timeout, proxied.read_timeout) == (1.0, 1.0)
