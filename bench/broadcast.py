@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -191,15 +192,22 @@ def postgres_cpu_seconds() -> float:
 
 
 class Workers:
-    """`celery worker --pool=threads` processes; samples their RSS while they run."""
+    """`celery worker --pool=threads` processes; samples their RSS while they run.
+
+    They start on an empty stand-by queue and are all told to consume the bench queue once every
+    one of them is up, as long-running workers would be when a broadcast starts: otherwise the
+    first worker up sends alone while the other is still importing Django (a second or two, which
+    is most of a smoke run).
+    """
 
     def __init__(self, count, threads, env, log_dir, prefetch=2):
         self.processes = []
+        self.names = [f"bench{i}@{socket.gethostname()}" for i in range(count)]
         for i in range(count):
             log = (log_dir / f"worker-{i}.log").open("w")
             self.processes.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=threads", f"--concurrency={threads}",
-                 "-Q", QUEUE, "-n", f"bench{i}@%h", "-I", "bench.naive_tasks", "--without-gossip", "--without-mingle",
+                 "-Q", f"{QUEUE}-standby", "-n", self.names[i], "-I", "bench.naive_tasks", "--without-gossip", "--without-mingle",
                  "--without-heartbeat", "--loglevel=WARNING", f"--prefetch-multiplier={prefetch}"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             ))
@@ -209,6 +217,21 @@ class Workers:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
+
+    def start_consuming(self, timeout=120.0):
+        """Wait until every worker answers a ping, then have them all consume the bench queue."""
+        from config.celery import app
+
+        deadline = time.monotonic() + timeout
+        while True:
+            replies = app.control.ping(destination=self.names, timeout=0.5)
+            if len(replies) >= len(self.names):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"workers not up after {timeout:.0f} s: {replies}")
+        answers = app.control.add_consumer(QUEUE, destination=self.names, reply=True, timeout=10)
+        if len(answers) < len(self.names):
+            raise RuntimeError(f"not every worker consumes {QUEUE}: {answers}")
 
     def _sample(self):
         while not self._stop.wait(0.5):
@@ -337,16 +360,18 @@ def phase_batched(topic, stand_in, latency_ms, args, log_dir, audience):
 
     broadcast.refresh_from_db()
     print(f"  fan-out: {broadcast.audience_size} deliveries, send batches enqueued in {fanout_s:.2f} s", flush=True)
-    stand_in_cpu, pg_cpu = cpu_seconds(stand_in.process.pid), postgres_cpu_seconds()
     workers = Workers(args.workers, args.threads, worker_env(), log_dir, args.prefetch)
     started = time.perf_counter()
     try:
+        workers.start_consuming()
+        # CPU from here on is the send's (the workers' start-up is left out).
+        worker_cpu, stand_in_cpu, pg_cpu = workers.sample_cpu(), cpu_seconds(stand_in.process.pid), postgres_cpu_seconds()
         ok = wait_sent(broadcast.pk, broadcast.audience_size, args.timeout)
         wall = time.perf_counter() - started
         stand_in_cpu, pg_cpu = cpu_seconds(stand_in.process.pid) - stand_in_cpu, postgres_cpu_seconds() - pg_cpu
     finally:
         peaks = workers.stop()
-    worker_cpu = sum(workers.cpu.values())
+    worker_cpu = sum(workers.cpu.values()) - worker_cpu
     profile = workers.rss_profile_mb()
     rate = send_rate(broadcast.pk)
     status = Broadcast.objects.get(pk=broadcast.pk).status
@@ -357,7 +382,7 @@ def phase_batched(topic, stand_in, latency_ms, args, log_dir, audience):
               "statuses": rate["statuses"], "provider_accepted": accepted,
               "duplicates": max(0, accepted - rate["sent"]), "worker_peak_rss_mb": peaks, "worker_rss_mb": profile}
     if rate["sent"]:
-        # CPU per delivered message over the phase (workers include their start-up, ~1 s each).
+        # CPU per delivered message while sending (PostgreSQL: every backend, other databases' included).
         result["cpu_us_per_message"] = {
             "workers": round(worker_cpu * 1e6 / rate["sent"]), "stand_in": round(stand_in_cpu * 1e6 / rate["sent"]),
             "postgres": round(pg_cpu * 1e6 / rate["sent"])}
@@ -382,6 +407,7 @@ def phase_naive(topic, stand_in, latency_ms, count, args, log_dir):
     enqueue_s = time.perf_counter() - started
     workers = Workers(args.workers, args.threads, worker_env(), log_dir, args.prefetch)
     try:
+        workers.start_consuming()
         ok = wait_sent(broadcast.pk, len(contact_ids), args.timeout, tick=False)
     finally:
         peaks = workers.stop()
