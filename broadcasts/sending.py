@@ -293,7 +293,9 @@ def _compiled_claim(broadcast: Broadcast, hi: int | None, limit: int) -> _Compil
     Anything unexpected in where the marks land (another backend, a changed selector) falls back to
     compiling the query each time.
     """
-    key = (connection.alias, connection.vendor, broadcast.pk, broadcast.topic_id, broadcast.channel, hi is None, limit)
+    # The gate function is part of the key: the statement embeds whatever audience_consents builds.
+    key = (connection.alias, connection.vendor, connection.settings_dict.get("NAME"), audience_consents,
+           broadcast.pk, broadcast.topic_id, broadcast.channel, hi is None, limit)
     if key in _compiled:
         return _compiled[key]
     queryset = _claimable_rows_queryset(broadcast=broadcast, lo=_LO_MARK, hi=None if hi is None else _HI_MARK,
