@@ -23,7 +23,9 @@ from .selectors import attribute_names_seen
 
 logger = logging.getLogger(__name__)
 
-FANOUT_CHUNK_BATCHES = 20  # send-task batches inserted per fan-out transaction
+# Audience rows inserted per fan-out transaction. Each chunk costs one audience query whatever its
+# size, so it is sized in rows, not in send batches: smaller send tasks must not mean more chunks.
+FANOUT_CHUNK_ROWS = 20_000
 
 
 # --- create and lifecycle -------------------------------------------------------------------
@@ -251,7 +253,7 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
     from .tasks import broadcast_send_range_task
 
     batch = int(setting("BROADCAST_BATCH_SIZE"))
-    chunk = chunk or batch * FANOUT_CHUNK_BATCHES
+    chunk = chunk or max(FANOUT_CHUNK_ROWS, batch)
     created = 0
     while True:
         with transaction.atomic():
