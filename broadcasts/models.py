@@ -81,6 +81,10 @@ class Broadcast(models.Model):
     fanout_cursor = models.BigIntegerField(default=0, help_text="Last contact id whose delivery row exists.")
     fanout_done = models.BooleanField(default=False)
     progress_at = models.DateTimeField(null=True, blank=True, help_text="Last time a worker made progress.")
+    resumes = models.PositiveIntegerField(
+        default=0, db_default=0,
+        help_text="Times resumed: a send task that claimed rows before a resume re-queues their transient failures.",
+    )
 
     class Meta:
         ordering = ["-id"]

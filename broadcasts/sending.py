@@ -417,6 +417,31 @@ def _retry_delay(outcome: Outcome, attempts: int) -> float:
     return float(min(300, 2 ** attempts))
 
 
+def _resumed_since_claim(broadcast: Broadcast) -> bool:
+    """True if the broadcast is sending and was resumed after these rows were claimed.
+
+    A resume re-queues the rows that failed on transient errors only, but rows in flight at that
+    moment are still `sending` and escape it: recorded as failed afterwards, they would stay failed
+    and the broadcast would complete without them. So the recorder asks, under the broadcast's row
+    lock (taken by a resume too, and first, before any delivery row: no lock-order inversion),
+    whether a resume committed since the claim: then the row goes back to `queued` as the resume
+    would have put it. A resume that comes after this commit finds the rows failed and re-queues
+    them itself. The count known to this task was read before its claim (when the send task loaded
+    the broadcast, or at its last check here), so a resume is never missed; at worst a resume that
+    landed just before a claim costs that claim's used-up rows one more round of attempts, safe
+    because a transient error proves the provider did not take the message.
+    """
+    row = (Broadcast.objects.select_for_update().filter(pk=broadcast.pk)
+           .values_list("status", "resumes").first())
+    if row is None:
+        return False
+    status, resumes = row
+    resumed = status == BroadcastStatus.SENDING and resumes != broadcast.resumes
+    # Claims made from here on come after every resume counted so far.
+    broadcast.resumes = resumes
+    return resumed
+
+
 def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list[Outcome], now: datetime | None = None) -> Recorded:
     """Write each claimed row's outcome; provider opt-outs and invalid numbers act on consent (rule 10)."""
     from consent.services import consent_revoke, contact_suppress
@@ -429,16 +454,21 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
         recorded.sent = len(claims)
         return recorded
     max_attempts = int(setting("BROADCAST_MAX_ATTEMPTS"))
+    used_up = any(outcome.kind == "retry" and claim.attempts >= max_attempts for claim, outcome in zip(claims, outcomes))
     with transaction.atomic():
+        resumed = used_up and _resumed_since_claim(broadcast)
         sent = []
         for claim, outcome in zip(claims, outcomes):
             if outcome.kind == "sent":
                 sent.append((claim.delivery_id, outcome.provider_message_id[:128]))
                 continue
             fields = {"status_at": now, "error_code": outcome.code[:32], "error_message": outcome.message[:255]}
-            if outcome.kind == "retry" and claim.attempts < max_attempts:
+            if outcome.kind == "retry" and (claim.attempts < max_attempts or resumed):
                 delay = _retry_delay(outcome, claim.attempts)
                 fields.update(status=DeliveryStatus.QUEUED, not_before=now + timedelta(seconds=delay))
+                if claim.attempts >= max_attempts:
+                    # What the resume does to the rows it finds failed on transient errors only.
+                    fields.update(attempts=0, retryable=False)
                 recorded.retried += 1
                 recorded.retry_in = delay if recorded.retry_in is None else min(recorded.retry_in, delay)
                 recorded.rate_limited |= outcome.rate_limited

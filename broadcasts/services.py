@@ -140,8 +140,11 @@ def broadcast_resume(*, broadcast: Broadcast, now: datetime | None = None) -> Br
         status=DeliveryStatus.QUEUED, retryable=False, attempts=0, not_before=None, error_code="", error_message="",
         status_at=now,
     )
+    # Rows in flight now (claimed before this resume) are not in that update; a send task recording
+    # their transient failures after this commit sees the count moved and re-queues them itself.
+    broadcast.resumes += 1
     broadcast.progress_at = now
-    broadcast.save(update_fields=["status", "status_reason", "progress_at", "updated_at"])
+    broadcast.save(update_fields=["status", "status_reason", "resumes", "progress_at", "updated_at"])
     if broadcast.status == BroadcastStatus.SENDING:
         pk, fanout_done = broadcast.pk, broadcast.fanout_done
         transaction.on_commit(lambda: _restart_sending(pk, fanout_done))
