@@ -9,7 +9,7 @@ import time_machine
 from django.utils import timezone
 
 from broadcasts import sending, services
-from broadcasts.models import BroadcastStatus, Delivery, DeliveryStatus, SkipReason
+from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
 from broadcasts.providers import SendResult
 from broadcasts.selectors import broadcast_stats
 from broadcasts.tasks import broadcast_send_range_task, broadcasts_tick_task
@@ -492,3 +492,111 @@ def test_compiled_claim_statement_reads_what_the_orm_query_reads(topic, consente
         rows = sending._claimable_rows(broadcast=broadcast, lo=0, hi=None, limit=10, now=now)
     assert [(row[1], row[3]) for row in rows] == [(c.pk, i not in (2, 4)) for i, c in enumerate(contacts)]
     assert rows[0][7:] == (contacts[0].timezones, {"first_name": "Ada"})
+
+
+# --- resume while a batch is in flight --------------------------------------------------------
+
+
+def _launched(topic, n, consented):
+    """A broadcast launched and fanned out (no send task run): its `n` rows are queued."""
+    contacts = consented(n, topic)
+    broadcast = make(topic)
+    services.broadcast_schedule(broadcast=broadcast)
+    assert services.broadcast_launch(broadcast_id=broadcast.pk)
+    assert services.broadcast_fanout(broadcast_id=broadcast.pk) == n
+    # What a send task holds: the broadcast as it loaded it when it started.
+    return contacts, Broadcast.objects.select_related("topic").get(pk=broadcast.pk)
+
+
+def _claim_all(broadcast):
+    batch = sending.claim_batch(broadcast=broadcast, lo=0, hi=None, limit=100, now=timezone.now())
+    assert batch is not None and batch.claims
+    return batch.claims
+
+
+def _outage(claims):
+    return [sending.Outcome("retry", code="20500", message="Internal Server Error") for _ in claims]
+
+
+def _serve_the_rest(broadcast, fake_provider, run_on_commit):
+    """Later: the beat wakes what waits for its Retry-After and the send tasks run."""
+    with time_machine.travel(timezone.now() + timedelta(seconds=600)):
+        tick(run_on_commit)
+        tick(run_on_commit)
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+def test_resume_while_a_batch_is_in_flight_serves_the_rows_it_fails_afterwards(topic, consented, settings,
+                                                                                 fake_provider, run_on_commit):
+    """The interleaving that lost rows: a send task claims a batch (rows `sending`) and calls the
+    provider, which is down; the broadcast is paused (error rate) and resumed (provider back) while
+    the calls are still out; only then does the task record its transient failures with retries
+    used up. The resume's re-queue of failed+retryable rows has already run, so those rows must be
+    re-queued by the record itself, and the broadcast must not complete without them."""
+    settings.BROADCAST_MAX_ATTEMPTS = 1
+    contacts, broadcast = _launched(topic, 3, consented)
+    claims = _claim_all(broadcast)                                 # 1. task claims: rows `sending`
+    services.broadcast_pause(broadcast=broadcast)                  # 2. paused while calls are out
+    services.broadcast_resume(broadcast=broadcast)                 # 3. resumed before they return
+    recorded = sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=_outage(claims))  # 4.
+    assert recorded.failed == 0 and recorded.retried == 3 and recorded.retry_in is not None
+    rows = Delivery.objects.filter(broadcast=broadcast)
+    assert {(d.status, d.retryable) for d in rows} == {(DeliveryStatus.QUEUED, False)}
+    assert all(d.not_before is not None and d.error_code == "20500" for d in rows)  # Retry-After still honoured
+    assert not services.broadcast_finish_if_done(broadcast_id=broadcast.pk)  # pending re-send: not completed
+    broadcast = _serve_the_rest(broadcast, fake_provider, run_on_commit)
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    assert sorted(m.to for m in fake_provider.sent) == sorted(c.phone for c in contacts)  # each once
+    assert set(rows.values_list("status", flat=True)) == {DeliveryStatus.SENT}
+
+
+def test_resume_while_a_batch_is_in_flight_never_resends_what_may_have_left(topic, consented, settings,
+                                                                             fake_provider, run_on_commit):
+    """Same interleaving, but some calls may have reached the provider (read timeout, crash in the
+    client) or were refused for good: those stay `unknown` / failed, never sent again."""
+    settings.BROADCAST_MAX_ATTEMPTS = 1
+    contacts, broadcast = _launched(topic, 3, consented)
+    claims = _claim_all(broadcast)
+    services.broadcast_pause(broadcast=broadcast)
+    services.broadcast_resume(broadcast=broadcast)
+    outcomes = [sending.Outcome("unknown", code="timeout"), sending.Outcome("failed", code="21408"),
+                sending.Outcome("retry", code="20500")]
+    recorded = sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=outcomes)
+    assert (recorded.unknown, recorded.failed, recorded.retried) == (1, 1, 1)
+    broadcast = _serve_the_rest(broadcast, fake_provider, run_on_commit)
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    assert [m.to for m in fake_provider.sent] == [claims[2].message.to]
+    by_id = {d.pk: d for d in Delivery.objects.filter(broadcast=broadcast)}
+    assert [by_id[c.delivery_id].status for c in claims] == [
+        DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED, DeliveryStatus.SENT]
+    assert not by_id[claims[1].delivery_id].retryable
+
+
+def test_failures_recorded_while_paused_wait_for_the_resume(topic, consented, settings, fake_provider, run_on_commit):
+    """The other order: the failures land while the broadcast is paused; the resume re-queues them."""
+    settings.BROADCAST_MAX_ATTEMPTS = 1
+    contacts, broadcast = _launched(topic, 3, consented)
+    claims = _claim_all(broadcast)
+    services.broadcast_pause(broadcast=broadcast)
+    recorded = sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=_outage(claims))
+    assert recorded.failed == 3
+    rows = Delivery.objects.filter(broadcast=broadcast)
+    assert {(d.status, d.retryable) for d in rows} == {(DeliveryStatus.FAILED, True)}
+    with run_on_commit():
+        services.broadcast_resume(broadcast=broadcast)
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    assert sorted(m.to for m in fake_provider.sent) == sorted(c.phone for c in contacts)
+
+
+def test_retries_used_up_without_a_resume_fail_the_row(topic, consented, settings, fake_provider):
+    """No resume since the claim: retries used up means failed (retryable by a later resume), not
+    an endless re-queue, so that the error rate can pause the broadcast."""
+    settings.BROADCAST_MAX_ATTEMPTS = 1
+    contacts, broadcast = _launched(topic, 3, consented)
+    claims = _claim_all(broadcast)
+    recorded = sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=_outage(claims))
+    assert recorded.failed == 3 and recorded.retried == 0
+    assert {(d.status, d.retryable) for d in Delivery.objects.filter(broadcast=broadcast)} == {
+        (DeliveryStatus.FAILED, True)}
