@@ -97,8 +97,13 @@ class Broadcast(models.Model):
 class Delivery(models.Model):
     """One broadcast to one contact: the claim before the provider call, then its outcome."""
 
-    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="deliveries")
-    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # No foreign-key constraints in the database on this high-volume table: fan-out inserts a
+    # broadcast's rows from a query that joins the contacts (which are never deleted, only erased)
+    # under the broadcast's row lock, so every id exists by construction, and the per-row checks
+    # PostgreSQL would run at commit cost a third of fan-out time (5.8 of 14 s for 500,000 rows).
+    # Django still cascades and protects as declared.
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False)
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Not to be sent before (deferral, retry, local time).")
     attempts = models.PositiveSmallIntegerField(default=0)
