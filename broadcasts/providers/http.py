@@ -1,36 +1,42 @@
-"""HTTP plumbing shared by the provider clients: keep-alive connections, Retry-After, transport errors.
+"""HTTP plumbing shared by the provider clients: a keep-alive requests.Session per client, Retry-After,
+transport errors.
 
-The clients speak HTTP/1.1 through the standard library's http.client, with a small pool of
-kept-alive connections per client, rather than through `requests` (or urllib3, which requests
-sits on): a broadcast makes one POST per recipient, and each layer above http.client costs CPU
-per call that these calls do not need (requests ~0.5 ms: environment proxy look-ups, cookies,
-hooks; urllib3 ~0.1 ms more than http.client alone). What those layers did that matters is kept:
-keep-alive pooling with a check that a pooled connection was not closed by the server before it is
-reused, certificate verification against certifi's bundle, proxies from the environment (read once,
-when the client is made), and a (connect, read) timeout on every call. Nothing is ever retried or
-redirected here: a retried POST could send twice.
+Each client owns one `requests.Session` with an `HTTPAdapter` whose pool holds as many kept-alive
+connections as the calls it may have in flight (`pool_maxsize`), `max_retries=0` and no redirects:
+a retried or redirected POST could send a message twice. TLS is verified against certifi's bundle
+and proxies come from the environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...), both by
+requests' own defaults (`verify=True`, `trust_env=True`). Every call has a (connect, read) timeout.
+
+A broadcast makes one POST per recipient, so the per-call work is kept to what requests must do:
+the request is prepared once per client (URL, fixed headers, auth) and only the body changes per
+call, and the environment settings are resolved once per client with requests' own
+`Session.merge_environment_settings` (the "prepared requests" pattern of requests' documentation)
+rather than on every call.
 """
 
 from __future__ import annotations
 
-import base64
 import email.utils
-import http.client
 import json
 import math
 import os
-import select
-import socket
 import ssl
 import threading
-import urllib.request
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import urlencode
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 from .base import TransientProviderError
 
-USER_AGENT = "consent-manager/1"
+try:
+    from urllib3.util.ssl_match_hostname import CertificateError as _HostnameMismatch
+except ImportError:  # pragma: no cover - urllib3 without its own hostname matcher
+    _HostnameMismatch = ssl.CertificateError
+
+USER_AGENT = f"consent-manager/1 {requests.utils.default_user_agent()}"  # e.g. "consent-manager/1 python-requests/2.34.2"
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -57,25 +63,65 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, seconds)
 
 
-class TransportError(Exception):
-    """A failed HTTP exchange: `code` says what failed, `unknown` whether the request may have arrived."""
-
-    def __init__(self, code: str, unknown: bool, cause: BaseException):
-        super().__init__(f"{code}: {cause}")
-        self.code = code
-        self.unknown = unknown
+def _reason(exc: requests.RequestException):
+    """The urllib3 error behind a requests exception (requests wraps urllib3's MaxRetryError)."""
+    inner = exc.args[0] if exc.args else None
+    return getattr(inner, "reason", inner)
 
 
-def transport_error(exc: TransportError, provider: str) -> TransientProviderError:
+def _tls_failed_before_sending(exc: requests.exceptions.SSLError) -> bool:
+    """Whether a TLS error happened while the connection was being set up (nothing sent yet).
+
+    A certificate the bundle does not trust, or a name that does not match, can only come from the
+    handshake; so can any error raised by the handshake itself. A TLS error while the reply was
+    being read (a bad record, an abrupt EOF) comes after the request left.
+    """
+    error = _reason(exc)
+    while error is not None:
+        if isinstance(error, (ssl.SSLCertVerificationError, _HostnameMismatch)):
+            return True
+        if isinstance(error, ssl.SSLError):
+            tb = error.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_code.co_name == "do_handshake":
+                    return True
+                tb = tb.tb_next
+            return False
+        error = error.args[0] if getattr(error, "args", None) and isinstance(error.args[0], BaseException) else None
+    return False
+
+
+def transport_error(exc: requests.RequestException, provider: str) -> TransientProviderError:
     """A TransientProviderError for a failed HTTP exchange, marking whether the request may have arrived.
 
-    A connect timeout or a refused connection never reached the provider: retrying is safe.
-    A read timeout or a connection dropped mid-response may have been accepted by the provider,
-    so the error carries `outcome_unknown = True`; a caller that must never send twice
-    (DESIGN rule 8) should mark such a delivery `unknown` rather than resend it.
+    Failures before the request left are safe to retry: a refused connection or failed DNS look-up,
+    a connect timeout, a TLS handshake failure (untrusted certificate...), a proxy that would not
+    connect us. Failures after it left may have been accepted by the provider: a read timeout, a
+    connection reset or dropped mid-response. Those carry `outcome_unknown = True`; a caller that
+    must never send twice (DESIGN rule 8) marks such a delivery `unknown` rather than resending it.
     """
-    error = TransientProviderError(f"{provider}: {exc}", code=exc.code)
-    error.outcome_unknown = exc.unknown
+    reason = _reason(exc)
+    if isinstance(exc, requests.ConnectTimeout):
+        code, unknown = "connect_timeout", False
+    elif isinstance(exc, requests.Timeout):
+        code, unknown = "read_timeout", True
+    elif isinstance(exc, requests.exceptions.ProxyError):
+        # urllib3 raises ProxyError only while reaching the proxy or setting up the tunnel.
+        code, unknown = "proxy_error", False
+    elif isinstance(exc, requests.exceptions.SSLError):
+        code, unknown = ("tls_error", False) if _tls_failed_before_sending(exc) else ("connection_error", True)
+    elif isinstance(exc, requests.ConnectionError) and isinstance(reason, urllib3.exceptions.NewConnectionError):
+        # Refused, unreachable, DNS failure (NameResolutionError subclasses NewConnectionError).
+        code, unknown = "connection_refused", False
+    elif isinstance(exc, requests.ConnectionError):
+        # Reset, remote disconnect, a broken reply: the request may have arrived. urllib3 never
+        # sends on a kept-alive connection the server closed while it sat in the pool (it checks
+        # before reusing it), so this is not the ordinary idle-timeout race.
+        code, unknown = "connection_error", True
+    else:
+        code, unknown = "request_error", True
+    error = TransientProviderError(f"{provider}: {code}: {exc}", code=code)
+    error.outcome_unknown = unknown
     return error
 
 
@@ -99,171 +145,85 @@ def per_process(key: tuple, factory):
         return instance
 
 
-def _ssl_context() -> ssl.SSLContext:
+def shared_pool_size() -> int:
+    """Connections to keep alive in a process-wide client: the broadcast send concurrency."""
     try:
-        import certifi
-    except ImportError:  # pragma: no cover - certifi is pinned in requirements.txt
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())
+        from broadcasts.conf import setting
+
+        return max(1, int(setting("BROADCAST_SEND_CONCURRENCY")))
+    except Exception:  # settings not configured (a script): requests' default pool
+        return 10
 
 
-def _proxy_for(url: str) -> str | None:
-    """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) names for `url`, as requests would pick it."""
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+def new_session(pool_maxsize: int = 10) -> requests.Session:
+    """A keep-alive session that never retries by itself (a retried POST could send twice).
+
+    `pool_maxsize` is how many connections are kept alive: make it at least the number of calls
+    the session may have in flight at once, or the surplus connections are closed after each call
+    and the next calls reconnect. Verification (certifi) and environment proxies stay requests'
+    defaults.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, int(pool_maxsize)), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """Whether a kept-alive connection was closed (or spoke out of turn) while it sat in the pool."""
-    sock = conn.sock
-    if sock is None:
-        return True
+def json_object(response: requests.Response) -> dict:
+    """The reply's JSON object, or {} when the body is not one (providers' error pages are HTML)."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-@dataclass
-class Reply:
-    """What came back: status, reason, headers (case-insensitive `get`) and the raw body."""
-
-    status: int
-    reason: str
-    headers: object
-    data: bytes
-
-    def json_object(self) -> dict:
-        """The reply's JSON object, or {} when the body is not one (providers' error pages are HTML)."""
-        try:
-            payload = json.loads(self.data)
-        except ValueError:
-            return {}
-        return payload if isinstance(payload, dict) else {}
+        payload = json.loads(response.content)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 class HttpClient:
-    """Keep-alive HTTP/1.1 connections (at most `pool_maxsize` kept idle) to one provider endpoint (`url`).
+    """POSTs to one provider endpoint (`url`) through a keep-alive `requests.Session`.
 
-    Thread-safe: a connection is used by one thread at a time, the idle list is locked. Not to be
-    shared across a fork: create it after the worker process starts (get_provider() does).
+    Threads: the session may be shared by the threads of one process. Each call only reads the
+    session's fixed state (headers, auth, adapters, all set here) and sends a request of its own;
+    the adapter's urllib3 pool hands each thread a connection of its own under a lock, and requests
+    sessions are used this way in practice for plain POSTs. Size `pool_maxsize` to the number of
+    threads sharing it. (The broadcast sender goes further and gives each of its threads a client
+    of its own, see broadcasts/sending.py `_provider`.) Not to be shared across a fork: create it
+    after the worker process starts (get_provider() does).
     """
 
-    def __init__(self, url: str, *, timeout, headers: dict[str, str] | None = None, pool_maxsize: int = 10):
+    def __init__(self, url: str, *, timeout, headers: dict[str, str] | None = None, auth=None, pool_maxsize: int = 10):
         self.url = url
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port or (443 if self.https else 80)
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if isinstance(timeout, (tuple, list)):
             connect, read = timeout
         else:
             connect = read = timeout
-        self.connect_timeout, self.read_timeout = float(connect), float(read)
-        self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+        self.timeout = (float(connect), float(read))
         self.pool_maxsize = max(1, int(pool_maxsize))
-        self._context = _ssl_context() if self.https else None
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self.connections_made = 0
-        self.proxy = None
-        self._target = self.path
-        proxy = _proxy_for(url)
-        if proxy:
-            proxy_parts = urlsplit(proxy)
-            self.proxy = (proxy_parts.hostname, proxy_parts.port or 80)  # spoken to in plain HTTP, as requests does
-            self._proxy_headers = {}
-            if proxy_parts.username:
-                credentials = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
-                self._proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
-            if not self.https:  # plain HTTP through a proxy: the request line names the whole URL
-                self._target = url
-                self.headers.update(self._proxy_headers)
+        self.session = new_session(self.pool_maxsize)
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})})
+        if auth is not None:
+            self.session.auth = auth
+        # Proxies, verify and cert as requests would pick them for this URL on every call
+        # (trust_env: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, ...), looked up once per client.
+        self.send_options = self.session.merge_environment_settings(url, {}, None, None, None)
+        # URL, session headers and auth, prepared once; each call copies it and adds its body.
+        self._prepared = self.session.prepare_request(requests.Request("POST", url))
 
-    def _new_connection(self) -> http.client.HTTPConnection:
-        if self.proxy is None:
-            if self.https:
-                return http.client.HTTPSConnection(self.host, self.port, timeout=self.connect_timeout, context=self._context)
-            return http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
-        proxy_host, proxy_port = self.proxy
-        if self.https:  # a CONNECT tunnel through the proxy, then TLS with the provider inside it
-            conn = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=self.connect_timeout, context=self._context)
-            conn.set_tunnel(self.host, self.port, headers=self._proxy_headers)
-            return conn
-        return http.client.HTTPConnection(proxy_host, proxy_port, timeout=self.connect_timeout)
-
-    def _checkout(self) -> http.client.HTTPConnection:
-        while True:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = self._new_connection()
-                try:
-                    conn.connect()
-                except TimeoutError as exc:
-                    conn.close()
-                    raise TransportError("connect_timeout", False, exc) from exc
-                except (ConnectionRefusedError, socket.gaierror) as exc:
-                    conn.close()
-                    raise TransportError("connection_refused", False, exc) from exc
-                except (OSError, http.client.HTTPException) as exc:  # unreachable, TLS or proxy refusal: nothing sent
-                    conn.close()
-                    raise TransportError("connect_error", False, exc) from exc
-                self.connections_made += 1
-                conn.sock.settimeout(self.read_timeout)
-                return conn
-            if not _dropped(conn):
-                return conn
-            conn.close()  # the server closed it while it sat idle: never send on it
-
-    def _checkin(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self.pool_maxsize:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def post(self, body: bytes, content_type: str, *, provider: str) -> Reply:
+    def post(self, body: bytes, content_type: str, *, provider: str) -> requests.Response:
         """POST once (never retried, never redirected); a transport failure becomes the TransientProviderError it means."""
-        headers = dict(self.headers)
-        headers["Content-Type"] = content_type
+        prepared = self._prepared.copy()
+        prepared.headers["Content-Type"] = content_type
+        prepared.prepare_body(body, None)  # bytes as they are, Content-Length set
         try:
-            conn = self._checkout()
-            try:
-                conn.request("POST", self._target, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-            except TimeoutError as exc:
-                conn.close()
-                raise TransportError("read_timeout", True, exc) from exc
-            except (OSError, http.client.HTTPException) as exc:
-                # Reset, remote disconnect, broken reply: the request may have arrived. Never resend.
-                conn.close()
-                raise TransportError("connection_error", True, exc) from exc
-        except TransportError as exc:
+            return self.session.send(prepared, timeout=self.timeout, allow_redirects=False, **self.send_options)
+        except requests.RequestException as exc:
             raise transport_error(exc, provider) from exc
-        if response.will_close:
-            conn.close()
-        else:
-            self._checkin(conn)
-        return Reply(response.status, response.reason or "", response.headers, data)
 
-    def post_form(self, form: dict[str, str], *, provider: str) -> Reply:
+    def post_form(self, form: dict[str, str], *, provider: str) -> requests.Response:
         return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded", provider=provider)
 
-    def post_json(self, payload, *, provider: str) -> Reply:
+    def post_json(self, payload, *, provider: str) -> requests.Response:
         return self.post(json.dumps(payload, separators=(",", ":")).encode(), "application/json", provider=provider)
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self.session.close()

@@ -19,7 +19,7 @@ that the delivery-status webhook can classify `ErrorCode` the same way as a sync
 
 from __future__ import annotations
 
-import base64
+import requests
 
 from .base import (
     InvalidRecipientError,
@@ -31,7 +31,7 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
-from .http import HttpClient, Reply, parse_retry_after, per_process
+from .http import HttpClient, json_object, parse_retry_after, per_process, shared_pool_size
 
 DEFAULT_API_BASE = "https://api.twilio.com"
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -66,9 +66,10 @@ def is_invalid_recipient_code(code) -> bool:
 class TwilioProvider(Provider):
     """Sends SMS through Twilio's Messages.json endpoint.
 
-    One HttpClient (up to `pool_maxsize` kept-alive connections) per instance. It may be
-    shared between the threads of one worker process (the pool is locked), but not across a fork:
-    create the provider after the worker process starts (get_provider() does), not at import.
+    One HttpClient (a keep-alive requests.Session keeping up to `pool_maxsize` connections) per
+    instance. It may be shared between the threads of one worker process (see HttpClient), but not
+    across a fork: create the provider after the worker process starts (get_provider() does), not
+    at import.
     """
 
     name = "twilio"
@@ -93,9 +94,7 @@ class TwilioProvider(Provider):
         self.api_base = api_base.rstrip("/")
         self.timeout = timeout
         self.url = f"{self.api_base}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode("ascii")
-        self.client = HttpClient(self.url, timeout=timeout, headers={"Authorization": f"Basic {credentials}"},
-                                 pool_maxsize=pool_maxsize)
+        self.client = HttpClient(self.url, timeout=timeout, auth=(account_sid, auth_token), pool_maxsize=pool_maxsize)
 
     @classmethod
     def from_settings(cls, *, shared: bool = True, pool_maxsize: int = 10) -> TwilioProvider:
@@ -116,7 +115,10 @@ class TwilioProvider(Provider):
         )
         if not shared:
             return cls(**options, pool_maxsize=pool_maxsize)
-        return per_process((cls, *sorted(options.items())), lambda: cls(**options))
+        # The shared instance may serve every thread of the process at once: keep as many
+        # connections alive as the sender runs calls concurrently.
+        pool_maxsize = max(pool_maxsize, shared_pool_size())
+        return per_process((cls, *sorted(options.items())), lambda: cls(**options, pool_maxsize=pool_maxsize))
 
     def form_for(self, message: OutgoingMessage) -> dict[str, str]:
         form = {"To": message.to, "Body": message.body}
@@ -132,10 +134,10 @@ class TwilioProvider(Provider):
     def send(self, message: OutgoingMessage) -> SendResult:
         return self.result_from_response(self.client.post_form(self.form_for(message), provider="twilio"))
 
-    def result_from_response(self, response: Reply) -> SendResult:
+    def result_from_response(self, response: requests.Response) -> SendResult:
         """A SendResult for a 2xx reply; otherwise raise the ProviderError the reply means."""
-        status = response.status
-        payload = response.json_object()
+        status = response.status_code
+        payload = json_object(response)
 
         if 200 <= status < 300:
             sid = payload.get("sid")

@@ -20,6 +20,8 @@ Opt-outs and undeliverable numbers mostly arrive later on the status webhook; us
 
 from __future__ import annotations
 
+import requests
+
 from .base import (
     InvalidRecipientError,
     OutgoingMessage,
@@ -30,7 +32,7 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
-from .http import HttpClient, Reply, parse_retry_after, per_process
+from .http import HttpClient, json_object, parse_retry_after, per_process, shared_pool_size
 
 DEFAULT_API_BASE = "https://graph.facebook.com/v23.0"
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -72,7 +74,7 @@ def template_payload(template: dict) -> dict:
 class WhatsAppCloudProvider(Provider):
     """Sends WhatsApp messages through the Cloud API: templates for broadcasts, text for replies.
 
-    One keep-alive HttpClient per instance; the same threading caveats as TwilioProvider
+    One HttpClient (a keep-alive requests.Session) per instance; the same threading caveats as TwilioProvider
     (fine within one worker process, create it after fork).
     """
 
@@ -108,7 +110,10 @@ class WhatsAppCloudProvider(Provider):
         )
         if not shared:
             return cls(**options, pool_maxsize=pool_maxsize)
-        return per_process((cls, *sorted(options.items())), lambda: cls(**options))
+        # The shared instance may serve every thread of the process at once: keep as many
+        # connections alive as the sender runs calls concurrently.
+        pool_maxsize = max(pool_maxsize, shared_pool_size())
+        return per_process((cls, *sorted(options.items())), lambda: cls(**options, pool_maxsize=pool_maxsize))
 
     def payload_for(self, message: OutgoingMessage) -> dict:
         payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": recipient_id(message.to)}
@@ -123,10 +128,10 @@ class WhatsAppCloudProvider(Provider):
     def send(self, message: OutgoingMessage) -> SendResult:
         return self.result_from_response(self.client.post_json(self.payload_for(message), provider="whatsapp"))
 
-    def result_from_response(self, response: Reply) -> SendResult:
+    def result_from_response(self, response: requests.Response) -> SendResult:
         """A SendResult for a reply carrying a message id; otherwise raise the ProviderError it means."""
-        status = response.status
-        payload = response.json_object()
+        status = response.status_code
+        payload = json_object(response)
 
         if 200 <= status < 300:
             messages = payload.get("messages")

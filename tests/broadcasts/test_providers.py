@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
+import urllib3
 
 from broadcasts.providers import (
     InvalidRecipientError,
@@ -190,7 +191,7 @@ def test_twilio_maps_replies_to_provider_errors(canned, status, body, headers, e
 
 
 def _connect_times_out(*args, **kwargs):
-    raise socket.timeout("timed out")
+    raise socket.timeout("timed out")  # what a TCP connect that never completes raises
 
 
 @pytest.mark.parametrize(
@@ -206,7 +207,8 @@ def test_transport_failures_are_transient_and_say_whether_the_request_may_have_a
         canned, monkeypatch, failure, code, outcome_unknown, provider, message):
     client = provider(canned, timeout=(0.5, 0.3))
     if failure == "connect_timeout":
-        monkeypatch.setattr(socket, "create_connection", _connect_times_out)
+        # urllib3 opens its sockets through its own create_connection (looked up at call time).
+        monkeypatch.setattr(urllib3.util.connection, "create_connection", _connect_times_out)
     elif failure == "read_timeout":
         canned.reply(201, json={"sid": "SM1"}, hang=0.6)
     else:
@@ -255,7 +257,6 @@ def test_twilio_keeps_one_connection_across_sends(canned):
 
     assert [provider.send(SMS).provider_message_id for _ in range(2)] == ["SM1", "SM2"]
     assert len({request["client"] for request in canned.requests}) == 1  # one TCP connection, kept alive
-    assert provider.client.connections_made == 1
 
 
 def test_a_pooled_connection_the_server_closed_is_not_used(canned):
@@ -268,7 +269,8 @@ def test_a_pooled_connection_the_server_closed_is_not_used(canned):
     canned.reply(201, json={"sid": "SM2"})
 
     assert provider.send(SMS).provider_message_id == "SM2"
-    assert provider.client.connections_made == 2 and len(canned.requests) == 2
+    assert len(canned.requests) == 2  # SM2 was sent once, on a new connection
+    assert len({request["client"] for request in canned.requests}) == 2
 
 
 # -- WhatsApp Cloud ----------------------------------------------------------------------------
@@ -401,6 +403,47 @@ def test_refused_connection_is_safe_to_retry():
     assert (raised.value.code, raised.value.outcome_unknown) == ("connection_refused", False)
 
 
+def _self_signed_certificate(tmp_path):
+    """A certificate for 127.0.0.1 that no CA bundle trusts (cert file, key file)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+def test_an_untrusted_certificate_fails_before_anything_is_sent(canned, tmp_path):
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*_self_signed_certificate(tmp_path))
+    canned.server.socket = context.wrap_socket(canned.server.socket, server_side=True)
+    provider = TwilioProvider("AC1", "t", from_number="+1555", api_base=canned.url.replace("http:", "https:"),
+                              timeout=(1, 1))
+
+    with pytest.raises(TransientProviderError) as raised:
+        provider.send(SMS)
+
+    assert (raised.value.code, raised.value.outcome_unknown) == ("tls_error", False)
+    assert canned.requests == []  # the handshake failed: nothing was sent
+
+
 def test_twilio_round_trip_through_the_stand_in(use_stand_in):
     use_stand_in.configure(faults=[{"kind": "429", "count": 1, "retry_after": "2"}], recipients={"+15550000001": "opted_out"})
     assert isinstance(get_provider("sms"), TwilioProvider)
@@ -453,7 +496,36 @@ def test_proxies_come_from_the_environment_once_per_client(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "graph.test")
     proxied = HttpClient("https://api.twilio.test/2010-04-01/Accounts/AC1/Messages.json", timeout=(1, 1))
     direct = HttpClient("https://graph.test/v23.0/1/messages", timeout=(1, 1))
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed.internal:3128")
 
-    assert proxied.proxy == ("proxy.internal", 3128) and proxied.host == "api.twilio.test"
-    assert direct.proxy is None and direct.host == "graph.test" and direct.path == "/v23.0/1/messages"
-    assert (proxied.connect_timeout, proxied.read_timeout) == (1.0, 1.0)
+    assert proxied.send_options["proxies"].get("https") == "http://proxy.internal:3128"
+    assert "https" not in direct.send_options["proxies"]
+    # Certificates are verified: against certifi's bundle, or REQUESTS_CA_BUNDLE when the environment names one.
+    assert proxied.send_options["verify"] not in (False, None, "") and direct.send_options["verify"] not in (False, None, "")
+    assert (proxied.timeout, direct.timeout) == ((1.0, 1.0), (1.0, 1.0))
+
+
+def test_an_unreachable_proxy_is_safe_to_retry(monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    provider = TwilioProvider("AC1", "t", from_number="+1555", api_base="https://api.twilio.test", timeout=(1, 1))
+
+    with pytest.raises(TransientProviderError) as raised:
+        provider.send(SMS)
+
+    assert (raised.value.code, raised.value.outcome_unknown) == ("proxy_error", False)
+
+
+def test_the_shared_client_keeps_as_many_connections_as_the_send_concurrency(settings):
+    settings.WHATSAPP_ACCESS_TOKEN, settings.WHATSAPP_PHONE_NUMBER_ID = "wa", "44"
+    settings.BROADCAST_SEND_CONCURRENCY = 48
+
+    shared = WhatsAppCloudProvider.from_settings()
+    adapter = shared.client.session.get_adapter(shared.url)
+
+    assert adapter._pool_maxsize == 48 and adapter.max_retries.total == 0
+    assert shared.client.session.trust_env is True
