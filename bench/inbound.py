@@ -1,7 +1,7 @@
 """Inbound webhook benchmark: signed Twilio YES and STOP webhooks against gunicorn on PostgreSQL.
 
     .venv/bin/python bench/inbound.py [--contacts 2000] [--concurrency 16] [--duplicates 0.1]
-                                      [--workers 3] [--threads 4] [--database-url postgres://...]
+                                      [--workers 4] [--threads 2] [--database-url postgres://...]
 
 What it does:
 1. Creates a fresh PostgreSQL database (default `bench_inbound` on 127.0.0.1:5432), migrates it,
@@ -262,8 +262,8 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duplicates", type=float, default=0.1, help="fraction of webhooks delivered twice")
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread keeps connections alive)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_inbound")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
