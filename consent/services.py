@@ -272,16 +272,13 @@ def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None
                   now: datetime) -> list[Consent]:
     """Make pending consents locked by `optin_pending_lock` (same transaction) active, and record it."""
     _require_transaction()
-    by_ttl: dict = {}
     for consent in consents:
         ttl = consent.topic.consent_ttl_days
         consent.status = ConsentStatus.ACTIVE
         consent.confirmed_at = now
         consent.expires_at = now + timedelta(days=ttl) if ttl else None
         consent.source = source
-        by_ttl.setdefault(ttl, []).append(consent)
-    for group in by_ttl.values():
-        rows.update(group, ["status", "confirmed_at", "expires_at", "source", "updated_at"])
+    rows.update(consents, ["status", "confirmed_at", "expires_at", "source", "updated_at"])  # one UPDATE per lifetime
     for consent in consents:
         event_append(kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
                      source=source, actor=actor, text=consent.text, evidence=evidence, occurred_at=now)

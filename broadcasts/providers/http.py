@@ -205,14 +205,14 @@ class HttpClient:
             self.session.auth = auth
         # Proxies, verify and cert as requests would pick them for this URL on every call
         # (trust_env: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, ...), looked up once per client.
-        self.send_options = self.session.merge_environment_settings(url, {}, None, None, None)
+        merged = self.session.merge_environment_settings(url, {}, None, None, None)
+        self.send_options = {name: merged[name] for name in ("verify", "cert", "proxies")}
         # URL, session headers and auth, prepared once; each call copies it and adds its body.
         self._prepared = self.session.prepare_request(requests.Request("POST", url))
         # Calls go straight to the session's transport adapter (requests' documented Transport
         # Adapter API): Session.send would only add cookie and redirect handling these POSTs never
         # use, at about 80 us per call, a tenth of a broadcast message's cost.
         self._adapter = self.session.get_adapter(url)
-        self._adapter_options = {name: self.send_options.get(name) for name in ("verify", "cert", "proxies")}
 
     def post(self, body: bytes, content_type: str, *, provider: str) -> requests.Response:
         """POST once (never retried, never redirected); a transport failure becomes the TransientProviderError it means."""
@@ -220,7 +220,7 @@ class HttpClient:
         prepared.headers["Content-Type"] = content_type
         prepared.prepare_body(body, None)  # bytes as they are, Content-Length set
         try:
-            response = self._adapter.send(prepared, stream=False, timeout=self.timeout, **self._adapter_options)
+            response = self._adapter.send(prepared, stream=False, timeout=self.timeout, **self.send_options)
             response.content  # read the whole reply now, so that the connection goes back to the pool
         except requests.RequestException as exc:
             raise transport_error(exc, provider) from exc
