@@ -30,19 +30,27 @@ def canonical_json(payload: dict) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def parse_private_key(text: str) -> Ed25519PrivateKey:
-    """An Ed25519 private key from PEM (newlines may be written as \\n) or base64 raw bytes."""
+def _parse_key(text: str, *, load_pem, from_raw, kind: type, invalid: str, wrong_kind: str):
+    """An Ed25519 key of `kind` from PEM (newlines may be written as \\n) or base64 raw bytes."""
     text = text.strip()
     try:
         if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_private_key(text.replace("\\n", "\n").encode(), password=None)
+            key = load_pem(text.replace("\\n", "\n").encode())
         else:
-            key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(text, validate=True))
+            key = from_raw(base64.b64decode(text, validate=True))
     except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"AUDIT_SIGNING_KEY is not an Ed25519 private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ImproperlyConfigured("AUDIT_SIGNING_KEY must be an Ed25519 private key.")
+        raise ImproperlyConfigured(f"{invalid}: {exc}") from None
+    if not isinstance(key, kind):
+        raise ImproperlyConfigured(wrong_kind)
     return key
+
+
+def parse_private_key(text: str) -> Ed25519PrivateKey:
+    """An Ed25519 private key from PEM (newlines may be written as \\n) or base64 raw bytes."""
+    return _parse_key(text, load_pem=lambda pem: serialization.load_pem_private_key(pem, password=None),
+                      from_raw=Ed25519PrivateKey.from_private_bytes, kind=Ed25519PrivateKey,
+                      invalid="AUDIT_SIGNING_KEY is not an Ed25519 private key",
+                      wrong_kind="AUDIT_SIGNING_KEY must be an Ed25519 private key.")
 
 
 def _load_or_create_key_file(path) -> Ed25519PrivateKey:
@@ -92,17 +100,10 @@ def key_id(key: Ed25519PublicKey | None = None) -> str:
 
 
 def _parse_public_key(text: str) -> Ed25519PublicKey:
-    text = text.strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(text.replace("\\n", "\n").encode())
-        else:
-            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"AUDIT_PREVIOUS_PUBLIC_KEYS holds something that is not a public key: {exc}") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ImproperlyConfigured("AUDIT_PREVIOUS_PUBLIC_KEYS must hold Ed25519 public keys.")
-    return key
+    return _parse_key(text, load_pem=serialization.load_pem_public_key, from_raw=Ed25519PublicKey.from_public_bytes,
+                      kind=Ed25519PublicKey,
+                      invalid="AUDIT_PREVIOUS_PUBLIC_KEYS holds something that is not a public key",
+                      wrong_kind="AUDIT_PREVIOUS_PUBLIC_KEYS must hold Ed25519 public keys.")
 
 
 @lru_cache(maxsize=4)
