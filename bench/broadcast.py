@@ -258,16 +258,9 @@ class Workers:
         peaks = self.peak_mb()
         self.sample_cpu()
         self._stop.set()
-        for process in self.processes:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for process in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        from bench.processes import stop_process_groups
+
+        stop_process_groups(self.processes)
         return peaks
 
     def rss_profile_mb(self) -> dict:

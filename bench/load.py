@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import random
-import signal
 import socket
 import statistics
 import subprocess
@@ -166,18 +165,9 @@ class Processes:
         return process
 
     def stop_all(self):
-        for process in reversed(self.started):
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        for process in self.started:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        from bench.processes import stop_process_groups
+
+        stop_process_groups(list(reversed(self.started)))
 
 
 def wait_http(port, path="/healthz/", timeout=30.0):
