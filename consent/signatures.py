@@ -45,14 +45,19 @@ def _values(params: Any, name: str) -> list[str]:
     return [params[name]]
 
 
-def twilio_signing_string(url: str, params: Mapping[str, Any] | None) -> str:
-    """The exact text Twilio signs: the URL, then name+value of every parameter in sorted order."""
-    parts = [url]
+def _signed_params(params: Mapping[str, Any] | None) -> str:
+    """The parameters' part of the signed text: name+value of every parameter in sorted order."""
+    parts = []
     if params:
         for name in sorted(set(params)):
             for value in sorted(set(_values(params, name))):
                 parts.append(name + value)
     return "".join(parts)
+
+
+def twilio_signing_string(url: str, params: Mapping[str, Any] | None) -> str:
+    """The exact text Twilio signs: the URL, then name+value of every parameter in sorted order."""
+    return url + _signed_params(params)
 
 
 def twilio_algorithm(signature_settings_header: str | None) -> str:
@@ -69,7 +74,11 @@ def twilio_signature(auth_token: str, url: str, params: Mapping[str, Any] | None
     hash_function = _TWILIO_HASHES.get((algorithm or HMAC_SHA1).upper())
     if hash_function is None:
         raise ValueError(f"Unsupported Twilio signature algorithm {algorithm!r}; use {HMAC_SHA1} or {HMAC_SHA256}.")
-    digest = hmac.new(auth_token.encode("utf-8"), twilio_signing_string(url, params).encode("utf-8"), hash_function).digest()
+    return _sign(auth_token, url + _signed_params(params), hash_function)
+
+
+def _sign(auth_token: str, text: str, hash_function) -> str:
+    digest = hmac.new(auth_token.encode("utf-8"), text.encode("utf-8"), hash_function).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
@@ -115,7 +124,10 @@ def verify_twilio_signature(
             if params:
                 return False  # a raw body is only signed through bodySHA256
             params = {}
-        matches = [_same(twilio_signature(auth_token, variant, params, algorithm=algorithm), signature) for variant in _url_variants(url)]
+        signed_params = _signed_params(params)  # the same for every URL variant
+        hash_function = _TWILIO_HASHES[algorithm]
+        matches = [_same(_sign(auth_token, variant + signed_params, hash_function), signature)
+                   for variant in _url_variants(url)]
     except (ValueError, TypeError, UnicodeError):  # a bad port, a value that is no text, ...
         return False
     return body_ok and any(matches)
