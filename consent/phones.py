@@ -1,6 +1,7 @@
 """Phone numbers: parse to E.164 and derive country and time zones (pure, no ORM)."""
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
@@ -25,6 +26,13 @@ def parse_phone(text: str, *, default_region: str | None = None) -> ParsedPhone:
     """Parse `text` into E.164, or raise InvalidPhoneNumber with a reason a person can act on."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidPhoneNumber("Enter a phone number.")
+    return _parse(text, default_region)
+
+
+# Parsing and validating against the numbering plan is the costliest step of an inbound webhook,
+# and the same senders write again (JOIN then YES, STOP): valid results are kept (a few MB at most).
+@lru_cache(maxsize=20_000)
+def _parse(text: str, default_region: str | None) -> ParsedPhone:
     raw = text.strip()
     if len(raw) > 32:
         raise InvalidPhoneNumber("This is too long to be a phone number.")
