@@ -23,7 +23,7 @@ from django.utils import timezone
 from . import keywords as kw
 from . import rows
 from . import selectors, services
-from .messaging import message_queue
+from .messaging import messages_store, outbound
 from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic
 from .phones import InvalidPhoneNumber, parse_phone
 from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate
@@ -148,8 +148,7 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         return InboundResult("ignored", reason="sender is not a phone number")
     # Keywords are stored apart from customer care, so the care queue holds only what needs a person.
     intent, topics = _intent_of(message)
-    # First write of the transaction; a duplicate aborts it before anything else happens.
-    stored = rows.insert(Message(
+    inbound = Message(
         contact=contact,
         channel=message.channel,
         direction=Message.Direction.INBOUND,
@@ -158,7 +157,38 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         status=Message.Status.RECEIVED,
         provider_message_id=message.provider_message_id,
         status_at=message.received_at or now,
-    ))
+    )
+    result = InboundResult("applied", intent=intent, message=inbound)
+    topic = topics.get(intent.topic_keyword.upper()) if intent.topic_keyword else None
+    channel = message.channel
+    # Twilio's Advanced Opt-Out already answered STOP and HELP itself: do not answer twice.
+    provider_answered = message.provider_opt_out in {"STOP", "HELP"}
+    may_message = intent.is_keyword and _may_message(contact)
+
+    def reply(kind, body, reply_topic=None, *, with_inbound=False):
+        """Queue a reply; with_inbound stores it in one statement with the inbound message."""
+        if may_message and body:
+            out = outbound(contact=contact, channel=channel, kind=kind, body=body, topic=reply_topic)
+            result.replies.append(messages_store([inbound, out] if with_inbound else [out])[-1])
+            return result.replies[-1]
+        if with_inbound:
+            messages_store([inbound])
+        return None
+
+    # The inbound message is the first write of the transaction: a redelivery (the unique provider
+    # message id) aborts it before any change. The replies to STOP and YES, the bulk of the traffic,
+    # are known before the consent change and are stored with it; anything else follows it.
+    pending = None
+    if intent.kind == kw.STOP and not provider_answered:
+        reply(Message.Kind.STOP_REPLY, reply_text("stop_topic", topics=topic.name) if topic else reply_text("stop_all"),
+              topic, with_inbound=True)
+    elif intent.kind == kw.CONFIRM:
+        # Lock what will be confirmed first, so that the reply names exactly that. (For a redelivery
+        # that waits on the first copy's locks, nothing is pending any more, and its insert then fails.)
+        pending = services.optin_pending_lock(contact=contact, channel=channel, now=now)
+        reply(*_confirm_reply([c.topic for c in pending]), with_inbound=True)
+    else:
+        messages_store([inbound])
 
     if message.channel == Channel.WHATSAPP:
         # The person's own message opens the 24-hour customer-care window (free-form replies).
@@ -166,35 +196,18 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         Contact.objects.filter(pk=contact.pk).exclude(whatsapp_window_until__gte=until).update(whatsapp_window_until=until)
         contact.refresh_from_db(fields=["whatsapp_window_until"])
 
-    result = InboundResult("applied", intent=intent, message=stored)
     if not intent.is_keyword:
         return result  # customer care: stored, no consent change, no automatic reply
 
-    topic = topics.get(intent.topic_keyword.upper()) if intent.topic_keyword else None
-    channel = message.channel
     source = _source_for(channel)
     evidence = {
-        "inbound_message_id": stored.pk,
+        "inbound_message_id": inbound.pk,
         "provider_message_id": message.provider_message_id,
         "inbound_text": (message.payload or message.text)[:320] if message.kind != "text" else message.text[:320],
         "provider": provider,
     }
-    # Twilio's Advanced Opt-Out already answered STOP and HELP itself: do not answer twice.
-    provider_answered = message.provider_opt_out in {"STOP", "HELP"}
-    # Replies are queued *before* the consent change where their text allows: the change appends
-    # to the ledger, whose lock is held until commit, so nothing else should follow it.
-    may_message = _may_message(contact)
-
-    def reply(kind, body, reply_topic=None):
-        if may_message and body:
-            result.replies.append(message_queue(contact=contact, channel=channel, kind=kind, body=body, topic=reply_topic))
-            return result.replies[-1]
-        return None
 
     if intent.kind == kw.STOP:
-        if not provider_answered:
-            reply(Message.Kind.STOP_REPLY, reply_text("stop_topic", topics=topic.name) if topic else reply_text("stop_all"),
-                  topic)
         result.consents = services.consent_revoke(contact=contact, channel=channel, source=source, topic=topic,
                                                   reason="keyword", evidence=evidence, now=now)
     elif intent.kind in (kw.START, kw.JOIN):
@@ -213,13 +226,10 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
                 optin = services.optin_request(phone=contact.phone, topic=target, channel=channel, source=source,
                                                evidence=evidence, now=now)
             except ValidationError as exc:  # suppressed or erased: no prompt, no reply
-                logger.info("inbound %s: no opt-in for %s: %s", stored.pk, target.slug, exc)
+                logger.info("inbound %s: no opt-in for %s: %s", inbound.pk, target.slug, exc)
                 continue
             result.consents.append(optin.consent)
     elif intent.kind == kw.CONFIRM:
-        # Lock what will be confirmed first, so that the reply names exactly that.
-        pending = services.optin_pending_lock(contact=contact, channel=channel, now=now)
-        reply(*_confirm_reply([c.topic for c in pending]))
         result.consents = services.optin_confirm(consents=pending, source=source, evidence=evidence, now=now)
     elif intent.kind == kw.HELP and not provider_answered:
         help_topics = [topic] if topic else _help_topics(contact, channel)

@@ -62,17 +62,31 @@ def prompt_for(*, contact: Contact, topic: Topic, channel: str, token: str, now:
     return text, None
 
 
-def message_queue(*, contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None,
-                  template: dict | None = None) -> Message:
+def outbound(*, contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None,
+             template: dict | None = None) -> Message:
+    """An outbound message, not stored yet: `messages_store` stores and sends it."""
+    return Message(contact=contact, channel=channel, direction=Message.Direction.OUTBOUND, kind=kind, topic=topic,
+                   body=body, template=template, status=Message.Status.QUEUED)
+
+
+def message_queue(**fields) -> Message:
     """Store an outbound message and send it once the surrounding transaction commits."""
-    message = rows.insert(Message(contact=contact, channel=channel, direction=Message.Direction.OUTBOUND,
-                                  kind=kind, topic=topic, body=body, template=template, status=Message.Status.QUEUED))
+    return messages_store([outbound(**fields)])[0]
+
+
+def messages_store(messages: list[Message]) -> list[Message]:
+    """Store messages in one statement; the outbound ones are sent once the surrounding transaction commits."""
     from .tasks import message_deliver_task
 
-    # robust: a broker outage must not turn an applied change into an error; the upkeep
-    # job hands messages still queued later to the broker again.
-    transaction.on_commit(lambda: message_deliver_task.delay(message.pk), robust=True)
-    return message
+    stored = rows.insert_many(messages)
+    for message in stored:
+        if message.direction == Message.Direction.OUTBOUND:
+            # robust: a broker outage must not turn an applied change into an error; the upkeep
+            # job hands messages still queued later to the broker again. That is also why the publish
+            # does not retry (kombu's retry wrapper costs more than the publish on every webhook).
+            transaction.on_commit(lambda pk=message.pk: message_deliver_task.apply_async((pk,), retry=False),
+                                  robust=True)
+    return stored
 
 
 def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:

@@ -25,25 +25,30 @@ def _quoted(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _insert_statement(model: type[Model]) -> tuple[str, tuple]:
-    key = ("insert", connection.vendor, model)
+def _insert_statement(model: type[Model], rows: int = 1) -> tuple[str, tuple]:
+    key = ("insert", connection.vendor, model, rows)
     statement = _STATEMENTS.get(key)
     if statement is None:
         meta = model._meta
         fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
+        row = f"({', '.join(['%s'] * len(fields))})"
         statement = (
             f"INSERT INTO {_quoted(meta.db_table)} ({', '.join(_quoted(f.column) for f in fields)}) "
-            f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {_quoted(meta.pk.column)}",
+            f"VALUES {', '.join([row] * rows)} RETURNING {_quoted(meta.pk.column)}",
             fields,
         )
         _STATEMENTS[key] = statement
     return statement
 
 
+def _prepared(instance: Model, fields: tuple) -> list:
+    return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+
+
 def insert_values(instance: Model) -> tuple[str, list]:
     """The INSERT … RETURNING pk statement for a new row, and its parameters (auto fields filled in)."""
     sql, fields = _insert_statement(type(instance))
-    return sql, [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    return sql, _prepared(instance, fields)
 
 
 def inserted(instance: Model, pk) -> Model:
@@ -60,6 +65,21 @@ def insert(instance: Model) -> Model:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return inserted(instance, cursor.fetchone()[0])
+
+
+def insert_many(instances: Sequence[Model]) -> list[Model]:
+    """INSERT new rows of one model in one statement, in order, and return them saved.
+
+    If any row is refused (a unique constraint), none is written. The keys come from one
+    sequence (or rowid) in VALUES order, so sorted keys are matched to the rows in order,
+    whatever order RETURNING lists them in.
+    """
+    sql, fields = _insert_statement(type(instances[0]), len(instances))
+    params = [value for instance in instances for value in _prepared(instance, fields)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        keys = sorted(row[0] for row in cursor.fetchall())
+    return [inserted(instance, pk) for instance, pk in zip(instances, keys, strict=True)]
 
 
 def _update_statement(model: type[Model], names: tuple[str, ...]) -> tuple[str, tuple]:

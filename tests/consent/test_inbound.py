@@ -242,10 +242,10 @@ def test_yes_reply_is_queued_before_the_ledger_append(topic, monkeypatch):
     order = []
     real_append = ledger.event_append
     monkeypatch.setattr(services, "event_append", lambda **kw: order.append("append") or real_append(**kw))
-    real_queue = inbound.message_queue
-    monkeypatch.setattr(inbound, "message_queue", lambda **kw: order.append("reply") or real_queue(**kw))
+    real_store = inbound.messages_store
+    monkeypatch.setattr(inbound, "messages_store", lambda messages: order.append(len(messages)) or real_store(messages))
     receive("YES")
-    assert order == ["reply", "append"]
+    assert order == [2, "append"]  # the inbound message and its reply, then the change
 
 
 def test_stop_reply_is_queued_before_the_ledger_append(topic, monkeypatch):
@@ -260,16 +260,37 @@ def test_stop_reply_is_queued_before_the_ledger_append(topic, monkeypatch):
         order.append("append")
         return real_append(**kwargs)
 
-    real_queue = inbound.message_queue
+    real_store = inbound.messages_store
 
-    def queue(**kwargs):
-        order.append("reply")
-        return real_queue(**kwargs)
+    def store(messages):
+        order.append([m.kind for m in messages])
+        return real_store(messages)
 
     monkeypatch.setattr(services, "event_append", append)
-    monkeypatch.setattr(inbound, "message_queue", queue)
+    monkeypatch.setattr(inbound, "messages_store", store)
     receive("STOP")
-    assert order == ["reply", "append"]
+    assert order == [[Message.Kind.KEYWORD, Message.Kind.STOP_REPLY], "append"]
+
+
+@pytest.mark.parametrize("text", ["STOP", "YES"])
+def test_stop_and_yes_store_the_inbound_message_and_the_reply_in_one_statement(topic, text):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    with CaptureQueriesContext(connection) as captured:
+        result = receive(text)
+    inserts = [q["sql"] for q in captured.captured_queries
+               if q["sql"].startswith(f'INSERT INTO {connection.ops.quote_name(Message._meta.db_table)}')]
+    assert len(inserts) == 1
+    stored = Message.objects.filter(contact=result.message.contact).exclude(kind=Message.Kind.CONFIRMATION_PROMPT)
+    assert sorted(stored.values_list("direction", "kind")) == sorted([
+        (Message.Direction.INBOUND, Message.Kind.KEYWORD),
+        (Message.Direction.OUTBOUND, Message.Kind.STOP_REPLY if text == "STOP" else Message.Kind.CONFIRMED_REPLY),
+    ])
+    assert result.replies[0].pk != result.message.pk and result.message.pk is not None
+    assert Message.objects.get(pk=result.message.pk).direction == Message.Direction.INBOUND
+    assert Message.objects.get(pk=result.replies[0].pk).direction == Message.Direction.OUTBOUND
 
 
 def test_keywords_are_stored_apart_from_the_customer_care_queue(topic):

@@ -78,7 +78,7 @@ def test_broker_down_at_commit_does_not_fail_the_change_and_upkeep_requeues(topi
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(tasks.message_deliver_task, "delay", broker_down)
+    monkeypatch.setattr(tasks.message_deliver_task, "apply_async", broker_down)
     with run_on_commit():
         result = services.optin_request(phone="+14155550123", topic=topic, channel="sms", source=Source.API)
     assert result.consent.status == ConsentStatus.PENDING  # the change stands
