@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 from django.utils import timezone
 
@@ -41,8 +41,15 @@ def _insert_statement(model: type[Model], rows: int = 1) -> tuple[str, tuple]:
     return statement
 
 
+def _database():
+    """The connection itself: the fields' methods read it many times, and each read through the
+    `connection` proxy is a context-local lookup."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def _prepared(instance: Model, fields: tuple) -> list:
-    return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    db = _database()
+    return [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
 
 
 def insert_values(instance: Model) -> tuple[str, list]:
@@ -105,12 +112,13 @@ def update(instances: Sequence[Model], fields: Iterable[str]) -> None:
     model = type(instances[0])
     sql, prepared_fields = _update_statement(model, tuple(fields))
     now = timezone.now()
+    db = _database()
     groups: dict[tuple, list] = {}
     for instance in instances:
         for field in prepared_fields:
             if getattr(field, "auto_now", False):
                 setattr(instance, field.attname, now)  # one instant for the whole call, as a queryset update
-        values = tuple(f.get_db_prep_save(getattr(instance, f.attname), connection) for f in prepared_fields)
+        values = tuple(f.get_db_prep_save(getattr(instance, f.attname), db) for f in prepared_fields)
         groups.setdefault(_hashable(values), [values, []])[1].append(instance.pk)
     with connection.cursor() as cursor:
         for values, pks in groups.values():
@@ -155,7 +163,8 @@ def fetch(sql: str, params: Sequence, models: Sequence[type[Model]]) -> list[tup
     Columns selected after the models' come back as they are, after the instances in each tuple.
     """
     layouts = [(model, *_readers(model)) for model in models]
-    with connection.cursor() as cursor:
+    db = _database()
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     out = []
@@ -166,7 +175,7 @@ def fetch(sql: str, params: Sequence, models: Sequence[type[Model]]) -> list[tup
             start += len(names)
             for index, (column, functions) in enumerate(converters):
                 for function in functions:
-                    values[index] = function(values[index], column, connection)
-            instances.append(model.from_db(connection.alias, names, values))
+                    values[index] = function(values[index], column, db)
+            instances.append(model.from_db(db.alias, names, values))
         out.append((*instances, *row[start:]))
     return out
