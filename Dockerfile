@@ -8,4 +8,4 @@ RUN DJANGO_SETTINGS_MODULE=config.settings.local python manage.py collectstatic 
 RUN useradd --system --home /app consent && mkdir -p /app/data && chown consent /app/data
 USER consent
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "30"]
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "4", "--threads", "2", "--timeout", "30"]
