@@ -44,6 +44,10 @@ HANDED_OVER_STATUSES = (
     DeliveryStatus.READ,
     DeliveryStatus.UNKNOWN,
 )
+# A handed-over row whose outcome the send has not recorded yet (`unknown`: upkeep's guess after a
+# crash). Only these may take the send's own outcome, or be found by our reference on a status
+# callback that comes before that outcome.
+AWAITING_OUTCOME = (DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
 
 
 class SkipReason(models.TextChoices):

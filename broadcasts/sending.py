@@ -12,7 +12,9 @@ For one contact-id range of a broadcast, repeatedly:
 3. **Record** each outcome (one transaction): `sent` with the provider id; `failed` with the
    code (opt-outs revoke consent, invalid numbers are suppressed: rule 10); transient errors
    go back to `queued` with a `not_before` honouring Retry-After; a reply that may have been
-   accepted (read timeout, dropped connection) is `unknown`.
+   accepted (read timeout, dropped connection) is `unknown`. A status callback may come before
+   this (found through our reference, `delivery-<pk>`, on the message): what it recorded stays,
+   a `delivered` is not moved back to `sent` nor its provider id replaced.
 
 Never twice (rule 8): only rows in an open status are claimed, and a row leaves `sending` only
 to a final status or, for a transient error that proves the provider did not take the message,
@@ -38,10 +40,20 @@ from django.utils import timezone
 
 from consent.models import Channel, Contact, Source
 from consent.selectors import audience_consents
+from consent.webhooks.references import DELIVERY, twilio_status_callback
 
 from . import content, quiet_hours, throttle
 from .conf import setting
-from .models import HANDED_OVER_STATUSES, OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
+from .models import (
+    AWAITING_OUTCOME,
+    HANDED_OVER_STATUSES,
+    OPEN_STATUSES,
+    Broadcast,
+    BroadcastStatus,
+    Delivery,
+    DeliveryStatus,
+    SkipReason,
+)
 from .providers import (
     InvalidRecipientError,
     OutgoingMessage,
@@ -65,7 +77,7 @@ def outgoing_for(*, broadcast: Broadcast, phone: str, country: str, attributes: 
                                template=content.render_template(broadcast.template or {}, values), reference=reference)
     return OutgoingMessage(
         to=phone, channel=broadcast.channel, body=content.render(broadcast.body, values), reference=reference,
-        status_callback=f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/status/",
+        status_callback=twilio_status_callback(reference),
     )
 
 
@@ -393,7 +405,7 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
             batch.claims.append(Claim(
                 delivery_id=pk, contact_id=contact.pk, attempts=attempts + 1,
                 message=outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
-                                     attributes=contact.attributes, reference=f"delivery-{pk}"),
+                                     attributes=contact.attributes, reference=f"{DELIVERY}-{pk}"),
             ))
     return batch
 
@@ -458,6 +470,7 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
     with transaction.atomic():
         resumed = used_up and _resumed_since_claim(broadcast)
         sent = []
+        feedback = []  # (claim, outcome) whose error acts on consent, after every row is written
         for claim, outcome in zip(claims, outcomes):
             if outcome.kind == "sent":
                 sent.append((claim.delivery_id, outcome.provider_message_id[:128]))
@@ -480,17 +493,36 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
                 # never took the message, so resuming the broadcast may try it again.
                 fields.update(status=DeliveryStatus.FAILED, retryable=outcome.kind == "retry")
                 recorded.failed += 1
-            Delivery.objects.filter(pk=claim.delivery_id).update(**fields)
+            Delivery.objects.filter(pk=claim.delivery_id, status__in=AWAITING_OUTCOME).update(**fields)
+            if outcome.kind in ("opted_out", "invalid"):
+                feedback.append((claim, outcome))
+        if sent:
+            _mark_sent(sent, now)
+            recorded.sent = len(sent)
+        # Consent changes come last, as the ledger wants (its head row is locked until commit), and
+        # after the delivery rows, in the order a status callback takes the same locks.
+        for claim, outcome in feedback:
             evidence = {"provider_error_code": outcome.code, "broadcast_id": broadcast.pk, "delivery_id": claim.delivery_id}
             if outcome.kind == "opted_out":
                 consent_revoke(contact=claim.contact, channel=broadcast.channel, source=Source.PROVIDER,
                                reason="provider reports opt-out", evidence=evidence, now=now)
-            elif outcome.kind == "invalid":
+            else:
                 contact_suppress(contact=claim.contact, reason="invalid_number", source=Source.PROVIDER, evidence=evidence)
-        if sent:
-            _mark_sent(sent, now)
-            recorded.sent = len(sent)
     return recorded
+
+
+# Any status of a claimed row but AWAITING_OUTCOME was recorded by a status callback that came first
+# (through our reference on the message): newer news, which the send's own outcome must not move back.
+_AWAITING_SQL = ", ".join(f"'{status}'" for status in AWAITING_OUTCOME)  # constants, not input
+# `sent` only where no callback moved the row on; the provider id only where none is recorded (a
+# callback that came first recorded the same one). Every right-hand side reads the row as it was.
+_SENT_SET = (
+    f"status = CASE WHEN {{t}}status IN ({_AWAITING_SQL}) THEN %s ELSE {{t}}status END, "
+    f"status_at = CASE WHEN {{t}}status IN ({_AWAITING_SQL}) THEN %s ELSE {{t}}status_at END, "
+    f"error_code = CASE WHEN {{t}}status IN ({_AWAITING_SQL}) THEN '' ELSE {{t}}error_code END, "
+    f"error_message = CASE WHEN {{t}}status IN ({_AWAITING_SQL}) THEN '' ELSE {{t}}error_message END, "
+    f"sent_at = %s, provider_message_id = COALESCE({{t}}provider_message_id, {{pid}})"
+)
 
 
 def _mark_sent(rows: list[tuple[int, str]], now: datetime) -> None:
@@ -501,15 +533,14 @@ def _mark_sent(rows: list[tuple[int, str]], now: datetime) -> None:
         params = [DeliveryStatus.SENT, now, now]
         for pk, provider_id in rows:
             params += [pk, provider_id]
-        sql = (f"UPDATE {table} AS d SET status = %s, sent_at = %s, status_at = %s, provider_message_id = v.pid, "
-               f"error_code = '', error_message = '' FROM (VALUES {values}) AS v(id, pid) WHERE d.id = v.id")
+        sql = (f"UPDATE {table} AS d SET {_SENT_SET.format(t='d.', pid='v.pid')} "
+               f"FROM (VALUES {values}) AS v(id, pid) WHERE d.id = v.id")
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
         return
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {table} SET status = %s, sent_at = %s, status_at = %s, provider_message_id = %s, "
-            f"error_code = '', error_message = '' WHERE id = %s",
+            f"UPDATE {table} SET {_SENT_SET.format(t='', pid='%s')} WHERE id = %s",
             [(DeliveryStatus.SENT, now, now, provider_id, pk) for pk, provider_id in rows],
         )
 

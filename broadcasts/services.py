@@ -15,10 +15,12 @@ from django.utils import timezone
 
 from consent.models import Channel, Topic
 from consent.selectors import audience_consents, contact_get_by_phone, contact_may_receive_promotion
+from consent.webhooks import references
+from consent.webhooks.signals import OutboundRecord
 
 from . import content
 from .conf import setting
-from .models import OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from .models import AWAITING_OUTCOME, OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
 from .selectors import attribute_names_seen
 
 logger = logging.getLogger(__name__)
@@ -456,6 +458,48 @@ def delivery_status_update(*, channel: str, provider_message_id: str, status: st
         fields += ["error_code", "error_message"]
     delivery.save(update_fields=fields)
     return delivery
+
+
+def delivery_match_status(*, update) -> Delivery | None:
+    """The broadcast delivery a provider status update is about, row-locked, or None.
+
+    By the provider's message id; else by our reference on the callback (`delivery-<pk>`) when the
+    callback came before the send recorded the provider's answer: that delivery must have been
+    handed over on the update's channel with no provider id recorded yet and, on SMS, to the
+    callback's number. The provider id is then recorded on it, so that the send's own recording
+    and later callbacks agree. A reference to a delivery with another provider id is ignored.
+    """
+    rows = Delivery.objects.select_for_update(of=("self",)).select_related("contact")
+    by_id = rows.filter(provider_message_id=update.provider_message_id, broadcast__channel=update.channel)
+    delivery = by_id.first()
+    reference = getattr(update, "reference", None)
+    if delivery is not None or reference is None or reference.kind != references.DELIVERY:
+        return delivery
+    candidate = (Delivery.objects.select_related("contact")
+                 .filter(pk=reference.pk, broadcast__channel=update.channel).first())
+    if candidate is None or candidate.provider_message_id:
+        logger.info("status %s: reference %s ignored (no such delivery, or it has another provider id)",
+                    update.provider_message_id, reference)
+        return None
+    if not references.recipient_may_be(channel=update.channel, recipient=update.recipient, phone=candidate.contact.phone):
+        logger.warning("status %s: reference %s ignored: sent to another number", update.provider_message_id, reference)
+        return None
+    # Conditional, so that of two copies of the callback racing here only one claims the row; the
+    # other finds it by the provider id below, once the first has committed.
+    Delivery.objects.filter(pk=candidate.pk, provider_message_id__isnull=True, status__in=AWAITING_OUTCOME).update(
+        provider_message_id=update.provider_message_id)
+    return by_id.first()
+
+
+def provider_status_match_receiver(sender, update=None, **kwargs) -> OutboundRecord | None:
+    """consent.webhooks.signals.provider_status_match → the delivery's contact and when it was handed over."""
+    if update is None:
+        return None
+    delivery = delivery_match_status(update=update)
+    if delivery is None:
+        return None
+    return OutboundRecord(contact=delivery.contact, sent_at=delivery.sent_at or delivery.claimed_at,
+                          evidence={"broadcast_id": delivery.broadcast_id, "delivery_id": delivery.pk})
 
 
 def provider_status_receiver(sender, update=None, message=None, **kwargs) -> None:

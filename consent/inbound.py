@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import keywords as kw
@@ -26,8 +27,9 @@ from . import selectors, services
 from .messaging import messages_store, outbound
 from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic
 from .phones import InvalidPhoneNumber, parse_phone
+from .webhooks import references
 from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate
-from .webhooks.signals import provider_status_received
+from .webhooks.signals import OutboundRecord, provider_status_match, provider_status_received
 
 logger = logging.getLogger(__name__)
 
@@ -262,9 +264,7 @@ def _help_topics(contact: Contact, channel: str) -> list[Topic]:
 # --- delivery statuses and provider opt-outs ------------------------------------------------
 
 
-def _contact_for(update: StatusUpdate, message: Message | None) -> Contact | None:
-    if message is not None:
-        return message.contact
+def _contact_by_number(update: StatusUpdate) -> Contact | None:
     if not update.recipient:
         return None
     try:
@@ -274,21 +274,59 @@ def _contact_for(update: StatusUpdate, message: Message | None) -> Contact | Non
     return selectors.contact_get_by_phone(e164)
 
 
+def _message_for(update: StatusUpdate) -> Message | None:
+    """Our transactional message the update is about: by the provider's id, else by our reference.
+
+    A reference only claims a message that has no provider id yet (the callback came before the
+    provider's API answer was recorded): the provider id is recorded on it here, so that the
+    sender's recording and later callbacks agree. A reference to a message with another provider
+    id, on another channel or, on SMS, sent to another number, is ignored.
+    """
+    by_id = Message.objects.select_related("contact").filter(
+        channel=update.channel, provider_message_id=update.provider_message_id)
+    message = by_id.first()
+    reference = update.reference
+    if message is not None or reference is None or reference.kind != references.MESSAGE:
+        return message
+    candidate = (Message.objects.select_related("contact")
+                 .filter(pk=reference.pk, channel=update.channel, direction=Message.Direction.OUTBOUND).first())
+    if candidate is None or candidate.provider_message_id:
+        logger.info("status %s: reference %s ignored (no such message, or it has another provider id)",
+                    update.provider_message_id, reference)
+        return None
+    if not references.recipient_may_be(channel=update.channel, recipient=update.recipient, phone=candidate.contact.phone):
+        logger.warning("status %s: reference %s ignored: sent to another number", update.provider_message_id, reference)
+        return None
+    # Conditional, so that of two copies of the callback racing here only one claims it; the
+    # other finds it by the provider id below, once the first has committed.
+    Message.objects.filter(Q(provider_message_id__isnull=True) | Q(provider_message_id=""), pk=candidate.pk,
+                           status__in=Message.AWAITING_OUTCOME).update(provider_message_id=update.provider_message_id)
+    return by_id.first()
+
+
+def _outbound_record_for(update: StatusUpdate, provider: str) -> OutboundRecord | None:
+    """What another app (broadcast deliveries) says the update is about, if it owns that message."""
+    for _receiver, record in provider_status_match.send(sender=provider, update=update):
+        if isinstance(record, OutboundRecord):
+            return record
+    return None
+
+
 @transaction.atomic
 def provider_status_apply(*, update: StatusUpdate, provider: str, now: datetime | None = None) -> dict:
     """Apply a delivery status: move our message forward, honour opt-out and invalid-number errors.
 
-    Idempotent: a status only moves a message forward, and revoking or suppressing twice
-    changes nothing the second time. Receivers of `provider_status_received` (broadcast
-    deliveries) run in this transaction and must be idempotent too.
+    The message is found by the provider's message id, or by our own reference on the callback
+    when the callback came before the provider id was recorded; an opt-out then acts on the
+    message's own contact. Idempotent: a status only moves a message forward, and revoking or
+    suppressing twice changes nothing the second time. Receivers of `provider_status_match` and
+    `provider_status_received` (broadcast deliveries) run in this transaction and must be
+    idempotent too.
     """
     now = now or timezone.now()
     summary = {"message_updated": False, "revoked": 0, "suppressed": False}
-    message = (
-        Message.objects.select_related("contact")
-        .filter(channel=update.channel, provider_message_id=update.provider_message_id)
-        .first()
-    )
+    message = _message_for(update)
+    record = _outbound_record_for(update, provider) if message is None else None
     new_status = _UPDATE_TO_MESSAGE_STATUS.get(update.status)
     if message is not None and new_status is not None:
         changes = {"status": new_status, "status_at": update.occurred_at or now}
@@ -297,16 +335,21 @@ def provider_status_apply(*, update: StatusUpdate, provider: str, now: datetime 
         summary["message_updated"] = bool(
             Message.objects.filter(pk=message.pk, status__in=_STATUS_FROM[new_status]).update(**changes)
         )
-    contact = _contact_for(update, message)
+    if message is not None:
+        contact, sent_at = message.contact, message.sent_at or message.created_at
+    elif record is not None:
+        contact, sent_at = record.contact, record.sent_at or update.occurred_at or now
+    else:
+        contact, sent_at = _contact_by_number(update), update.occurred_at or now
     if contact is not None and update.error_code:
         evidence = {
             "provider_error_code": update.error_code,
             "provider_message_id": update.provider_message_id,
             "provider": provider,
             "message_id": message.pk if message else None,
+            **(record.evidence if record else {}),
         }
         if update.is_opt_out:
-            sent_at = (message.sent_at or message.created_at) if message else (update.occurred_at or now)
             summary["revoked"] = len(_revoke_consents_given_before(contact, update.channel, sent_at, evidence, now))
         elif update.is_invalid_number:
             services.contact_suppress(contact=contact, reason="invalid_number", source=Source.PROVIDER,

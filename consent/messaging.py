@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from broadcasts.providers import (
@@ -22,6 +23,7 @@ from broadcasts.providers import (
 
 from . import rows
 from .models import Channel, Contact, EventKind, Message, Source, Topic
+from .webhooks.references import MESSAGE, twilio_status_callback
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +107,14 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
         message.attempts += 1
         message.status_at = timezone.now()
         message.save(update_fields=["status", "attempts", "status_at"])
+    reference = f"{MESSAGE}-{message.pk}"
     outgoing = OutgoingMessage(
         to=contact.phone,
         channel=message.channel,
         body=message.body,
         template=message.template,
-        status_callback=f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/status/" if message.channel == Channel.SMS else "",
-        reference=f"message-{message.pk}",
+        status_callback=twilio_status_callback(reference) if message.channel == Channel.SMS else "",
+        reference=reference,
     )
     try:
         provider = get_provider(message.channel)
@@ -125,16 +128,13 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
         if exc.outcome_unknown:
             return _record_unknown(message, exc)
         status = Message.Status.FAILED if final_attempt else Message.Status.QUEUED
-        Message.objects.filter(pk=message.pk).update(status=status, error_code=exc.code, error_message=str(exc)[:255],
-                                                     status_at=timezone.now())
+        _awaiting_outcome(message).update(status=status, error_code=exc.code, error_message=str(exc)[:255],
+                                       status_at=timezone.now())
         if final_attempt:
             return "failed"
         raise
     with transaction.atomic():
-        Message.objects.filter(pk=message.pk).update(
-            status=Message.Status.SENT, provider_message_id=result.provider_message_id, sent_at=timezone.now(),
-            status_at=timezone.now(), error_code="", error_message="",
-        )
+        _record_sent(message, result.provider_message_id)
         if message.kind == Message.Kind.CONFIRMATION_PROMPT and message.topic_id:
             from .ledger import event_append
 
@@ -148,10 +148,35 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     return "sent"
 
 
+def _awaiting_outcome(message: Message):
+    """The message, unless a status callback already recorded what became of it."""
+    return Message.objects.filter(pk=message.pk, status__in=Message.AWAITING_OUTCOME)
+
+
+def _record_sent(message: Message, provider_message_id: str) -> None:
+    """Record the provider's id and `sent`, without undoing what an earlier status callback recorded.
+
+    A callback that came before this (found through our reference) already recorded the same
+    provider id and may have moved the message further (`delivered`): its status stays. A provider
+    id already recorded is never replaced by another one.
+    """
+    now = timezone.now()
+    same_id = Q(provider_message_id__isnull=True) | Q(provider_message_id="") | Q(provider_message_id=provider_message_id)
+    rows = Message.objects.filter(same_id, pk=message.pk)
+    if rows.filter(status__in=Message.AWAITING_OUTCOME).update(
+        status=Message.Status.SENT, provider_message_id=provider_message_id, sent_at=now, status_at=now,
+        error_code="", error_message="",
+    ):
+        return
+    if not rows.update(provider_message_id=provider_message_id, sent_at=now):
+        logger.warning("message %s: the provider answered %s but a status callback recorded another id; kept that one",
+                       message.pk, provider_message_id)
+
+
 def _record_unknown(message: Message, exc) -> str:
     """The provider may have taken the message (read timeout, unreadable reply): never resend it."""
-    Message.objects.filter(pk=message.pk).update(status=Message.Status.UNKNOWN, error_code=exc.code,
-                                                 error_message=str(exc)[:255], status_at=timezone.now())
+    _awaiting_outcome(message).update(status=Message.Status.UNKNOWN, error_code=exc.code,
+                                   error_message=str(exc)[:255], status_at=timezone.now())
     logger.warning("message %s outcome unknown (%s); not resent", message.pk, exc.code)
     return "unknown"
 
@@ -160,7 +185,7 @@ def _record_permanent_failure(message: Message, exc: PermanentProviderError) -> 
     from .services import consent_revoke, contact_suppress
 
     with transaction.atomic():
-        Message.objects.filter(pk=message.pk).update(
+        _awaiting_outcome(message).update(
             status=Message.Status.FAILED, error_code=exc.code, error_message=str(exc)[:255], status_at=timezone.now()
         )
         evidence = {"provider_error_code": exc.code, "message_id": message.pk}

@@ -221,6 +221,11 @@ class Message(models.Model):
         UNKNOWN = "unknown", "Unknown"
         RECEIVED = "received", "Received"
 
+    # Handed to the provider, outcome not recorded yet (`unknown`: upkeep's guess after a crash). Only
+    # these take the sender's own outcome, or are found by our reference on a status callback that
+    # comes first; any other status was recorded by such a callback: newer news.
+    AWAITING_OUTCOME = (Status.SENDING, Status.UNKNOWN)
+
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     direction = models.CharField(max_length=3, choices=Direction.choices)

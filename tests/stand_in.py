@@ -623,7 +623,8 @@ class StandIn:
             self._record("whatsapp", to, body=text, template=template, sender=phone_number_id, status=status, error_code=code, extra={"type": kind})
             return status, _whatsapp_error(code)
         message_id = "wamid.HBgL" + secrets.token_hex(20).upper()
-        self._record("whatsapp", to, body=text, template=template, sender=phone_number_id, status=200, message_id=message_id, extra={"type": kind})
+        self._record("whatsapp", to, body=text, template=template, sender=phone_number_id, status=200, message_id=message_id,
+                     extra={"type": kind, "callback_data": payload.get("biz_opaque_callback_data", "")})
         reply = {
             "messaging_product": "whatsapp",
             "contacts": [{"input": to, "wa_id": to}],

@@ -16,7 +16,9 @@ class OutgoingMessage:
     body: str = ""
     template: dict | None = None
     status_callback: str = ""  # absolute URL for delivery-status callbacks, where the provider takes one
-    reference: str = ""  # our own id for the message, for logs
+    # Our own id for the message ("message-12", "delivery-34"): in logs, and given to a provider that
+    # returns it in its status callbacks (WhatsApp Cloud's biz_opaque_callback_data).
+    reference: str = ""
 
 
 @dataclass(frozen=True)

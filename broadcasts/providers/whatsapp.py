@@ -39,6 +39,7 @@ DEFAULT_TIMEOUT = (3.05, 10.0)
 
 OPT_OUT_CODES = frozenset({"131050"})
 INVALID_RECIPIENT_CODES = frozenset({"131026"})
+MAX_CALLBACK_DATA_CHARS = 512  # biz_opaque_callback_data
 TRANSIENT_CODES = frozenset({"2", "4", "80007", "130429", "131000", "131016", "131048", "131056"})
 
 
@@ -123,6 +124,10 @@ class WhatsAppCloudProvider(Provider):
         else:
             payload["type"] = "text"
             payload["text"] = {"body": message.body, "preview_url": False}
+        if message.reference:
+            # Meta returns it in the message's status webhooks, which may come before this call's
+            # answer (and so the message id) is recorded: it finds the message meanwhile.
+            payload["biz_opaque_callback_data"] = message.reference[:MAX_CALLBACK_DATA_CHARS]
         return payload
 
     def send(self, message: OutgoingMessage) -> SendResult:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from .references import Reference, parse_reference
+
 SMS = "sms"
 WHATSAPP = "whatsapp"
 
@@ -94,6 +96,10 @@ class StatusUpdate:
     error_message: str = ""
     occurred_at: datetime | None = None
     callback_data: str = ""  # WhatsApp biz_opaque_callback_data we attached when sending
+    # Our own reference for the message, when the callback brought back one of ours (Twilio: `ref`
+    # on the StatusCallback URL; WhatsApp: the callback data): finds a message whose provider id we
+    # have not recorded yet (see consent/webhooks/references.py).
+    reference: Reference | None = None
 
     @property
     def is_opt_out(self) -> bool:
@@ -222,8 +228,8 @@ def parse_twilio_inbound(form: Mapping[str, Any]) -> InboundMessage:
     )
 
 
-def parse_twilio_status(form: Mapping[str, Any]) -> StatusUpdate:
-    """A Twilio status callback form as a StatusUpdate."""
+def parse_twilio_status(form: Mapping[str, Any], *, reference: str = "") -> StatusUpdate:
+    """A Twilio status callback form as a StatusUpdate; `reference` is the callback URL's `ref`, if any."""
     message_id = _message_id(_field(form, "MessageSid") or _field(form, "SmsSid"), "MessageSid")
     raw_status = _text(_field(form, "MessageStatus") or _field(form, "SmsStatus"), 32).strip().lower()
     if not raw_status:
@@ -244,6 +250,7 @@ def parse_twilio_status(form: Mapping[str, Any]) -> StatusUpdate:
         recipient=recipient,
         error_code=error_code,
         error_message=_text(_field(form, "ErrorMessage"), 512),
+        reference=parse_reference(reference),
     )
 
 
@@ -379,6 +386,7 @@ def _whatsapp_status(item: dict) -> StatusUpdate:
         details = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
         error_message = _text(error.get("message") or error.get("title") or details.get("details"), 512)
     recipient = _text(item.get("recipient_id"), 32)
+    callback_data = _text(item.get("biz_opaque_callback_data"), 512)
     return StatusUpdate(
         channel=WHATSAPP,
         provider_message_id=_message_id(item.get("id"), "status id"),
@@ -388,7 +396,8 @@ def _whatsapp_status(item: dict) -> StatusUpdate:
         error_code=error_code,
         error_message=error_message,
         occurred_at=_epoch(item.get("timestamp")),
-        callback_data=_text(item.get("biz_opaque_callback_data"), 512),
+        callback_data=callback_data,
+        reference=parse_reference(callback_data),
     )
 
 

@@ -88,6 +88,19 @@ def _twilio_form(request: HttpRequest):
     return form, None
 
 
+def _callback_reference(request: HttpRequest) -> str:
+    """The `ref` we put on the StatusCallback URL (signed with the rest of the URL), or "".
+
+    Only a single value is taken; whether it names one of our records is the parser's business,
+    and a `ref` that does not is ignored: the callback is applied as if it had none.
+    """
+    try:
+        values = request.GET.getlist("ref")
+    except SuspiciousOperation:  # too many query fields
+        return ""
+    return values[0] if len(values) == 1 else ""
+
+
 def _retry_later(what: str) -> HttpResponse:
     logger.exception("webhook %s could not be applied; the provider will retry", what)
     response = _error(503, "Temporarily unable to process this webhook; retry later.")
@@ -122,7 +135,7 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     if error:
         return error
     try:
-        update = parsers.parse_twilio_status(form)
+        update = parsers.parse_twilio_status(form, reference=_callback_reference(request))
     except parsers.PayloadError as exc:
         return _error(400, f"Not a Twilio status callback: {exc}.")
     try:

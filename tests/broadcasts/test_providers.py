@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -529,3 +530,31 @@ def test_the_shared_client_keeps_as_many_connections_as_the_send_concurrency(set
 
     assert adapter._pool_maxsize == 48 and adapter.max_retries.total == 0
     assert shared.client.session.trust_env is True
+
+
+def test_whatsapp_sends_our_reference_as_callback_data_for_its_status_webhooks(canned):
+    """Meta returns biz_opaque_callback_data in the message's statuses: our reference finds the
+    message when a status comes before this call's answer (with the message id) is recorded."""
+    canned.reply(200, json={"messaging_product": "whatsapp", "messages": [{"id": "wamid.ABC"}]})
+    whatsapp(canned).send(OutgoingMessage(to="+15551234567", channel="whatsapp", template=WA_TEMPLATE.template,
+                                          reference="delivery-456"))
+    [request] = canned.requests
+    assert json.loads(request["body"])["biz_opaque_callback_data"] == "delivery-456"
+
+
+def test_twilio_status_callback_of_a_broadcast_delivery_carries_its_reference(use_stand_in, settings):
+    from broadcasts.sending import outgoing_for
+
+    settings.PUBLIC_BASE_URL = "https://consent.example.com"
+    broadcast = SimpleNamespace(channel="sms", body="Hi", template=None)
+    message = outgoing_for(broadcast=broadcast, phone=SMS.to, country="US", attributes=None, reference="delivery-456")
+    get_provider("sms").send(message)
+    [sent] = use_stand_in.messages(to=SMS.to)
+    assert sent["status_callback"] == "https://consent.example.com/webhooks/twilio/status/?ref=delivery-456"
+
+
+def test_whatsapp_callback_data_reaches_the_stand_in(use_stand_in):
+    get_provider("whatsapp").send(OutgoingMessage(to="+33612345678", channel="whatsapp", template=WA_TEMPLATE.template,
+                                                  reference="delivery-7"))
+    [sent] = use_stand_in.messages(to="33612345678")
+    assert sent["callback_data"] == "delivery-7"

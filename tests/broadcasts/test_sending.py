@@ -600,3 +600,182 @@ def test_retries_used_up_without_a_resume_fail_the_row(topic, consented, setting
     assert recorded.failed == 3 and recorded.retried == 0
     assert {(d.status, d.retryable) for d in Delivery.objects.filter(broadcast=broadcast)} == {
         (DeliveryStatus.FAILED, True)}
+
+
+# --- status callbacks that come before the provider's answer is recorded ----------------------
+
+TWILIO_TOKEN = "test-twilio-auth-token"
+
+
+@pytest.fixture
+def post_status(client, settings):
+    """post_status(url, fixture, **changes): a signed Twilio status callback to the URL we gave Twilio."""
+    from consent.signatures import twilio_signature
+    from tests.consent.webhooks.payloads import twilio_form
+
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+
+    def post(url, fixture, **changes):
+        assert url.startswith(settings.PUBLIC_BASE_URL)
+        form = twilio_form(fixture, **changes)
+        return client.post(url[len(settings.PUBLIC_BASE_URL):], data=form.urlencode(),
+                           content_type="application/x-www-form-urlencoded",
+                           HTTP_X_TWILIO_SIGNATURE=twilio_signature(TWILIO_TOKEN, url, form))
+
+    return post
+
+
+class CallbackFirstProvider(FakeProvider):
+    """Twilio calling back (to the StatusCallback URL we gave) before its API answer is read."""
+
+    def __init__(self, post_status, fixture, **changes):
+        super().__init__()
+        self.post_status, self.fixture, self.changes, self.responses = post_status, fixture, changes, []
+
+    def send(self, message):
+        sid = f"SM{len(self.sent) + 1:032x}"
+        changes = {"To": message.to, **self.changes}
+        self.responses.append(self.post_status(message.status_callback, self.fixture, MessageSid=sid, SmsSid=sid,
+                                               **changes))
+        self.sent.append(message)
+        return SendResult(provider_message_id=sid, status="queued")
+
+
+def test_early_delivered_callbacks_find_their_deliveries_and_the_answers_keep_them(topic, consented, monkeypatch,
+                                                                                   post_status, run_on_commit):
+    contacts = consented(5, topic)
+    provider = CallbackFirstProvider(post_status, "twilio_status_delivered.txt")
+    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    broadcast = run(make(topic), run_on_commit)
+    assert [r.status_code for r in provider.responses] == [204] * 5
+    assert all("?ref=delivery-" in m.status_callback for m in provider.sent)
+    rows = Delivery.objects.filter(broadcast=broadcast).order_by("contact_id")
+    assert [(d.status, d.provider_message_id) for d in rows] == [
+        (DeliveryStatus.DELIVERED, f"SM{i + 1:032x}") for i in range(5)]
+    assert all(d.sent_at is not None for d in rows)
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    stats = broadcast_stats(broadcast=broadcast)
+    assert (stats["delivered"], stats["sent"]) == (5, 0)
+    assert sorted(m.to for m in provider.sent) == sorted(c.phone for c in contacts)
+
+
+def test_early_opt_out_error_revokes_the_deliverys_own_contact(topic, consented, monkeypatch, post_status,
+                                                               run_on_commit):
+    """21610 before the answer, and nothing in the callback but our reference to go by."""
+    from consent.models import ConsentEvent, EventKind
+
+    contacts = consented(3, topic)
+    provider = CallbackFirstProvider(post_status, "twilio_status_failed_21610.txt", To=None)
+    refused = {contacts[1].phone}
+    real_send = provider.send
+
+    def send(message):
+        if message.to in refused:
+            return real_send(message)
+        provider.sent.append(message)
+        return SendResult(provider_message_id=f"SMok{len(provider.sent)}")
+
+    provider.send = send
+    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    broadcast = run(make(topic), run_on_commit)
+    assert [r.status_code for r in provider.responses] == [204]
+    row = Delivery.objects.get(broadcast=broadcast, contact=contacts[1])
+    assert (row.status, row.error_code) == (DeliveryStatus.FAILED, "21610")
+    assert row.provider_message_id.startswith("SM0")
+    consents = {c.contact_id: c for c in Consent.objects.filter(topic=topic, channel="sms")}
+    assert (consents[contacts[1].pk].status, consents[contacts[1].pk].source) == (ConsentStatus.REVOKED, Source.PROVIDER)
+    assert {consents[c.pk].status for c in (contacts[0], contacts[2])} == {ConsentStatus.ACTIVE}
+    event = ConsentEvent.objects.get(kind=EventKind.REVOKED)
+    assert (event.evidence["delivery_id"], event.evidence["broadcast_id"]) == (row.pk, broadcast.pk)
+    stats = broadcast_stats(broadcast=broadcast)
+    assert (stats["failed"], stats["sent"]) == (1, 2)
+    # Redelivered, now found by the provider id: nothing changes twice.
+    url = provider.sent[1].status_callback
+    response = post_status(url, "twilio_status_failed_21610.txt", MessageSid=row.provider_message_id,
+                           SmsSid=row.provider_message_id, To=None)
+    assert response.status_code == 204
+    assert ConsentEvent.objects.filter(kind=EventKind.REVOKED).count() == 1
+
+
+def test_a_reference_to_a_delivery_with_another_provider_id_changes_nothing(topic, consented, fake_provider,
+                                                                           post_status, run_on_commit, settings):
+    contacts = consented(2, topic)
+    broadcast = run(make(topic), run_on_commit)
+    first = Delivery.objects.filter(broadcast=broadcast).order_by("id").first()
+    before = Delivery.objects.values().get(pk=first.pk)
+    url = f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/status/?ref=delivery-{first.pk}"
+    assert post_status(url, "twilio_status_delivered.txt", To=contacts[0].phone).status_code == 204
+    assert post_status(url, "twilio_status_failed_21610.txt", To=None).status_code == 204
+    assert Delivery.objects.values().get(pk=first.pk) == before
+    assert Consent.objects.get(contact=contacts[0], topic=topic).status == ConsentStatus.ACTIVE
+
+
+def test_references_to_deliveries_that_cannot_be_the_callbacks_are_ignored(topic, consented, post_status, settings):
+    sms_contacts, sms = _launched(topic, 2, consented)
+    queued = Delivery.objects.filter(broadcast=sms).order_by("id").first()  # never handed over
+    consented(1, topic, channel="whatsapp", start=50)
+    whatsapp = make(topic, channel="whatsapp", body="", template={"name": "sale", "language": "en", "components": []})
+    services.broadcast_schedule(broadcast=whatsapp)
+    assert services.broadcast_launch(broadcast_id=whatsapp.pk)
+    assert services.broadcast_fanout(broadcast_id=whatsapp.pk) == 1
+    on_whatsapp = Delivery.objects.get(broadcast=whatsapp)
+    Delivery.objects.filter(pk=on_whatsapp.pk).update(status=DeliveryStatus.SENDING)  # an SMS callback is not about it
+    before = list(Delivery.objects.values().order_by("id"))
+    for ref in (f"delivery-{queued.pk}", f"delivery-{on_whatsapp.pk}", "delivery-abc", "delivery-999999",
+                f"message-{queued.pk}", f"delivery-{queued.pk}&ref=delivery-{on_whatsapp.pk}"):
+        url = f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/status/?ref={ref}"
+        assert post_status(url, "twilio_status_delivered.txt", To=sms_contacts[0].phone).status_code == 204
+    assert list(Delivery.objects.values().order_by("id")) == before
+
+
+def test_a_callback_to_another_number_does_not_claim_the_delivery(topic, consented, post_status):
+    contacts, broadcast = _launched(topic, 2, consented)
+    claims = _claim_all(broadcast)
+    assert post_status(claims[0].message.status_callback, "twilio_status_delivered.txt",
+                       To=contacts[1].phone).status_code == 204
+    row = Delivery.objects.get(pk=claims[0].delivery_id)
+    assert (row.status, row.provider_message_id) == (DeliveryStatus.SENDING, None)
+
+
+@pytest.mark.parametrize("kind", ["unknown", "failed", "retry"])
+def test_the_sends_other_outcomes_do_not_undo_an_early_callback(topic, consented, post_status, kind):
+    """A read timeout (or an error) recorded after the provider took the message and called back."""
+    contacts, broadcast = _launched(topic, 1, consented)
+    [claim] = _claim_all(broadcast)
+    sid = "SM1234567890abcdef1234567890abcdef"
+    assert post_status(claim.message.status_callback, "twilio_status_delivered.txt", To=claim.message.to).status_code == 204
+    sending.record_outcomes(broadcast=broadcast, claims=[claim], outcomes=[sending.Outcome(kind, code="timeout")])
+    row = Delivery.objects.get(pk=claim.delivery_id)
+    assert (row.status, row.provider_message_id, row.error_code) == (DeliveryStatus.DELIVERED, sid, "")
+
+
+def test_the_sends_answer_never_replaces_a_provider_id_recorded_by_a_callback(topic, consented, post_status):
+    contacts, broadcast = _launched(topic, 1, consented)
+    [claim] = _claim_all(broadcast)
+    assert post_status(claim.message.status_callback, "twilio_status_sent.txt", To=claim.message.to).status_code == 204
+    sending.record_outcomes(broadcast=broadcast, claims=[claim],
+                            outcomes=[sending.Outcome("sent", provider_message_id="SManother")])
+    row = Delivery.objects.get(pk=claim.delivery_id)
+    assert (row.status, row.provider_message_id) == (DeliveryStatus.SENT, "SM1234567890abcdef1234567890abcdef")
+    assert row.sent_at is not None
+
+
+def test_outcomes_write_every_row_before_any_consent_change(topic, consented, monkeypatch):
+    """The ledger's head lock is held from the first append to the commit; a status callback locks its
+    delivery row first and the ledger next: the sender takes them in that order too."""
+    from consent import services as consent_services_module
+
+    contacts, broadcast = _launched(topic, 3, consented)
+    claims = _claim_all(broadcast)
+    seen = []
+    real_revoke = consent_services_module.consent_revoke
+
+    def revoke(**kwargs):
+        seen.append(sorted(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)))
+        return real_revoke(**kwargs)
+
+    monkeypatch.setattr(consent_services_module, "consent_revoke", revoke)
+    outcomes = [sending.Outcome("opted_out", code="21610"), sending.Outcome("sent", provider_message_id="SMa"),
+                sending.Outcome("sent", provider_message_id="SMb")]
+    sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=outcomes)
+    assert seen == [[DeliveryStatus.FAILED, DeliveryStatus.SENT, DeliveryStatus.SENT]]

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 
 from consent import inbound, services
-from consent.models import ConsentStatus, Contact, EventKind, Message, Source, Suppression
+from consent.models import Consent, ConsentStatus, Contact, EventKind, Message, Source, Suppression
 from consent.webhooks.parsers import InboundMessage
 
 pytestmark = pytest.mark.django_db
@@ -301,3 +301,104 @@ def test_keywords_are_stored_apart_from_the_customer_care_queue(topic):
     care = Message.objects.filter(direction=Message.Direction.INBOUND, kind=Message.Kind.INBOUND)
     assert sorted(care.values_list("body", flat=True)) == ["Where is my order?", "stop sending me the red one please"]
     assert list(Message.objects.filter(kind=Message.Kind.KEYWORD).values_list("body", flat=True)) == ["STOP"]
+
+
+# --- delivery statuses that come before the provider's answer is recorded --------------------
+
+SID = "SMearly000000000000000000000000001"
+
+
+def handed_over_prompt(topic, phone=PHONE, channel="sms", status=Message.Status.SENDING):
+    """The prompt as the sender leaves it while the provider's API call is out (or after it timed out)."""
+    services.optin_request(phone=phone, topic=topic, channel=channel, source=Source.API, evidence={"ip": "192.0.2.1"})
+    prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT, contact__phone=phone, channel=channel, topic=topic)
+    Message.objects.filter(pk=prompt.pk).update(status=status)
+    prompt.refresh_from_db()
+    return prompt
+
+
+def early(status, message, *, error_code="", recipient="", channel="sms", sid=SID):
+    from consent.webhooks.parsers import StatusUpdate
+    from consent.webhooks.references import Reference
+
+    update = StatusUpdate(channel=channel, provider_message_id=sid, status=status, raw_status=status,
+                          recipient=recipient, error_code=error_code, reference=Reference("message", message.pk))
+    return inbound.provider_status_apply(update=update, provider="twilio")
+
+
+def test_early_opt_out_keeps_consents_given_after_the_message_was_handed_over(topic, news):
+    """Rule 10 through our reference: only consents that existed when the refused message left."""
+    from datetime import datetime, timezone as dt_timezone
+
+    with time_machine.travel(datetime(2026, 3, 2, 10, 0, tzinfo=dt_timezone.utc)):
+        promo = subscribe(topic)
+        prompt = handed_over_prompt(news)
+    with time_machine.travel(datetime(2026, 3, 2, 10, 5, tzinfo=dt_timezone.utc)):
+        later = services.optin_request(phone=PHONE, topic=services.topic_create(
+            slug="later", name="Later", keywords=["LATER"], consent_text="c", confirmation_message="reply YES",
+            help_message="h", consent_ttl_days=None), channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    with time_machine.travel(datetime(2026, 3, 2, 10, 6, tzinfo=dt_timezone.utc)):
+        summary = early("failed", prompt, error_code="21610")
+    assert summary["revoked"] == 2 and summary["message_updated"]
+    statuses = {c.topic.slug: c.status for c in Consent.objects.filter(contact=prompt.contact)}
+    assert statuses == {"promo": ConsentStatus.REVOKED, "news": ConsentStatus.REVOKED, "later": ConsentStatus.PENDING}
+    assert later.consent.pk in Consent.objects.filter(status=ConsentStatus.PENDING).values_list("pk", flat=True)
+    assert promo.contact.events.filter(kind=EventKind.REVOKED, source=Source.PROVIDER,
+                                       evidence__message_id=prompt.pk).count() == 2
+
+
+def test_a_message_whose_outcome_was_lost_learns_it_from_a_callback_with_our_reference(topic):
+    prompt = handed_over_prompt(topic, status=Message.Status.UNKNOWN)  # the API call timed out
+    assert early("delivered", prompt)["message_updated"]
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.DELIVERED, SID)
+
+
+def test_an_early_queued_callback_records_the_provider_id_only(topic):
+    prompt = handed_over_prompt(topic)
+    assert not early("queued", prompt)["message_updated"]
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.SENDING, SID)
+    # The answer then records `sent` with the same id, and later callbacks find it by that id.
+    from consent import messaging
+
+    messaging._record_sent(prompt, SID)
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.SENT, SID)
+
+
+@pytest.mark.parametrize("outcome", ["unknown", "failed", "transient"])
+def test_the_senders_failure_or_unknown_outcome_does_not_undo_an_early_callback(topic, outcome):
+    """A read timeout (or any error) after the provider took the message and called back."""
+    from broadcasts.providers import PermanentProviderError, TransientProviderError
+    from consent import messaging
+
+    prompt = handed_over_prompt(topic)
+    early("delivered", prompt)
+    if outcome == "unknown":
+        messaging._record_unknown(prompt, TransientProviderError("read timeout", code="timeout", outcome_unknown=True))
+    elif outcome == "failed":
+        messaging._record_permanent_failure(prompt, PermanentProviderError("twilio 21612", code="21612"))
+    else:
+        messaging._awaiting_outcome(prompt).update(status=Message.Status.QUEUED, error_code="20500")
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.error_code, prompt.provider_message_id) == (Message.Status.DELIVERED, "", SID)
+
+
+def test_the_senders_answer_never_replaces_a_provider_id_recorded_by_a_callback(topic, caplog):
+    from consent import messaging
+
+    prompt = handed_over_prompt(topic)
+    early("delivered", prompt, sid="SMfromthecallback")
+    messaging._record_sent(prompt, "SMfromtheanswer")
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.DELIVERED, "SMfromthecallback")
+    assert "SMfromtheanswer" in caplog.text
+
+
+def test_whatsapp_reference_on_another_channel_changes_nothing(topic):
+    prompt = handed_over_prompt(topic, channel="whatsapp")
+    summary = early("delivered", prompt, channel="sms")
+    assert not summary["message_updated"]
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.SENDING, None)

@@ -57,6 +57,8 @@ URLS = [
     "http://example.com:80/webhooks/twilio/inbound/",
     "https://example.com:8443/webhooks/twilio/status/?delivery=42&attempt=1",
     "https://example.com/webhooks/twilio/status/?delivery=42",
+    "https://example.com/webhooks/twilio/status/?ref=delivery-456",
+    "https://example.com:443/webhooks/twilio/status/?ref=message-123",
     "https://example.com/webhooks/twilio/status/?a=%C3%A9&b=x%20y",
     "https://ex-ample.co.uk/w/?q=caf%C3%A9#frag",
     "http://127.0.0.1:8000/webhooks/twilio/inbound/",
@@ -258,3 +260,13 @@ def test_whatsapp_without_secret_rejects_everything():
 def test_whatsapp_any_body_roundtrips(body):
     assert verify_whatsapp_signature(SECRET, body, whatsapp_signature(SECRET, body))
     assert not verify_whatsapp_signature(SECRET, body + b"x", whatsapp_signature(SECRET, body))
+
+
+def test_the_reference_on_a_status_callback_url_is_signed():
+    """Our `?ref=` is part of what Twilio signs: changing or dropping it breaks the signature."""
+    url = "https://example.com/webhooks/twilio/status/?ref=delivery-456"
+    status = {"MessageSid": "SM0123456789abcdef0123456789abcdef", "MessageStatus": "delivered", "To": "+14155550100"}
+    signature = RequestValidator(TOKEN).compute_signature(url, status)
+    assert verify_twilio_signature(TOKEN, url, status, signature) is True
+    for other in (url.replace("delivery-456", "delivery-457"), url.split("?")[0], url + "&ref=message-1"):
+        assert verify_twilio_signature(TOKEN, other, status, signature) is reference(TOKEN, other, status, signature) is False

@@ -111,3 +111,63 @@ def test_a_stop_and_a_yes_from_one_person_at_once_both_apply(topic, webhook_sett
     assert consent.status == ConsentStatus.REVOKED
     assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 2
     assert Message.objects.filter(kind__in=[Message.Kind.STOP_REPLY, Message.Kind.HELP_REPLY]).count() == 2
+
+
+def test_early_opt_out_copies_and_the_senders_answer_at_once_apply_once(topic, webhook_settings):
+    """Copies of a status callback that came before the API's answer, racing each other and the
+    sender recording that answer: one claim by our reference, one revocation, and the failure
+    stays (the answer does not move it back to `sent`)."""
+    from django.utils import timezone
+
+    from consent import messaging
+
+    consent = active(topic, "+14155550123", "sms")
+    prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
+    # As the sender leaves it while the API call is out (the test client's send already ran).
+    Message.objects.filter(pk=prompt.pk).update(status=Message.Status.SENDING, status_at=timezone.now(),
+                                                provider_message_id=None, sent_at=None)
+    sid = "SM21610aaaabbbbccccddddeeeeffff0000"  # the recorded fixture's
+    path = f"/webhooks/twilio/status/?ref=message-{prompt.pk}"
+    form = twilio_form("twilio_status_failed_21610.txt")
+    headers = {"HTTP_X_TWILIO_SIGNATURE": twilio_signature(TWILIO_TOKEN, "http://testserver" + path, form)}
+    events_before = ConsentEvent.objects.count()
+    barrier = threading.Barrier(COPIES + 1)
+    errors = []
+
+    def sender_answers():
+        try:
+            barrier.wait(timeout=30)
+            messaging._record_sent(prompt, sid)
+        except Exception as exc:  # reported to the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    responses = [None] * COPIES
+
+    def callback(index):
+        try:
+            client = Client()
+            barrier.wait(timeout=30)
+            responses[index] = client.post(path, data=form.urlencode(), content_type="application/x-www-form-urlencoded",
+                                           **headers)
+        except Exception as exc:  # reported to the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=sender_answers)] + [threading.Thread(target=callback, args=(i,))
+                                                           for i in range(COPIES)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert [r.status_code for r in responses] == [204] * COPIES
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.error_code, prompt.provider_message_id) == (Message.Status.FAILED, "21610", sid)
+    assert prompt.sent_at is not None
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.REVOKED
+    assert ConsentEvent.objects.count() == events_before + 1
+    assert verify_chain().ok

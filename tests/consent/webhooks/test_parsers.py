@@ -18,6 +18,8 @@ from consent.webhooks.parsers import (
     parse_whatsapp_body,
 )
 
+from consent.webhooks.references import Reference
+
 from .payloads import FIXTURES, twilio_form, whatsapp_body, whatsapp_json
 
 # Twilio inbound ---------------------------------------------------------------------------
@@ -207,6 +209,7 @@ def test_whatsapp_statuses(name, status, code, opt_out, invalid):
 def test_whatsapp_status_carries_our_callback_data_and_error_text():
     (sent,) = parse_whatsapp(whatsapp_json("whatsapp_status_sent.json")).statuses
     assert sent.callback_data == "delivery:42"
+    assert sent.reference is None  # not a reference of ours
     (failed,) = parse_whatsapp(whatsapp_json("whatsapp_status_failed_131050.json")).statuses
     assert "stop receiving marketing messages" in failed.error_message
 
@@ -334,3 +337,33 @@ def test_whatsapp_odd_types_never_raise_anything_but_payload_errors(message):
     payload["entry"][0]["changes"][0]["value"]["messages"] = [message]
     batch = parse_whatsapp(payload)
     assert len(batch.messages) + len(batch.ignored) == 1
+
+
+# Our reference on status callbacks ---------------------------------------------------------
+
+
+def test_twilio_status_takes_our_reference_from_the_callback_url():
+    update = parse_twilio_status(twilio_form("twilio_status_delivered.txt"), reference="message-123")
+    assert update.reference == Reference("message", 123)
+    assert parse_twilio_status(twilio_form("twilio_status_delivered.txt")).reference is None
+
+
+@pytest.mark.parametrize("reference", ["garbage", "delivery-abc", "delivery-0", "x" * 5000, "delivery-1\x00"])
+def test_twilio_status_with_a_malformed_reference_is_parsed_without_it(reference):
+    update = parse_twilio_status(twilio_form("twilio_status_delivered.txt"), reference=reference)
+    assert (update.status, update.reference) == ("delivered", None)
+
+
+@pytest.mark.parametrize("callback_data, reference", [
+    ("delivery-42", Reference("delivery", 42)),
+    ("message-7", Reference("message", 7)),
+    ("delivery:42", None),
+    ("", None),
+    ("delivery-abc", None),
+])
+def test_whatsapp_status_takes_our_reference_from_its_callback_data(callback_data, reference):
+    payload = whatsapp_json("whatsapp_status_delivered.json")
+    payload["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"] = callback_data
+    (update,) = parse_whatsapp(payload).statuses
+    assert (update.callback_data, update.reference) == (callback_data, reference)
+

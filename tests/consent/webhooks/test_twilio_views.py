@@ -4,7 +4,9 @@ import pytest
 
 from consent import services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
+from consent.signatures import twilio_signature
 
+from .conftest import TWILIO_TOKEN
 from .payloads import twilio_form
 
 pytestmark = pytest.mark.django_db
@@ -305,3 +307,182 @@ def test_a_content_length_that_is_no_number_is_refused(client, webhook_settings)
     response = client.post(INBOUND, data="Body=STOP", content_type="application/x-www-form-urlencoded",
                            CONTENT_LENGTH="lots", HTTP_X_TWILIO_SIGNATURE="x")
     assert response.status_code == 413
+
+
+# status callbacks that come before the provider's answer is recorded -------------------------
+
+SID = "SM1234567890abcdef1234567890abcdef"  # the MessageSid of the recorded status fixtures
+
+
+def queued_prompt(topic, phone=PHONE):
+    """A confirmation prompt queued for sending (its send task not run)."""
+    services.optin_request(phone=phone, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    return Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT, contact__phone=phone)
+
+
+def handed_over(message):
+    """The message as the sender leaves it while the provider's API call is out: `sending`, no provider id."""
+    from django.utils import timezone
+
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING, status_at=timezone.now())
+    message.refresh_from_db()
+    assert message.provider_message_id is None
+    return message
+
+
+def path_of(url, settings):
+    assert url.startswith(settings.PUBLIC_BASE_URL)
+    return url[len(settings.PUBLIC_BASE_URL):]
+
+
+class CallbackFirst:
+    """A provider whose status callback arrives before its API answer is read (as Twilio's may)."""
+
+    name = "twilio"
+
+    def __init__(self, post, settings, fixture, sid=SID, **changes):
+        self.post, self.settings, self.fixture, self.sid, self.changes = post, settings, fixture, sid, changes
+        self.responses, self.seen = [], []
+
+    def send(self, message):
+        from broadcasts.providers import SendResult
+
+        self.responses.append(self.post(path_of(message.status_callback, self.settings),
+                                        twilio_form(self.fixture, MessageSid=self.sid, SmsSid=self.sid, **self.changes)))
+        self.seen.append(Message.objects.values("status", "provider_message_id").get(contact__phone=message.to,
+                                                                                      direction="out"))
+        return SendResult(provider_message_id=self.sid, status="queued")
+
+
+def test_early_delivered_callback_finds_the_message_by_our_reference_and_the_answer_keeps_it(
+        topic, twilio_post, settings, monkeypatch):
+    from consent import messaging
+
+    prompt = queued_prompt(topic)
+    provider = CallbackFirst(twilio_post, settings, "twilio_status_delivered.txt")
+    monkeypatch.setattr(messaging, "get_provider", lambda channel: provider)
+    assert messaging.message_deliver(message_id=prompt.pk) == "sent"
+    assert [r.status_code for r in provider.responses] == [204]
+    # The callback found the message through ?ref=message-<pk> and recorded the provider id ...
+    assert provider.seen == [{"status": Message.Status.DELIVERED, "provider_message_id": SID}]
+    # ... and recording the API's answer afterwards did not move it back to `sent`.
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.DELIVERED, SID)
+    assert prompt.sent_at is not None
+    assert ConsentEvent.objects.filter(kind=EventKind.CONFIRMATION_SENT).count() == 1
+    # Later callbacks find it by the provider id as usual.
+    twilio_post(STATUS, twilio_form("twilio_status_sent.txt"))
+    prompt.refresh_from_db()
+    assert prompt.status == Message.Status.DELIVERED
+
+
+def test_the_status_callback_url_carries_our_reference_and_is_signed_with_it(topic, twilio_post, settings,
+                                                                           monkeypatch):
+    from consent import messaging
+
+    prompt = queued_prompt(topic)
+    provider = CallbackFirst(twilio_post, settings, "twilio_status_delivered.txt")
+    monkeypatch.setattr(messaging, "get_provider", lambda channel: provider)
+    messaging.message_deliver(message_id=prompt.pk)
+    # Twilio signs the URL it was given, query included: a signature over the bare path is refused.
+    path = f"{STATUS}?ref=message-{prompt.pk}"
+    bare = twilio_signature(TWILIO_TOKEN, settings.PUBLIC_BASE_URL + STATUS, twilio_form("twilio_status_sent.txt"))
+    assert twilio_post(path, twilio_form("twilio_status_sent.txt"), signature=bare).status_code == 403
+    assert twilio_post(path, twilio_form("twilio_status_sent.txt")).status_code == 204
+
+
+def test_early_opt_out_error_revokes_the_messages_own_contact(topic, twilio_post, settings, monkeypatch):
+    """21610 before the answer: no number in the callback to go by, only our reference."""
+    from consent import messaging
+
+    consent = active_consent(topic)
+    stranger = active_consent(topic, phone="+14155550177")
+    prompt = handed_over(Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT, contact=consent.contact))
+    form = twilio_form("twilio_status_failed_21610.txt", MessageSid=SID, SmsSid=SID, To=None)
+    assert twilio_post(f"{STATUS}?ref=message-{prompt.pk}", form).status_code == 204
+    consent.refresh_from_db()
+    stranger.refresh_from_db()
+    assert (consent.status, consent.source) == (ConsentStatus.REVOKED, Source.PROVIDER)
+    assert stranger.status == ConsentStatus.ACTIVE
+    event = ConsentEvent.objects.get(kind=EventKind.REVOKED)
+    assert (event.source, event.evidence["provider_error_code"], event.evidence["message_id"]) == (
+        Source.PROVIDER, "21610", prompt.pk)
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.error_code, prompt.provider_message_id) == (Message.Status.FAILED, "21610", SID)
+    # The API's answer, read afterwards, leaves the failure as the callback recorded it.
+    messaging._record_sent(prompt, SID)
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.error_code, prompt.provider_message_id) == (Message.Status.FAILED, "21610", SID)
+    assert prompt.sent_at is not None
+    # Redelivered: found by the provider id now, and nothing changes twice.
+    assert twilio_post(f"{STATUS}?ref=message-{prompt.pk}", form).status_code == 204
+    assert ConsentEvent.objects.filter(kind=EventKind.REVOKED).count() == 1
+
+
+def test_redelivered_early_callback_changes_nothing_twice(topic, twilio_post):
+    prompt = handed_over(queued_prompt(topic))
+    path = f"{STATUS}?ref=message-{prompt.pk}"
+    assert twilio_post(path, twilio_form("twilio_status_delivered.txt")).status_code == 204
+    prompt.refresh_from_db()
+    first = (prompt.status, prompt.provider_message_id, prompt.status_at)
+    assert first[:2] == (Message.Status.DELIVERED, SID)
+    events = ConsentEvent.objects.count()
+    assert twilio_post(path, twilio_form("twilio_status_delivered.txt")).status_code == 204
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id, prompt.status_at) == first
+    assert ConsentEvent.objects.count() == events
+
+
+def test_a_reference_to_a_message_with_another_provider_id_changes_nothing(topic, twilio_post):
+    consent = active_consent(topic)
+    prompt = mark_sent(Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT), "SMtheirs0000000000000000000000001")
+    before = Message.objects.values().get(pk=prompt.pk)
+    path = f"{STATUS}?ref=message-{prompt.pk}"
+    assert twilio_post(path, twilio_form("twilio_status_delivered.txt")).status_code == 204
+    assert twilio_post(path, twilio_form("twilio_status_failed_21610.txt", To=None)).status_code == 204
+    assert Message.objects.values().get(pk=prompt.pk) == before
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+    assert not Message.objects.filter(provider_message_id__in=[SID, "SM21610aaaabbbbccccddddeeeeffff0000"]).exists()
+
+
+def test_a_reference_to_a_message_sent_to_another_number_changes_nothing(topic, twilio_post):
+    prompt = handed_over(queued_prompt(topic, phone="+14155550177"))
+    # The recorded callback is about +14155550123.
+    assert twilio_post(f"{STATUS}?ref=message-{prompt.pk}", twilio_form("twilio_status_delivered.txt")).status_code == 204
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.SENDING, None)
+
+
+@pytest.mark.parametrize("query", [
+    "ref=garbage", "ref=delivery-abc", "ref=message-abc", "ref=message-0", "ref=message-999999",
+    "ref=message-99999999999999999999999999", "ref=delivery-99999999999999999", "ref=", "ref", "ref=%C3%A9",
+    "ref=message-{pk}%0A", "ref=message-{pk}&ref=message-{pk}", "ref=message-{pk}.5", "ref=%E2%80%AE",
+    "ref=" + "9" * 3000, "ref=inbound-{pk}",
+])
+def test_malformed_references_are_ignored_never_an_error(topic, twilio_post, query):
+    consent = active_consent(topic)
+    prompt = handed_over(Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT))
+    inbound = Message.objects.filter(direction=Message.Direction.INBOUND).first()
+    path = f"{STATUS}?{query.format(pk=prompt.pk)}"
+    assert twilio_post(path, twilio_form("twilio_status_delivered.txt")).status_code == 204
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.SENDING, None)
+    # Answered as today: the opt-out error still finds the contact by the number it names.
+    assert twilio_post(path, twilio_form("twilio_status_failed_21610.txt")).status_code == 204
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.REVOKED
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.SENDING, None)
+    assert inbound is None or Message.objects.get(pk=inbound.pk).provider_message_id == inbound.provider_message_id
+
+
+def test_a_reference_to_an_inbound_message_or_a_message_not_handed_over_changes_nothing(topic, twilio_post):
+    twilio_post(INBOUND, inbound_form("Hello?", sid="SMinbound00000000000000000000001"))
+    inbound = Message.objects.get(direction=Message.Direction.INBOUND)
+    queued = queued_prompt(topic, phone="+14155550123")
+    for message in (inbound, queued):
+        before = Message.objects.values().get(pk=message.pk)
+        assert twilio_post(f"{STATUS}?ref=message-{message.pk}",
+                           twilio_form("twilio_status_delivered.txt")).status_code == 204
+        assert Message.objects.values().get(pk=message.pk) == before

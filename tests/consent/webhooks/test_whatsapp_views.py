@@ -267,3 +267,67 @@ def test_a_sender_that_is_no_phone_number_is_counted_as_ignored(whatsapp_post):
     assert response.status_code == 200
     assert (response.json()["messages"], response.json()["ignored"]) == (0, 1)
     assert not Message.objects.exists()
+
+
+# statuses that come before the Cloud API's answer is recorded ------------------------------
+
+
+def with_callback_data(name, callback_data):
+    """A recorded status webhook whose status carries `callback_data` as biz_opaque_callback_data."""
+    payload = whatsapp_json(name)
+    payload["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"] = callback_data
+    return payload
+
+
+def wamid_of(name):
+    return whatsapp_json(name)["entry"][0]["changes"][0]["value"]["statuses"][0]["id"]
+
+
+def test_early_status_finds_the_message_by_the_callback_data_we_sent(topic, whatsapp_post, monkeypatch):
+    """The Cloud API returns our biz_opaque_callback_data in the statuses of the message."""
+    from broadcasts.providers import SendResult
+    from broadcasts.providers.whatsapp import WhatsAppCloudProvider
+    from consent import messaging
+
+    services.optin_request(phone=PHONE, topic=topic, channel="whatsapp", source=Source.API, evidence={"ip": "192.0.2.1"})
+    prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
+    wamid = wamid_of("whatsapp_status_delivered.json")
+    seen = []
+
+    class CallbackFirst:
+        name = "whatsapp_cloud"
+
+        def send(self, message):
+            sent = WhatsAppCloudProvider("token", "106540352242922").payload_for(message)
+            payload = with_callback_data("whatsapp_status_delivered.json", sent["biz_opaque_callback_data"])
+            seen.append(whatsapp_post(body_of(payload)).json())
+            return SendResult(provider_message_id=wamid, status="accepted")
+
+    monkeypatch.setattr(messaging, "get_provider", lambda channel: CallbackFirst())
+    assert messaging.message_deliver(message_id=prompt.pk) == "sent"
+    assert seen == [{"ok": True, "messages": 0, "duplicates": 0, "statuses": 1, "preferences": 0, "ignored": 0}]
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.provider_message_id) == (Message.Status.DELIVERED, wamid)
+    # Later statuses find it by the id, in any order.
+    whatsapp_post(whatsapp_body("whatsapp_status_read.json"))
+    whatsapp_post(whatsapp_body("whatsapp_status_sent.json"))
+    prompt.refresh_from_db()
+    assert prompt.status == Message.Status.READ
+
+
+def test_early_131050_with_our_callback_data_revokes_the_messages_contact(topic, whatsapp_post):
+    consent = active_consent(topic)
+    prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
+    Message.objects.filter(pk=prompt.pk).update(status=Message.Status.SENDING)
+    payload = with_callback_data("whatsapp_status_failed_131050.json", f"message-{prompt.pk}")
+    statuses = payload["entry"][0]["changes"][0]["value"]["statuses"]
+    statuses[0].pop("recipient_id")  # nothing but our reference to go by
+    for _ in range(2):  # and redelivered
+        assert whatsapp_post(body_of(payload)).status_code == 200
+    consent.refresh_from_db()
+    assert (consent.status, consent.source) == (ConsentStatus.REVOKED, Source.PROVIDER)
+    event = ConsentEvent.objects.get(kind=EventKind.REVOKED)
+    assert (event.evidence["provider_error_code"], event.evidence["message_id"]) == ("131050", prompt.pk)
+    prompt.refresh_from_db()
+    assert (prompt.status, prompt.error_code, prompt.provider_message_id) == (
+        Message.Status.FAILED, "131050", wamid_of("whatsapp_status_failed_131050.json"))

@@ -1,0 +1,73 @@
+"""Our own reference for a message we send, brought back to us by the provider's status callbacks.
+
+A status callback names the message by the provider's message id, which we only learn when the
+provider's API answers; a fast provider may call back before that answer is read. So each message
+also carries our own reference, which its callbacks bring back:
+
+- Twilio: `ref` in the query string of the StatusCallback URL we give with each message (Twilio
+  signs the whole URL, query included, so the reference is as signed as the rest);
+- WhatsApp Cloud: `biz_opaque_callback_data` on the message, which Meta returns in its status
+  webhooks.
+
+A reference is "message-<pk>" (a transactional consent.models.Message) or "delivery-<pk>" (a
+broadcast delivery). Anything else is not one of ours and is ignored, never an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from consent.phones import InvalidPhoneNumber, parse_phone
+
+MESSAGE = "message"
+DELIVERY = "delivery"
+TWILIO_STATUS_PATH = "/webhooks/twilio/status/"
+
+_REFERENCE = re.compile(r"(message|delivery)-([1-9][0-9]{0,17})")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A record of ours named in a status callback: its kind ("message" | "delivery") and primary key."""
+
+    kind: str
+    pk: int
+
+    def __str__(self) -> str:
+        return f"{self.kind}-{self.pk}"
+
+
+def parse_reference(value: Any) -> Reference | None:
+    """The Reference `value` spells, or None for anything else (absent, malformed, not ours)."""
+    if not isinstance(value, str):
+        return None
+    match = _REFERENCE.fullmatch(value)
+    return Reference(match[1], int(match[2])) if match else None
+
+
+def twilio_status_callback(reference: str = "") -> str:
+    """The StatusCallback URL for one message: our status webhook, with the message's reference when it is one of ours."""
+    from django.conf import settings
+
+    url = settings.PUBLIC_BASE_URL + TWILIO_STATUS_PATH
+    return f"{url}?{urlencode({'ref': reference})}" if parse_reference(reference) else url
+
+
+def recipient_may_be(*, channel: str, recipient: str, phone: str | None) -> bool:
+    """Whether a callback about `recipient` may be about a message we sent to `phone` on `channel`.
+
+    On SMS the callback names the number the message went to (Twilio's `To`), which must then be
+    the record's own number. WhatsApp's `recipient_id` is the person's WhatsApp id, which for some
+    countries is not spelled like the number we sent to, so it is not compared.
+    """
+    if not recipient or channel != "sms":
+        return True
+    if not phone:
+        return False
+    try:
+        return parse_phone(recipient).e164 == phone
+    except InvalidPhoneNumber:
+        return False
