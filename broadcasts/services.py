@@ -469,26 +469,13 @@ def delivery_match_status(*, update) -> Delivery | None:
     callback's number. The provider id is then recorded on it, so that the send's own recording
     and later callbacks agree. A reference to a delivery with another provider id is ignored.
     """
-    rows = Delivery.objects.select_for_update(of=("self",)).select_related("contact")
-    by_id = rows.filter(provider_message_id=update.provider_message_id, broadcast__channel=update.channel)
-    delivery = by_id.first()
-    reference = getattr(update, "reference", None)
-    if delivery is not None or reference is None or reference.kind != references.DELIVERY:
-        return delivery
-    candidate = (Delivery.objects.select_related("contact")
-                 .filter(pk=reference.pk, broadcast__channel=update.channel).first())
-    if candidate is None or candidate.provider_message_id:
-        logger.info("status %s: reference %s ignored (no such delivery, or it has another provider id)",
-                    update.provider_message_id, reference)
-        return None
-    if not references.recipient_may_be(channel=update.channel, recipient=update.recipient, phone=candidate.contact.phone):
-        logger.warning("status %s: reference %s ignored: sent to another number", update.provider_message_id, reference)
-        return None
-    # Conditional, so that of two copies of the callback racing here only one claims the row; the
-    # other finds it by the provider id below, once the first has committed.
-    Delivery.objects.filter(pk=candidate.pk, provider_message_id__isnull=True, status__in=AWAITING_OUTCOME).update(
-        provider_message_id=update.provider_message_id)
-    return by_id.first()
+    deliveries = Delivery.objects.select_related("contact").filter(broadcast__channel=update.channel)
+    return references.record_for(
+        update, kind=references.DELIVERY,
+        by_id=deliveries.select_for_update(of=("self",)).filter(provider_message_id=update.provider_message_id),
+        by_reference=deliveries,
+        unclaimed=Delivery.objects.filter(provider_message_id__isnull=True, status__in=AWAITING_OUTCOME),
+    )
 
 
 def provider_status_match_receiver(sender, update=None, **kwargs) -> OutboundRecord | None:

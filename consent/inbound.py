@@ -275,33 +275,15 @@ def _contact_by_number(update: StatusUpdate) -> Contact | None:
 
 
 def _message_for(update: StatusUpdate) -> Message | None:
-    """Our transactional message the update is about: by the provider's id, else by our reference.
-
-    A reference only claims a message that has no provider id yet (the callback came before the
-    provider's API answer was recorded): the provider id is recorded on it here, so that the
-    sender's recording and later callbacks agree. A reference to a message with another provider
-    id, on another channel or, on SMS, sent to another number, is ignored.
-    """
-    by_id = Message.objects.select_related("contact").filter(
-        channel=update.channel, provider_message_id=update.provider_message_id)
-    message = by_id.first()
-    reference = update.reference
-    if message is not None or reference is None or reference.kind != references.MESSAGE:
-        return message
-    candidate = (Message.objects.select_related("contact")
-                 .filter(pk=reference.pk, channel=update.channel, direction=Message.Direction.OUTBOUND).first())
-    if candidate is None or candidate.provider_message_id:
-        logger.info("status %s: reference %s ignored (no such message, or it has another provider id)",
-                    update.provider_message_id, reference)
-        return None
-    if not references.recipient_may_be(channel=update.channel, recipient=update.recipient, phone=candidate.contact.phone):
-        logger.warning("status %s: reference %s ignored: sent to another number", update.provider_message_id, reference)
-        return None
-    # Conditional, so that of two copies of the callback racing here only one claims it; the
-    # other finds it by the provider id below, once the first has committed.
-    Message.objects.filter(Q(provider_message_id__isnull=True) | Q(provider_message_id=""), pk=candidate.pk,
-                           status__in=Message.AWAITING_OUTCOME).update(provider_message_id=update.provider_message_id)
-    return by_id.first()
+    """Our transactional message the update is about: by the provider's id, else by our reference."""
+    messages = Message.objects.select_related("contact").filter(channel=update.channel)
+    return references.record_for(
+        update, kind=references.MESSAGE,
+        by_id=messages.filter(provider_message_id=update.provider_message_id),
+        by_reference=messages.filter(direction=Message.Direction.OUTBOUND),
+        unclaimed=Message.objects.filter(Q(provider_message_id__isnull=True) | Q(provider_message_id=""),
+                                         status__in=Message.AWAITING_OUTCOME),
+    )
 
 
 def _outbound_record_for(update: StatusUpdate, provider: str) -> OutboundRecord | None:

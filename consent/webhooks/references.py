@@ -15,12 +15,15 @@ broadcast delivery). Anything else is not one of ours and is ignored, never an e
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from consent.phones import InvalidPhoneNumber, parse_phone
+
+logger = logging.getLogger(__name__)
 
 MESSAGE = "message"
 DELIVERY = "delivery"
@@ -71,3 +74,31 @@ def recipient_may_be(*, channel: str, recipient: str, phone: str | None) -> bool
         return parse_phone(recipient).e164 == phone
     except InvalidPhoneNumber:
         return False
+
+
+def record_for(update, *, kind: str, by_id, by_reference, unclaimed):
+    """The record of ours (a message or a delivery) a status update is about, or None.
+
+    Found by the provider's message id (`by_id`, a queryset of the update's records). Else, when
+    the update carries our reference of this `kind`, the record it names in `by_reference` may be
+    the one, if it has no provider id yet (the callback came before the provider's API answer was
+    recorded) and, on SMS, went to the callback's number: the provider id is then recorded on it,
+    so that the sender's recording and later callbacks agree. `unclaimed` selects the records that
+    may take it; being conditional, of two copies of a callback racing here only one claims the
+    record, and the other finds it by the provider id once the first has committed. A reference
+    to a record with another provider id, or on another channel, is ignored.
+    """
+    record = by_id.first()
+    reference = update.reference
+    if record is not None or reference is None or reference.kind != kind:
+        return record
+    candidate = by_reference.filter(pk=reference.pk).first()
+    if candidate is None or candidate.provider_message_id:
+        logger.info("status %s: reference %s ignored (no such %s, or it has another provider id)",
+                    update.provider_message_id, reference, kind)
+        return None
+    if not recipient_may_be(channel=update.channel, recipient=update.recipient, phone=candidate.contact.phone):
+        logger.warning("status %s: reference %s ignored: sent to another number", update.provider_message_id, reference)
+        return None
+    unclaimed.filter(pk=candidate.pk).update(provider_message_id=update.provider_message_id)
+    return by_id.first()
