@@ -82,8 +82,9 @@ def test_two_beats_launch_each_broadcast_once(topic, consented, use_stand_in, se
         for n in range(4):
             broadcast = services.broadcast_create(name=f"beat-{n}", topic=topic, channel="sms", body=f"Sale {n}",
                                                   respect_quiet_hours=False)
-            # Due a moment after both beats are up, so that both tick while it is due.
-            services.broadcast_schedule(broadcast=broadcast, send_at=timezone.now() + timedelta(seconds=4))
+            # Due a moment after both beats are up (each takes seconds to start on a busy machine),
+            # so that both tick while it is due.
+            services.broadcast_schedule(broadcast=broadcast, send_at=timezone.now() + timedelta(seconds=8))
             broadcasts.append(broadcast)
         processes.worker()
         processes.beat("a")
