@@ -456,7 +456,7 @@ def _resumed_since_claim(broadcast: Broadcast) -> bool:
 
 def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list[Outcome], now: datetime | None = None) -> Recorded:
     """Write each claimed row's outcome; provider opt-outs and invalid numbers act on consent (rule 10)."""
-    from consent.services import consent_revoke, contact_suppress
+    from consent.services import consent_revoke, consents_lock, contact_suppress
 
     now = now or timezone.now()
     recorded = Recorded()
@@ -500,7 +500,11 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
             _mark_sent(sent, now)
             recorded.sent = len(sent)
         # Consent changes come last, as the ledger wants (its head row is locked until commit), and
-        # after the delivery rows, in the order a status callback takes the same locks.
+        # after the delivery rows, in the order a status callback takes the same locks. Every
+        # consent they revoke is locked before the first of them appends to the ledger.
+        opted_out = [claim.contact for claim, outcome in feedback if outcome.kind == "opted_out"]
+        if len(opted_out) > 1:
+            consents_lock(contacts=opted_out, channel=broadcast.channel)
         for claim, outcome in feedback:
             evidence = {"provider_error_code": outcome.code, "broadcast_id": broadcast.pk, "delivery_id": claim.delivery_id}
             if outcome.kind == "opted_out":

@@ -370,6 +370,21 @@ def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic 
     return consents
 
 
+def consents_lock(*, contacts: list[Contact], channel: str) -> None:
+    """Row-lock the open consents of several contacts on `channel` at once, in one order (by id).
+
+    For a transaction that then revokes for one contact after another: each revocation appends to
+    the ledger, whose head stays locked until commit. Were the next contact's consents locked only
+    then, the transaction could wait, holding the head, for that contact's STOP, which holds those
+    consents and waits for the head: a deadlock, and one of the two rolled back.
+    """
+    _require_transaction()
+    pks = sorted({contact.pk for contact in contacts})
+    if pks and connection.features.has_select_for_update:
+        list(Consent.objects.select_for_update().filter(contact_id__in=pks, channel=channel, status__in=OPEN_STATUSES)
+             .order_by("id").values_list("id", flat=True))
+
+
 def topics_last_revoked(*, contact: Contact, channel: str) -> list[Topic]:
     """The topics revoked by the contact's most recent revocation on `channel`."""
     revoked = Consent.objects.filter(contact=contact, channel=channel, status=ConsentStatus.REVOKED)

@@ -779,3 +779,66 @@ def test_outcomes_write_every_row_before_any_consent_change(topic, consented, mo
                 sending.Outcome("sent", provider_message_id="SMb")]
     sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=outcomes)
     assert seen == [[DeliveryStatus.FAILED, DeliveryStatus.SENT, DeliveryStatus.SENT]]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("not __import__('django.db').db.connection.vendor == 'postgresql'", reason="row locks: PostgreSQL")
+def test_opt_outs_of_a_batch_do_not_deadlock_with_a_stop_of_one_of_those_contacts(topic, consented, monkeypatch):
+    """A batch brings two provider opt-outs (contacts A, B) while B texts STOP. The batch revokes A
+    and appends to the ledger (head locked until commit); B's STOP has locked B's consent and waits
+    for the head. Were B's consent locked by the batch only now, each would wait for the other."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from consent import inbound
+    from consent import services as consent_services_module
+    from consent.webhooks.parsers import InboundMessage
+
+    with monkeypatch.context() as setup:  # no eager launch and send at commit: the test plays the send task
+        setup.setattr(transaction, "on_commit", lambda *args, **kwargs: None)
+        contacts, broadcast = _launched(topic, 2, consented)
+        claims = _claim_all(broadcast)
+    first_append_done, stop_locked_b = threading.Event(), threading.Event()
+    real_append, real_locked = consent_services_module.event_append, consent_services_module._consents_locked
+
+    def append(**kwargs):
+        event = real_append(**kwargs)
+        if threading.current_thread().name == "batch" and not first_append_done.is_set():
+            first_append_done.set()
+            stop_locked_b.wait(timeout=3)  # give the STOP its chance to lock B's consent now
+        return event
+
+    def locked(*args, **kwargs):
+        found = real_locked(*args, **kwargs)
+        if threading.current_thread().name == "stop":
+            stop_locked_b.set()
+        return found
+
+    monkeypatch.setattr(consent_services_module, "event_append", append)
+    monkeypatch.setattr(consent_services_module, "_consents_locked", locked)
+    errors = []
+
+    def run(work):
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    outcomes = [sending.Outcome("opted_out", code="21610") for _ in claims]
+    batch = threading.Thread(name="batch", target=run,
+                             args=(lambda: sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=outcomes),))
+    stop = threading.Thread(name="stop", target=run, args=(lambda: inbound.inbound_message_receive(
+        message=InboundMessage(channel="sms", provider_message_id="SMstopduringbatch", sender=claims[1].contact.phone,
+                               text="STOP"), provider="twilio"),))
+    batch.start()
+    assert first_append_done.wait(timeout=10)
+    stop.start()
+    batch.join(30), stop.join(30)
+    assert errors == []
+    assert set(Consent.objects.filter(contact__in=[c.contact for c in claims]).values_list("status", flat=True)) == {
+        ConsentStatus.REVOKED}
+    assert set(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)) == {DeliveryStatus.FAILED}
