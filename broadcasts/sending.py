@@ -500,10 +500,10 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
             _mark_sent(sent, now)
             recorded.sent = len(sent)
         # Consent changes come last, as the ledger wants (its head row is locked until commit), and
-        # after the delivery rows, in the order a status callback takes the same locks. Every
-        # consent they revoke is locked before the first of them appends to the ledger.
+        # after the delivery rows, in the order a status callback takes the same locks. When one
+        # change follows another, every consent they revoke is locked before the first appends.
         opted_out = [claim.contact for claim, outcome in feedback if outcome.kind == "opted_out"]
-        if len(opted_out) > 1:
+        if opted_out and len(feedback) > 1:
             consents_lock(contacts=opted_out, channel=broadcast.channel)
         for claim, outcome in feedback:
             evidence = {"provider_error_code": outcome.code, "broadcast_id": broadcast.pk, "delivery_id": claim.delivery_id}

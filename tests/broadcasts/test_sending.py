@@ -784,10 +784,12 @@ def test_outcomes_write_every_row_before_any_consent_change(topic, consented, mo
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif("not __import__('django.db').db.connection.vendor == 'postgresql'", reason="row locks: PostgreSQL")
-def test_opt_outs_of_a_batch_do_not_deadlock_with_a_stop_of_one_of_those_contacts(topic, consented, monkeypatch):
-    """A batch brings two provider opt-outs (contacts A, B) while B texts STOP. The batch revokes A
-    and appends to the ledger (head locked until commit); B's STOP has locked B's consent and waits
-    for the head. Were B's consent locked by the batch only now, each would wait for the other."""
+@pytest.mark.parametrize("first", ["opted_out", "invalid"])
+def test_opt_outs_of_a_batch_do_not_deadlock_with_a_stop_of_one_of_those_contacts(topic, consented, monkeypatch, first):
+    """A batch brings a provider opt-out or invalid number (contact A), then an opt-out (B), while B
+    texts STOP. The batch acts on A and appends to the ledger (head locked until commit); B's STOP
+    has locked B's consent and waits for the head. Were B's consent locked by the batch only now,
+    each would wait for the other."""
     import threading
 
     from django.db import connection, transaction
@@ -828,7 +830,8 @@ def test_opt_outs_of_a_batch_do_not_deadlock_with_a_stop_of_one_of_those_contact
         finally:
             connection.close()
 
-    outcomes = [sending.Outcome("opted_out", code="21610") for _ in claims]
+    outcomes = [sending.Outcome(first, code="21610" if first == "opted_out" else "21211"),
+                sending.Outcome("opted_out", code="21610")]
     batch = threading.Thread(name="batch", target=run,
                              args=(lambda: sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=outcomes),))
     stop = threading.Thread(name="stop", target=run, args=(lambda: inbound.inbound_message_receive(
@@ -839,6 +842,9 @@ def test_opt_outs_of_a_batch_do_not_deadlock_with_a_stop_of_one_of_those_contact
     stop.start()
     batch.join(30), stop.join(30)
     assert errors == []
-    assert set(Consent.objects.filter(contact__in=[c.contact for c in claims]).values_list("status", flat=True)) == {
-        ConsentStatus.REVOKED}
+    assert Consent.objects.get(contact=claims[1].contact).status == ConsentStatus.REVOKED
+    if first == "opted_out":
+        assert Consent.objects.get(contact=claims[0].contact).status == ConsentStatus.REVOKED
+    else:
+        assert Suppression.objects.filter(phone_pseudonym=claims[0].contact.phone_pseudonym).exists()
     assert set(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)) == {DeliveryStatus.FAILED}
