@@ -68,10 +68,7 @@ def inserted(instance: Model, pk) -> Model:
 
 def insert(instance: Model) -> Model:
     """INSERT a new row for `instance` (primary key from the database) and return it, saved."""
-    sql, params = insert_values(instance)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return inserted(instance, cursor.fetchone()[0])
+    return insert_many([instance])[0]
 
 
 def insert_many(instances: Sequence[Model]) -> list[Model]:
