@@ -198,3 +198,18 @@ def test_get_throttle_follows_redis_url(settings, monkeypatch):
     settings.REDIS_URL = REDIS_URL
     assert isinstance(get_throttle(), RedisThrottle)
     monkeypatch.setattr(throttle_module, "_backend", None)
+
+
+# -- a complete install ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_migrate_alone_creates_the_default_cache_table():
+    """`manage.py migrate` is a complete install: the throttle's database cache needs no `createcachetable`."""
+    from django.core.cache.backends.db import DatabaseCache
+    from django.db import connection
+
+    assert "consent_cache" in connection.introspection.table_names()
+    cache = DatabaseCache("consent_cache", {})
+    throttle = CacheThrottle(cache, prefix=f"t-{uuid.uuid4().hex}:")
+    assert throttle.acquire("sms", 10.0, 1, burst=1) == 0.0
