@@ -1,7 +1,7 @@
 """Broadcasts and their per-recipient deliveries.
 
 A Delivery row is unique per broadcast × contact and is the claim that makes "never twice"
-hold (DESIGN rule 8): a message leaves only for a row moved from an open status (`queued`,
+hold (rule 8 of docs/design.md): a message leaves only for a row moved from an open status (`queued`,
 `deferred`) to `sending` in a committed transaction, and nothing ever moves a row back from
 `sending` to an open status except a provider reply that proves the message was not taken.
 """

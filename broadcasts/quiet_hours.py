@@ -1,4 +1,4 @@
-"""Quiet hours: when a promotional message may reach a person, in their local time (DESIGN rule 9).
+"""Quiet hours: when a promotional message may reach a person, in their local time (rule 9 of docs/design.md).
 
 Pure logic, no ORM. A policy is data: a daily window [start, end) of local wall-clock time,
 the weekdays it applies to, and optionally a country whose public holidays (the `holidays`

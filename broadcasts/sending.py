@@ -5,7 +5,7 @@ For one contact-id range of a broadcast, repeatedly:
 1. **Claim** (one transaction): lock up to CLAIM_SIZE open rows (`queued`/`deferred`, due now)
    with `SELECT … FOR UPDATE SKIP LOCKED`, read the broadcast's status (paused or cancelled:
    stop), ask the consent selector which of those contacts may receive the topic on the
-   channel *now* (DESIGN rule 7: same transaction as the claim), apply the frequency cap, local
+   channel *now* (rule 7 of docs/design.md: same transaction as the claim), apply the frequency cap, local
    send time and quiet hours, and move the rows that may go to `sending`. Commit.
 2. **Send** the claimed rows, concurrently on a thread pool (each thread has its own
    keep-alive provider session), after taking their slots from the shared throttle.

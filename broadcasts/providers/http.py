@@ -98,7 +98,7 @@ def transport_error(exc: requests.RequestException, provider: str) -> TransientP
     a connect timeout, a TLS handshake failure (untrusted certificate...), a proxy that would not
     connect us. Failures after it left may have been accepted by the provider: a read timeout, a
     connection reset or dropped mid-response. Those carry `outcome_unknown = True`; a caller that
-    must never send twice (DESIGN rule 8) marks such a delivery `unknown` rather than resending it.
+    must never send twice (rule 8 of docs/design.md) marks such a delivery `unknown` rather than resending it.
     """
     reason = _reason(exc)
     if isinstance(exc, requests.ConnectTimeout):

@@ -3,7 +3,7 @@
 Error codes that change what we do about a number (see https://www.twilio.com/docs/api/errors):
 
 - 21610 "Attempt to send to unsubscribed recipient": the person texted STOP to our sender,
-  so it is an opt-out (RecipientOptedOutError; DESIGN rule 10).
+  so it is an opt-out (RecipientOptedOutError; rule 10 of docs/design.md).
 - Codes that describe the *number itself* and suppress it (InvalidRecipientError):
   21211 invalid 'To' number, 21614 'To' is not a mobile number (landline or invalid),
   21635 'To' is a landline; and, on status callbacks only, 30005 unknown destination handset
