@@ -215,5 +215,7 @@ def test_openapi_schema_generates_without_warnings():
 
     from django.core.management import call_command
 
-    err = io.StringIO()
-    call_command("spectacular", "--validate", "--fail-on-warn", stdout=io.StringIO(), stderr=err)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out, stderr=err)
+    assert err.getvalue() == ""
+    assert "/api/v1/optins/confirm/" in out.getvalue()

@@ -11,7 +11,10 @@ from consent.webhooks.parsers import (
     MAX_BODY_BYTES,
     MAX_ITEMS,
     MAX_TEXT_CHARS,
+    InboundMessage,
     PayloadError,
+    StatusUpdate,
+    WhatsAppBatch,
     parse_twilio_inbound,
     parse_twilio_status,
     parse_whatsapp,
@@ -284,13 +287,19 @@ def test_error_code_sets_agree_with_the_provider_clients():
 
 
 def test_every_fixture_parses():
+    parsed = 0
     for path in FIXTURES.iterdir():
         if path.suffix == ".json":
-            parse_whatsapp_body(path.read_bytes())
+            batch = parse_whatsapp_body(path.read_bytes())
+            assert isinstance(batch, WhatsAppBatch), path.name
         elif "inbound" in path.name:
-            parse_twilio_inbound(twilio_form(path.name))
+            message = parse_twilio_inbound(twilio_form(path.name))
+            assert isinstance(message, InboundMessage) and message.provider_message_id and message.sender.startswith("+"), path.name
         else:
-            parse_twilio_status(twilio_form(path.name))
+            update = parse_twilio_status(twilio_form(path.name))
+            assert isinstance(update, StatusUpdate) and update.provider_message_id and update.status, path.name
+        parsed += 1
+    assert parsed >= 20  # every recorded payload, not an empty folder
 
 
 json_values = st.recursive(
@@ -306,19 +315,25 @@ def test_whatsapp_any_json_either_parses_or_is_a_payload_error(value):
     if isinstance(value, dict):
         value["object"] = "whatsapp_business_account"
     try:
-        parse_whatsapp_body(json.dumps(value).encode())
-    except PayloadError:
-        pass
+        batch = parse_whatsapp_body(json.dumps(value).encode())
+    except PayloadError as exc:
+        assert str(exc)  # says what is wrong
+    else:
+        assert isinstance(batch, WhatsAppBatch)
+        assert all(isinstance(m, InboundMessage) and m.channel == "whatsapp" for m in batch.messages)
+        assert all(isinstance(s, StatusUpdate) for s in batch.statuses)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(["MessageSid", "SmsSid", "From", "To", "Body", "NumMedia", "ButtonPayload", "ButtonText", "OptOutType", "MessageStatus", "ErrorCode", "ErrorMessage"]), st.text(max_size=20)))
 def test_twilio_any_form_either_parses_or_is_a_payload_error(form):
-    for parse in (parse_twilio_inbound, parse_twilio_status):
+    for parse, kind in ((parse_twilio_inbound, InboundMessage), (parse_twilio_status, StatusUpdate)):
         try:
-            parse(form)
-        except PayloadError:
-            pass
+            result = parse(form)
+        except PayloadError as exc:
+            assert str(exc)  # says what is wrong
+        else:
+            assert isinstance(result, kind)
 
 
 @pytest.mark.parametrize(
