@@ -88,3 +88,35 @@ def test_nul_in_a_form_body_is_400(admin_client_api, topic):
                                           ("?resume=maybe", 400)])
 def test_verify_resume_flag_is_a_real_boolean(auditor_client, query, status):
     assert auditor_client.get(f"/api/v1/audit/verify/{query}").status_code == status
+
+
+# "[" * 1000 overflowed the JSON decoder's stack: a RecursionError, a 500 on every DRF endpoint.
+NESTED_BODIES = {
+    "unclosed 1000": "[" * 1000,
+    "closed 1000": "[" * 1000 + "]" * 1000,
+    "closed 100000": "[" * 100_000 + "]" * 100_000,
+    "in a field": '{"token": ' + "{\"a\": " * 600 + "1" + "}" * 600 + "}",
+    "decodable but 40 deep": '{"token": ' + "[" * 40 + "]" * 40 + "}",
+}
+
+
+@pytest.mark.parametrize("body", NESTED_BODIES.values(), ids=NESTED_BODIES.keys())
+def test_json_nested_too_deep_is_400_anonymous(api_client, body):
+    response = api_client.post("/api/v1/optins/confirm/", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "JSON body nested more than 32 levels deep."}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/optins/", "/api/v1/broadcasts/", "/api/v1/consents/import/"])
+def test_json_nested_too_deep_is_400_authenticated(admin_client_api, topic, path):
+    for body in NESTED_BODIES.values():
+        response = admin_client_api.post(path, data=body, content_type="application/json")
+        assert response.status_code == 400, (path, body[:20])
+        assert "nested more than 32 levels" in response.json()["detail"]
+
+
+def test_ordinary_nesting_is_still_accepted(admin_client_api, topic):
+    evidence = {"ip": "192.0.2.1", "page_url": "https://acme.example/join", "user_agent": "UA"}
+    response = admin_client_api.post("/api/v1/optins/", {"phone": "+14155550100", "topic": "promo", "channel": "sms",
+                                                        "evidence": evidence}, format="json")
+    assert response.status_code == 201, response.content
