@@ -189,6 +189,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# The largest page of any list (`?limit=`, `?page_size=`): a larger value is clamped to it.
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Consent manager API",
     "DESCRIPTION": "Double opt-in consent, an append-only consent ledger, and consent-gated broadcasts.",

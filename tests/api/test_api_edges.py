@@ -47,6 +47,54 @@ def test_malformed_cursor_page_size_is_400(auditor_client, page_size):
     assert auditor_client.get(f"/api/v1/audit/events/?page_size={page_size}").status_code == 400
 
 
+@pytest.fixture
+def three_contacts(db):
+    from consent import services
+
+    return [services.contact_get_or_create(phone=f"+1415555010{i}") for i in range(3)]
+
+
+@pytest.mark.parametrize("limit", ["1000000000", "9" * 20, "9" * 40])
+def test_a_huge_limit_is_clamped_to_the_maximum_page(auditor_client, three_contacts, settings, limit):
+    settings.API_MAX_PAGE_SIZE = 2
+    for path in ("/api/v1/contacts/", "/api/v1/contacts/?offset=" + "9" * 20):
+        response = auditor_client.get(f"{path}{'&' if '?' in path else '?'}limit={limit}")
+        assert response.status_code == 200, response.content
+        assert response.json()["count"] == 3
+    first = auditor_client.get(f"/api/v1/contacts/?limit={limit}").json()
+    assert len(first["results"]) == 2 and "limit=2" in first["next"]
+
+
+def test_the_maximum_page_defaults_to_1000(auditor_client, three_contacts):
+    response = auditor_client.get("/api/v1/contacts/?limit=" + "9" * 20)
+    assert response.status_code == 200 and len(response.json()["results"]) == 3
+    from config.pagination import LimitOffsetPagination
+
+    assert LimitOffsetPagination().max_limit == 1000
+
+
+def test_a_huge_cursor_page_size_is_clamped(auditor_client, topic, settings):
+    from consent import services
+    from consent.models import Source
+
+    for i in range(3):
+        services.optin_request(phone=f"+1415555010{i}", topic=topic, channel="sms", source=Source.API, evidence={})
+    settings.API_MAX_PAGE_SIZE = 2
+    response = auditor_client.get(f"/api/v1/audit/events/?page_size={'9' * 20}")
+    assert response.status_code == 200, response.content
+    assert len(response.json()["results"]) == 2 and response.json()["next"]
+
+
+@pytest.mark.parametrize("raw", ["p=abc", "p=1.5", "r=1&p=abc", "p=" + "9" * 5000, "o=-5", "%%%garbage"])
+def test_a_forged_cursor_is_400(auditor_client, raw):
+    import base64
+
+    cursor = raw if raw.startswith("%") else base64.b64encode(raw.encode()).decode()
+    response = auditor_client.get(f"/api/v1/audit/events/?cursor={cursor}")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"cursor": "Invalid cursor"}
+
+
 def test_export_with_an_empty_or_unknown_format_is_400(auditor_client):
     assert auditor_client.get("/api/v1/audit/export/?format=").status_code == 400
     assert auditor_client.get("/api/v1/audit/export/?format=xml").status_code == 400
