@@ -5,9 +5,10 @@ from pathlib import Path
 
 import dj_database_url
 
+from config.datadir import private_dir, private_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR = private_dir(Path(os.environ.get("DATA_DIR", BASE_DIR / "data")))  # 0700: database and keys
 
 
 def env(name, default=None):
@@ -111,6 +112,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if DATABASES["default"]["NAME"] and DATABASES["default"]["NAME"] != ":memory:":
+        private_file(DATABASES["default"]["NAME"])  # 0600 before SQLite creates it world-readable
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -144,8 +147,9 @@ else:
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker"
+    _queue_dir.mkdir(mode=0o700, exist_ok=True)
     for _sub in ("queue", "processed", "control"):
-        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
+        (_queue_dir / _sub).mkdir(mode=0o700, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
