@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -116,7 +117,7 @@ def data_dir(tmp_path_factory):
 
 
 def wait_for_line(stream, marker, seen):
-    """Read the server's output until `marker` shows (the server is listening), keeping what was read."""
+    """Read a server's output until `marker` shows, keeping what was read (access lines follow the response)."""
     for line in stream:
         seen.append(line)
         if marker in line:
@@ -148,12 +149,17 @@ def test_runserver_access_log_is_masked(data_dir):
     process = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
                                cwd=ROOT, env=server_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    seen = []
+    seen, access = [], []
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
     try:
         wait_for_line(process.stdout, "Quit the server with", seen)
         statuses = [get(port, path, Referer=f"http://127.0.0.1:{port}/optin/confirm/{TOKEN}/") for path in PATHS]
+        wait_for_line(process.stderr, '"GET /optin/confirm/', access)
     finally:
+        watchdog.cancel()
         out, err = stop(process)
+    err = "".join(access) + err
     log = "".join(seen) + out + err
     assert all(status < 500 for status in statuses), (statuses, log)
     assert '"GET /api/v1/contacts/+*******0123/ HTTP/1.1"' in err, err  # runserver's own access line
@@ -167,7 +173,9 @@ def test_gunicorn_access_and_error_logs_are_masked(data_dir):
                                 "--workers", "1", "--timeout", "60", "--no-control-socket"],
                                cwd=ROOT, env=server_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    seen = []
+    seen, access = [], []
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
     try:
         wait_for_line(process.stderr, "Booting worker", seen)
         statuses = [get(port, path, Referer=f"http://127.0.0.1:{port}/optin/confirm/{TOKEN}/") for path in PATHS]
@@ -177,9 +185,11 @@ def test_gunicorn_access_and_error_logs_are_masked(data_dir):
             with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
                 raw.sendall(refused.encode())
                 assert raw.recv(4096).startswith(b"HTTP/1.1 400")
+        wait_for_line(process.stdout, '"GET /optin/confirm/', access)
     finally:
+        watchdog.cancel()
         out, err = stop(process)
-    err = "".join(seen) + err
+    out, err = "".join(access) + out, "".join(seen) + err
     assert all(status < 500 for status in statuses), (statuses, out, err)
     assert '"GET /api/v1/contacts/+*******0123/ HTTP/1.1" 40' in out, out  # gunicorn's access line
     assert '"GET /optin/confirm/[masked]/ HTTP/1.1"' in out, out
