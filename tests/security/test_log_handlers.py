@@ -215,3 +215,18 @@ def test_publishing_on_the_embedded_broker_warns_nothing(tmp_path):
         assert len(list((tmp_path / "broker" / "queue").iterdir())) == 2  # the tasks were published
         for message in (tmp_path / "broker" / "queue").iterdir():
             message.unlink()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_workers_log_is_masked(topic, celery_worker_process):
+    from consent import services
+    from consent.models import Message, Source
+
+    result = services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={})
+    celery_worker_process(lambda: Message.objects.filter(kind=Message.Kind.CONFIRMATION_PROMPT,
+                                                         status=Message.Status.SENT).exists(), what="the prompt")
+    celery_worker_process(lambda: "console provider" in celery_worker_process.log.read_text(), what="its log line")
+    log = celery_worker_process.log.read_text()
+    assert "[sms to +*******0123]" in log and "/optin/confirm/[masked]/" in log
+    assert PHONE_DIGITS not in log and result.token not in log
