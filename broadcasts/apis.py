@@ -218,7 +218,6 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 class DeliveryPagination(CursorPagination):
     ordering = "id"
     page_size = 100
-    max_page_size = 1000
     page_size_query_param = "page_size"
 
 

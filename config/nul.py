@@ -1,8 +1,9 @@
-"""Refuse the NUL character at the edge: PostgreSQL cannot store it in text or jsonb.
+"""Refuse at the edge what no view can handle: the NUL character, and JSON nested too deeply.
 
-Without this a `\\u0000` in a JSON string, a form field or a query parameter reached the
-database and came back as a DataError (500) on PostgreSQL while SQLite stored it. The API
-promises a 400 for bad input on every store, so NUL is rejected before any view runs.
+PostgreSQL cannot store NUL in text or jsonb. Without this a `\\u0000` in a JSON string, a form
+field or a query parameter reached the database and came back as a DataError (500) on PostgreSQL
+while SQLite stored it. A JSON body nested thousands deep overflowed the decoder's stack
+(RecursionError, 500). The API promises a 400 for bad input, so both are refused before any view runs.
 """
 
 from django.http import JsonResponse
@@ -11,6 +12,21 @@ from rest_framework.exceptions import ParseError
 
 NUL = "\x00"
 MESSAGE = "Text may not contain the NUL character (\\u0000)."
+# No request of this API nests deeper than a few levels; "[[[[…" thousands deep overflows the decoder's stack.
+MAX_JSON_DEPTH = 32
+DEPTH_MESSAGE = f"JSON body nested more than {MAX_JSON_DEPTH} levels deep."
+
+
+def json_depth_exceeds(value, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether decoded JSON nests lists/objects more than `limit` levels deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def contains_nul(value) -> bool:
@@ -34,8 +50,19 @@ class _RefuseNul:
         return data
 
 
-class JSONParser(_RefuseNul, parsers.JSONParser):
-    """DRF's JSON parser, refusing NUL in any string."""
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, refusing NUL in any string and nesting deeper than MAX_JSON_DEPTH."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(DEPTH_MESSAGE) from None
+        if json_depth_exceeds(data):
+            raise ParseError(DEPTH_MESSAGE)
+        if contains_nul(data):
+            raise ParseError(MESSAGE)
+        return data
 
 
 class FormParser(_RefuseNul, parsers.FormParser):

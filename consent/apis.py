@@ -47,7 +47,8 @@ def _contact_from_path(phone: str) -> Contact:
 class TopicInputSerializer(serializers.Serializer):
     slug = serializers.SlugField(max_length=64)
     name = serializers.CharField(max_length=200)
-    keywords = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list, max_length=20)
+    keywords = serializers.ListField(child=serializers.CharField(max_length=services.TOPIC_KEYWORD_MAX_CHARS),
+                                     required=False, default=list, max_length=services.TOPIC_MAX_KEYWORDS)
     consent_text = serializers.CharField(max_length=5000)
     confirmation_message = serializers.CharField(max_length=1000)
     help_message = serializers.CharField(max_length=1000)

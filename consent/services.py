@@ -144,18 +144,25 @@ def topic_update(*, topic: Topic, actor: str = "system", **changes) -> Topic:
     return topic
 
 
+# Caps on a topic's keywords (API and admin): every inbound text is matched against all of them.
+TOPIC_MAX_KEYWORDS = 20
+TOPIC_KEYWORD_MAX_CHARS = 32
+
+
 def topic_keywords_normalise(keywords) -> list[str]:
-    """Upper-case, single-spaced, without repeats."""
-    seen = []
-    for keyword in keywords or []:
-        word = " ".join(str(keyword).split()).upper()
-        if word and word not in seen:
-            seen.append(word)
-    return seen
+    """Upper-case, single-spaced, without repeats, in their first order."""
+    words = (" ".join(str(keyword).split()).upper() for keyword in keywords or [])
+    return list(dict.fromkeys(word for word in words if word))
 
 
 def topic_keywords_check(keywords: list[str], exclude_topic: Topic | None) -> None:
-    """Refuse reserved keywords (STOP, YES, HELP …) and keywords another topic already uses."""
+    """Refuse too many or too long keywords, reserved ones (STOP, YES, HELP …) and those another topic uses."""
+    if len(keywords) > TOPIC_MAX_KEYWORDS:
+        raise ValidationError({"keywords": f"At most {TOPIC_MAX_KEYWORDS} keywords ({len(keywords)} given)."})
+    too_long = [k for k in keywords if len(k) > TOPIC_KEYWORD_MAX_CHARS]
+    if too_long:
+        raise ValidationError({"keywords": f"A keyword has at most {TOPIC_KEYWORD_MAX_CHARS} characters: "
+                                           f"{too_long[0][:TOPIC_KEYWORD_MAX_CHARS]}… is longer."})
     reserved = set()
     for words in settings.CONSENT_KEYWORDS.values():
         reserved.update(w.upper() for w in words)

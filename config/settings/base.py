@@ -5,9 +5,10 @@ from pathlib import Path
 
 import dj_database_url
 
+from config.datadir import private_dir, private_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR = private_dir(Path(os.environ.get("DATA_DIR", BASE_DIR / "data")))  # 0700: database and keys
 
 
 def env(name, default=None):
@@ -111,6 +112,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if DATABASES["default"]["NAME"] and DATABASES["default"]["NAME"] != ":memory:":
+        private_file(DATABASES["default"]["NAME"])  # 0600 before SQLite creates it world-readable
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -141,11 +144,13 @@ else:
 
 # Celery: the broker from CELERY_BROKER_URL, else a file-system broker under the data folder
 # that needs no server (worker, beat and web share it on one machine).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+# The folder transport ignores the host; without one kombu warns "No hostname was supplied" on every publish.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker"
+    _queue_dir.mkdir(mode=0o700, exist_ok=True)
     for _sub in ("queue", "processed", "control"):
-        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
+        (_queue_dir / _sub).mkdir(mode=0o700, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
@@ -188,6 +193,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "consent.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+
+# The largest page of any list (`?limit=`, `?page_size=`): a larger value is clamped to it.
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Consent manager API",
@@ -242,12 +250,25 @@ AUDIT_PREVIOUS_PUBLIC_KEYS = env("AUDIT_PREVIOUS_PUBLIC_KEYS", "")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}",
+                                     "style": "{"}},
     # Every handler masks phone numbers, tokens, Authorization headers and provider secrets.
-    "filters": {"personal_data": {"()": "config.logging.PersonalDataFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["personal_data"]}},
+    "filters": {"personal_data": {"()": "config.logging.PersonalDataFilter"},
+                # The broadcast tick every few seconds: its beat and worker lines at DEBUG.
+                "quiet_tick": {"()": "config.logging.DemoteToDebug",
+                               "names": ["broadcasts-tick", "broadcasts.tasks.broadcasts_tick_task["]}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["personal_data"]},
+                 "django.server": {"class": "logging.StreamHandler", "formatter": "django.server",
+                                   "filters": ["personal_data"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # Django's default handlers mask nothing, and "django" also propagates to root: every warning came
+    # twice in development, once unmasked. Here "django" only propagates; runserver's access log masks.
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True},
+                "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+                "django.db.backends": {"level": "WARNING"},
+                **{name: {"filters": ["quiet_tick"]} for name in ("celery.beat", "celery.worker.strategy",
+                                                                 "celery.app.trace")}},
 }
 
 # Inbound keywords (whole message, folded for case, accents, spaces and punctuation).

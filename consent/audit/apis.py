@@ -92,7 +92,6 @@ class EventCursorPagination(CursorPagination):
     ordering = "seq"
     page_size = 100
     page_size_query_param = "page_size"
-    max_page_size = 1000
 
 
 class AuditEventListApi(APIView):

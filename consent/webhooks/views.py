@@ -76,6 +76,8 @@ def _twilio_form(request: HttpRequest):
         form = request.POST
     except (SuspiciousOperation, ValueError):  # too many fields, undecodable body
         return None, _error(400, "The body is not a form Twilio would send.")
+    if not settings.TWILIO_AUTH_TOKEN:
+        return None, _unverifiable("TWILIO_AUTH_TOKEN")
     valid = verify_twilio_signature(
         settings.TWILIO_AUTH_TOKEN,
         _public_url(request),
@@ -86,6 +88,23 @@ def _twilio_form(request: HttpRequest):
     if not valid:
         return None, _error(403, "Invalid X-Twilio-Signature.")
     return form, None
+
+
+def _unverifiable(setting: str) -> JsonResponse:
+    """403 saying why: without the secret no signature can verify (the console provider's default)."""
+    detail = (f"{setting} is not set: webhooks cannot be verified; "
+              "use manage.py inbound to try the service as a customer.")
+    logger.warning("webhook refused: %s", detail)
+    return _error(403, detail)
+
+
+def twilio_inbound_apply(form, *, provider: str = TWILIO) -> inbound.InboundResult:
+    """A verified Twilio inbound form, parsed (PayloadError) and applied once: the webhook's path after
+    its signature check, also taken by `manage.py inbound` for a person typing on the console."""
+    message = parsers.parse_twilio_inbound(form)
+    result = inbound.inbound_message_receive(message=message, provider=provider)
+    logger.info("%s inbound %s: %s %s", provider, message.provider_message_id, result.outcome, result.intent.kind)
+    return result
 
 
 def _callback_reference(request: HttpRequest) -> str:
@@ -116,14 +135,11 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if error:
         return error
     try:
-        message = parsers.parse_twilio_inbound(form)
+        twilio_inbound_apply(form)
     except parsers.PayloadError as exc:
         return _error(400, f"Not a Twilio inbound message: {exc}.")
-    try:
-        result = inbound.inbound_message_receive(message=message, provider=TWILIO)
     except Exception:
-        return _retry_later(f"twilio inbound {message.provider_message_id}")
-    logger.info("twilio inbound %s: %s %s", message.provider_message_id, result.outcome, result.intent.kind)
+        return _retry_later(f"twilio inbound {form.get('MessageSid', '')[:64]}")
     return HttpResponse(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
 
 
@@ -154,6 +170,8 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
     body = _read_body(request)
     if body is None:
         return _error(413, "Request body too large.")
+    if not settings.WHATSAPP_APP_SECRET:
+        return _unverifiable("WHATSAPP_APP_SECRET")
     if not verify_whatsapp_signature(settings.WHATSAPP_APP_SECRET, body, request.headers.get(WHATSAPP_SIGNATURE_HEADER)):
         return _error(403, "Invalid X-Hub-Signature-256.")
     try:

@@ -47,6 +47,54 @@ def test_malformed_cursor_page_size_is_400(auditor_client, page_size):
     assert auditor_client.get(f"/api/v1/audit/events/?page_size={page_size}").status_code == 400
 
 
+@pytest.fixture
+def three_contacts(db):
+    from consent import services
+
+    return [services.contact_get_or_create(phone=f"+1415555010{i}") for i in range(3)]
+
+
+@pytest.mark.parametrize("limit", ["1000000000", "9" * 20, "9" * 40])
+def test_a_huge_limit_is_clamped_to_the_maximum_page(auditor_client, three_contacts, settings, limit):
+    settings.API_MAX_PAGE_SIZE = 2
+    for path in ("/api/v1/contacts/", "/api/v1/contacts/?offset=" + "9" * 20):
+        response = auditor_client.get(f"{path}{'&' if '?' in path else '?'}limit={limit}")
+        assert response.status_code == 200, response.content
+        assert response.json()["count"] == 3
+    first = auditor_client.get(f"/api/v1/contacts/?limit={limit}").json()
+    assert len(first["results"]) == 2 and "limit=2" in first["next"]
+
+
+def test_the_maximum_page_defaults_to_1000(auditor_client, three_contacts):
+    response = auditor_client.get("/api/v1/contacts/?limit=" + "9" * 20)
+    assert response.status_code == 200 and len(response.json()["results"]) == 3
+    from config.pagination import LimitOffsetPagination
+
+    assert LimitOffsetPagination().max_limit == 1000
+
+
+def test_a_huge_cursor_page_size_is_clamped(auditor_client, topic, settings):
+    from consent import services
+    from consent.models import Source
+
+    for i in range(3):
+        services.optin_request(phone=f"+1415555010{i}", topic=topic, channel="sms", source=Source.API, evidence={})
+    settings.API_MAX_PAGE_SIZE = 2
+    response = auditor_client.get(f"/api/v1/audit/events/?page_size={'9' * 20}")
+    assert response.status_code == 200, response.content
+    assert len(response.json()["results"]) == 2 and response.json()["next"]
+
+
+@pytest.mark.parametrize("raw", ["p=abc", "p=1.5", "r=1&p=abc", "p=" + "9" * 5000, "o=-5", "%%%garbage"])
+def test_a_forged_cursor_is_400(auditor_client, raw):
+    import base64
+
+    cursor = raw if raw.startswith("%") else base64.b64encode(raw.encode()).decode()
+    response = auditor_client.get(f"/api/v1/audit/events/?cursor={cursor}")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"cursor": "Invalid cursor"}
+
+
 def test_export_with_an_empty_or_unknown_format_is_400(auditor_client):
     assert auditor_client.get("/api/v1/audit/export/?format=").status_code == 400
     assert auditor_client.get("/api/v1/audit/export/?format=xml").status_code == 400
@@ -88,3 +136,35 @@ def test_nul_in_a_form_body_is_400(admin_client_api, topic):
                                           ("?resume=maybe", 400)])
 def test_verify_resume_flag_is_a_real_boolean(auditor_client, query, status):
     assert auditor_client.get(f"/api/v1/audit/verify/{query}").status_code == status
+
+
+# "[" * 1000 overflowed the JSON decoder's stack: a RecursionError, a 500 on every DRF endpoint.
+NESTED_BODIES = {
+    "unclosed 1000": "[" * 1000,
+    "closed 1000": "[" * 1000 + "]" * 1000,
+    "closed 100000": "[" * 100_000 + "]" * 100_000,
+    "in a field": '{"token": ' + "{\"a\": " * 600 + "1" + "}" * 600 + "}",
+    "decodable but 40 deep": '{"token": ' + "[" * 40 + "]" * 40 + "}",
+}
+
+
+@pytest.mark.parametrize("body", NESTED_BODIES.values(), ids=NESTED_BODIES.keys())
+def test_json_nested_too_deep_is_400_anonymous(api_client, body):
+    response = api_client.post("/api/v1/optins/confirm/", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "JSON body nested more than 32 levels deep."}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/optins/", "/api/v1/broadcasts/", "/api/v1/consents/import/"])
+def test_json_nested_too_deep_is_400_authenticated(admin_client_api, topic, path):
+    for body in NESTED_BODIES.values():
+        response = admin_client_api.post(path, data=body, content_type="application/json")
+        assert response.status_code == 400, (path, body[:20])
+        assert "nested more than 32 levels" in response.json()["detail"]
+
+
+def test_ordinary_nesting_is_still_accepted(admin_client_api, topic):
+    evidence = {"ip": "192.0.2.1", "page_url": "https://acme.example/join", "user_agent": "UA"}
+    response = admin_client_api.post("/api/v1/optins/", {"phone": "+14155550100", "topic": "promo", "channel": "sms",
+                                                        "evidence": evidence}, format="json")
+    assert response.status_code == 201, response.content

@@ -40,6 +40,40 @@ def test_topic_admin_refuses_reserved_keyword(superuser_client):
     assert not Topic.objects.filter(slug="deals").exists()
 
 
+def _topic_form(keywords):
+    return {"slug": "deals", "name": "Deals", "keywords": keywords, "consent_text": "a", "confirmation_message": "b",
+            "help_message": "c", "texts-TOTAL_FORMS": "0", "texts-INITIAL_FORMS": "0"}
+
+
+@pytest.mark.parametrize("keywords,message", [
+    (", ".join(f"K{i}" for i in range(21)), "At most 20 keywords (21 given)."),
+    (", ".join(f"K{i}" for i in range(40_000)), "At most 20 keywords (40000 given)."),
+    ("DEALS, " + "X" * 33, "A keyword has at most 32 characters"),
+], ids=["21 keywords", "40000 keywords", "33 characters"])
+def test_topic_admin_has_the_api_caps_on_keywords(superuser_client, keywords, message):
+    response = superuser_client.post("/admin/consent/topic/add/", _topic_form(keywords))
+    assert response.status_code == 200 and message in response.content.decode()
+    assert not Topic.objects.filter(slug="deals").exists()
+
+
+def test_topic_admin_accepts_twenty_keywords_and_drops_repeats_in_order(superuser_client):
+    keywords = ", ".join([f"k{i}" for i in range(20)] + ["K3", " k0 "])
+    response = superuser_client.post("/admin/consent/topic/add/", _topic_form(keywords + ", " + "Y" * 32))
+    assert response.status_code == 200 and "At most 20 keywords (21 given)." in response.content.decode()
+    response = superuser_client.post("/admin/consent/topic/add/", _topic_form(keywords))
+    assert response.status_code == 302
+    assert Topic.objects.get(slug="deals").keywords == [f"K{i}" for i in range(20)]
+
+
+def test_keyword_deduplication_is_linear():
+    import time
+
+    words = [f"w{i}" for i in range(100_000)] * 2
+    started = time.perf_counter()
+    assert services.topic_keywords_normalise(words) == [w.upper() for w in words[:100_000]]
+    assert time.perf_counter() - started < 2  # a list used as a set took minutes here
+
+
 def test_ledger_is_read_only_in_admin_even_for_superusers(superuser_client, topic):
     services.optin_request(phone="+14155550123", topic=topic, channel="sms", source=Source.API)
     event = ConsentEvent.objects.first()

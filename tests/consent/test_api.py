@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from consent.models import Consent, ConsentEvent, Contact, EventKind, Message
+from consent.models import Consent, ConsentEvent, Contact, EventKind, Message, Topic
 
 pytestmark = pytest.mark.django_db
 
@@ -219,3 +219,27 @@ def test_openapi_schema_generates_without_warnings():
     call_command("spectacular", "--validate", "--fail-on-warn", stdout=out, stderr=err)
     assert err.getvalue() == ""
     assert "/api/v1/optins/confirm/" in out.getvalue()
+
+
+TOPIC_BODY = {"slug": "deals", "name": "Deals", "consent_text": "I agree to deals.", "confirmation_message": "Reply YES.",
+              "help_message": "Deals help."}
+
+
+@pytest.mark.parametrize("keywords", [[f"K{i}" for i in range(21)], ["X" * 33]], ids=["21 keywords", "33 characters"])
+def test_topic_keyword_caps_are_400_on_create_and_update(marketer_client, topic, keywords):
+    response = marketer_client.post("/api/v1/topics/", {**TOPIC_BODY, "keywords": keywords}, format="json")
+    assert response.status_code == 400 and "keywords" in response.json()
+    response = marketer_client.patch("/api/v1/topics/promo/", {"keywords": keywords}, format="json")
+    assert response.status_code == 400 and "keywords" in response.json()
+    assert Topic.objects.get(slug="promo").keywords == ["PROMO"]
+
+
+def test_topic_keyword_caps_hold_for_every_caller_of_the_service(topic):
+    from django.core.exceptions import ValidationError
+
+    from consent import services
+
+    with pytest.raises(ValidationError, match="At most 20 keywords"):
+        services.topic_update(topic=topic, keywords=[f"K{i}" for i in range(21)])
+    assert services.topic_update(topic=topic, keywords=[f"k{i}" for i in range(20)] + ["K1"]).keywords == [
+        f"K{i}" for i in range(20)]
