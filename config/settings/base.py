@@ -228,9 +228,11 @@ PROVIDER_TIMEOUT = (float(env("PROVIDER_CONNECT_TIMEOUT", "3.05")), float(env("P
 # Consent rules.
 CONSENT_CONFIRMATION_WINDOW_HOURS = env_int("CONSENT_CONFIRMATION_WINDOW_HOURS", 48)
 CONSENT_TOKEN_MAX_AGE_HOURS = env_int("CONSENT_TOKEN_MAX_AGE_HOURS", CONSENT_CONFIRMATION_WINDOW_HOURS)
-# Key for the pseudonym of a phone number in the ledger (HMAC-SHA256). Changing it only
-# changes pseudonyms of later events; the chain stays verifiable.
-CONSENT_PSEUDONYM_KEY = env("CONSENT_PSEUDONYM_KEY", SECRET_KEY)
+# Key for the pseudonym of a phone number in the ledger and the suppression list (HMAC-SHA256):
+# its own secret, so rotating DJANGO_SECRET_KEY changes no pseudonym. Unset: a development key
+# generated under the data folder on first use (production refuses to start without it).
+CONSENT_PSEUDONYM_KEY = env("CONSENT_PSEUDONYM_KEY", "")
+CONSENT_PSEUDONYM_KEY_FILE = DATA_DIR / "consent-pseudonym-key"
 DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", None)
 
 # Ed25519 private key (PEM) that signs ledger checkpoints and export manifests.
