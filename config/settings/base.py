@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as static files of our own: the docs work offline
     "consent",
     "broadcasts",
 ]
@@ -203,6 +204,11 @@ SPECTACULAR_SETTINGS = {
         "BroadcastStatusEnum": "broadcasts.models.BroadcastStatus",
     },
     "SERVE_AUTHENTICATION": [],
+    # No "validator" badge: it would send the schema's URL to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Providers. "console" logs and stores messages; it is the default without credentials.
