@@ -425,6 +425,38 @@ def signer_supported(bin_dir: Path, env: dict) -> bool:
                        env=process_env(env)).strip().endswith("yes")
 
 
+IMPORT_SWEEP = """
+import importlib, pathlib, django
+django.setup()
+from django.core.management import get_commands, load_command_class
+failed = []
+for package in ("config", "consent", "broadcasts"):
+    for path in sorted(pathlib.Path(package).rglob("*.py")):
+        name = ".".join(path.with_suffix("").parts).removesuffix(".__init__")
+        if name.startswith("config.settings.") and name != "config.settings.production":
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            failed.append(f"{name}: {exc!r}")
+commands = get_commands()
+for command, app in commands.items():
+    try:
+        load_command_class(app, command)
+    except Exception as exc:
+        failed.append(f"manage.py {command}: {exc!r}")
+print("\\n".join(failed) or f"imported every module and {len(commands)} management commands")
+raise SystemExit(1 if failed else 0)
+"""
+
+
+def import_sweep(bin_dir: Path, env: dict) -> None:
+    """Every module of the project and every management command imports from requirements.txt alone."""
+    out = run_checked([str(bin_dir / "python"), "-c", IMPORT_SWEEP], "importing every module from requirements.txt alone",
+                      env=env, timeout=120)
+    say(out.strip().splitlines()[-1])
+
+
 def run_store(store: str, args, bin_dir: Path, compose: dict, work: Path, stand_in: str, ran: set) -> None:
     say(f"=== {store}: {'PostgreSQL + Redis on loopback' if store == 'postgres' else 'SQLite + file-system broker'}")
     services = app_services(compose)
@@ -465,6 +497,7 @@ def run_store(store: str, args, bin_dir: Path, compose: dict, work: Path, stand_
             env["AUDIT_PUBLIC_KEY"] = variables["AUDIT_PUBLIC_KEY"]
         return env
 
+    import_sweep(bin_dir, env_of("web"))
     manage = [str(bin_dir / "python"), "manage.py"]
     token = run_checked([*manage, "create_api_user", f"ci-{store}", "--role", "admin"], "create_api_user",
                         env=app_env("web")).strip().splitlines()[-1]
