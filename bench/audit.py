@@ -95,10 +95,10 @@ def generate(events: int, contacts: int) -> dict:
     import django
 
     django.setup()
-    from django.conf import settings
     from django.db import connection, transaction
 
     from consent import services
+    from consent.pseudonym_key import pseudonym_key
     from consent.hashing import (
         GENESIS_HASH,
         chain_hash,
@@ -112,7 +112,7 @@ def generate(events: int, contacts: int) -> dict:
                                   confirmation_message="Reply YES to confirm, STOP to cancel.",
                                   help_message="Benchmark help. Reply STOP to opt out.", consent_ttl_days=365)
     text = topic.current_text
-    key = settings.CONSENT_PSEUDONYM_KEY
+    key = pseudonym_key()
     subjects = []
     raw = connection.connection  # the psycopg connection under Django's
     with transaction.atomic():

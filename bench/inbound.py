@@ -65,6 +65,7 @@ def environment(args, port: int) -> dict:
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(48),
+        CONSENT_PSEUDONYM_KEY=secrets.token_urlsafe(48),
         AUDIT_SIGNING_KEY=ed25519_pem(),
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         DJANGO_SECURE_SSL_REDIRECT="0",

@@ -7,17 +7,17 @@ gap-free chain. Callers must already be inside `transaction.atomic()`.
 
 from datetime import datetime
 
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from . import rows
 from .hashing import GENESIS_HASH, chain_hash, format_instant, phone_pseudonym
 from .models import ChainHead, Contact, ConsentEvent, Topic, TopicText
+from .pseudonym_key import pseudonym_key
 
 
 def pseudonym_for(e164: str) -> str:
-    return phone_pseudonym(e164, settings.CONSENT_PSEUDONYM_KEY)
+    return phone_pseudonym(e164, pseudonym_key())
 
 
 # An event as a tuple, in the order the ledger is read back in bulk (verification, export, proof).

@@ -62,6 +62,7 @@ MATRIX = {
     ("optin/<slug:topic>/", "GET"): EVERYONE,
     ("api/schema/", "GET"): EVERYONE,
     ("api/docs/", "GET"): EVERYONE,
+    ("api/redoc/", "GET"): EVERYONE,
     ("healthz/", "GET"): EVERYONE,
     ("readyz/", "GET"): EVERYONE,
     ("admin/", "GET"): SESSION,

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as static files of our own: the docs work offline
     "consent",
     "broadcasts",
 ]
@@ -211,6 +212,11 @@ SPECTACULAR_SETTINGS = {
         "BroadcastStatusEnum": "broadcasts.models.BroadcastStatus",
     },
     "SERVE_AUTHENTICATION": [],
+    # No "validator" badge: it would send the schema's URL to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Providers. "console" logs and stores messages; it is the default without credentials.
@@ -236,9 +242,11 @@ PROVIDER_TIMEOUT = (float(env("PROVIDER_CONNECT_TIMEOUT", "3.05")), float(env("P
 # Consent rules.
 CONSENT_CONFIRMATION_WINDOW_HOURS = env_int("CONSENT_CONFIRMATION_WINDOW_HOURS", 48)
 CONSENT_TOKEN_MAX_AGE_HOURS = env_int("CONSENT_TOKEN_MAX_AGE_HOURS", CONSENT_CONFIRMATION_WINDOW_HOURS)
-# Key for the pseudonym of a phone number in the ledger (HMAC-SHA256). Changing it only
-# changes pseudonyms of later events; the chain stays verifiable.
-CONSENT_PSEUDONYM_KEY = env("CONSENT_PSEUDONYM_KEY", SECRET_KEY)
+# Key for the pseudonym of a phone number in the ledger and the suppression list (HMAC-SHA256):
+# its own secret, so rotating DJANGO_SECRET_KEY changes no pseudonym. Unset: a development key
+# generated under the data folder on first use (production refuses to start without it).
+CONSENT_PSEUDONYM_KEY = env("CONSENT_PSEUDONYM_KEY", "")
+CONSENT_PSEUDONYM_KEY_FILE = DATA_DIR / "consent-pseudonym-key"
 DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", None)
 
 # Ed25519 private key (PEM) that signs ledger checkpoints and export manifests.

@@ -5,12 +5,22 @@ from django.core.exceptions import ImproperlyConfigured
 from .base import *  # noqa: F401,F403
 from .base import DEBUG, SECRET_KEY, SMS_PROVIDER, WHATSAPP_PROVIDER, env, env_bool, env_int
 
+_absent = [name for name in ("DJANGO_SECRET_KEY", "CONSENT_PSEUDONYM_KEY", "AUDIT_SIGNING_KEY", "PUBLIC_BASE_URL")
+           if not env(name)]
+if _absent:
+    raise ImproperlyConfigured(f"Production settings need {', '.join(_absent)} in the environment "
+                               "(README, Settings); for development use config.settings.local.")
 if DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG must be off in production.")
 if (not env("DJANGO_SECRET_KEY") or "insecure" in SECRET_KEY.lower() or "change-me" in SECRET_KEY.lower()
         or len(SECRET_KEY) < 32 or len(set(SECRET_KEY)) < 8):
     # "insecure" also catches Django's own "django-insecure-..." startproject keys.
     raise ImproperlyConfigured("Set DJANGO_SECRET_KEY to a random value of at least 32 characters.")
+# Pseudonyms in the ledger and the suppression list must survive a rotation of DJANGO_SECRET_KEY.
+if len(env("CONSENT_PSEUDONYM_KEY")) < 32 or env("CONSENT_PSEUDONYM_KEY") == SECRET_KEY:
+    raise ImproperlyConfigured("Set CONSENT_PSEUDONYM_KEY to a random value of at least 32 characters, not "
+                               "DJANGO_SECRET_KEY's (an installation that relied on the old default: set it to the "
+                               "DJANGO_SECRET_KEY in use so far, then give DJANGO_SECRET_KEY a new value).")
 if not env("AUDIT_SIGNING_KEY"):
     raise ImproperlyConfigured("Set AUDIT_SIGNING_KEY to the Ed25519 private key (PEM) that signs the ledger.")
 else:

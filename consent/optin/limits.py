@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from consent.hashing import phone_pseudonym
+from consent.pseudonym_key import pseudonym_key
 
 HOUR = 3600
 DAY = 86400
@@ -69,7 +70,7 @@ def prompt_allowed(*, ip: str, e164: str, country: str, now: float | None = None
         raise LimitExceeded("We do not send messages to numbers in this country.")
     if ip and _count(f"ip:{ip}", HOUR, now) > limits.per_ip_per_hour:
         raise LimitExceeded("Too many sign-up attempts from your network. Please try again in an hour.")
-    subject = phone_pseudonym(e164, settings.CONSENT_PSEUDONYM_KEY)
+    subject = phone_pseudonym(e164, pseudonym_key())
     if _count(f"number:{subject}", HOUR, now) > limits.per_number_per_hour:
         raise LimitExceeded("We have already sent several messages to this number. Please try again in an hour.")
     if _count(f"number-day:{subject}", DAY, now) > limits.per_number_per_day:

@@ -16,13 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD_SECRET = "k3J9x-Qp2vLm8sT4wZr6Yb1Nc7Hd5Fg0Ae"  # 34 characters, many distinct
 GOOD_ENV = {
     "DJANGO_SECRET_KEY": GOOD_SECRET,
+    "CONSENT_PSEUDONYM_KEY": "pX7-c2Qm9vRt4LzK8sWn1Yb6Hd3Fg5Ja0Ue",
     # An Ed25519 private key (base64 of its 32 raw bytes); production parses it at start-up.
     "AUDIT_SIGNING_KEY": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     "PUBLIC_BASE_URL": "https://consent.example.com",
     "DJANGO_ALLOWED_HOSTS": "consent.example.com,testserver",
 }
 # Variables of the outer environment that would change the outcome.
-_SCRUB = ("DJANGO_", "AUDIT_", "PUBLIC_BASE_URL", "TWILIO_", "WHATSAPP_", "SMS_PROVIDER", "DATABASE_URL",
+_SCRUB = ("DJANGO_", "AUDIT_", "CONSENT_", "PUBLIC_BASE_URL", "TWILIO_", "WHATSAPP_", "SMS_PROVIDER", "DATABASE_URL",
           "CELERY_", "REDIS_URL")
 
 
@@ -57,12 +58,22 @@ REFUSED = [
         "-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VuBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\\n"
         "-----END PRIVATE KEY-----")}, "AUDIT_SIGNING_KEY"),
     ("no public base url", _without("PUBLIC_BASE_URL"), "PUBLIC_BASE_URL"),
+    ("no pseudonym key", _without("CONSENT_PSEUDONYM_KEY"), "CONSENT_PSEUDONYM_KEY"),
+    ("short pseudonym key", {**GOOD_ENV, "CONSENT_PSEUDONYM_KEY": "short"}, "CONSENT_PSEUDONYM_KEY"),
+    ("pseudonym key that is the secret key", {**GOOD_ENV, "CONSENT_PSEUDONYM_KEY": GOOD_SECRET}, "CONSENT_PSEUDONYM_KEY"),
     ("twilio without auth token", {**GOOD_ENV, "SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32},
      "TWILIO_AUTH_TOKEN"),
     ("whatsapp cloud without app secret", {**GOOD_ENV, "WHATSAPP_PROVIDER": "cloud", "WHATSAPP_ACCESS_TOKEN": "EAAtoken",
                                            "WHATSAPP_PHONE_NUMBER_ID": "123", "WHATSAPP_VERIFY_TOKEN": "v"},
      "WHATSAPP_APP_SECRET"),
 ]
+
+
+def test_production_names_every_missing_secret_at_once():
+    result = _load({})
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr
+    for name in ("DJANGO_SECRET_KEY", "CONSENT_PSEUDONYM_KEY", "AUDIT_SIGNING_KEY", "PUBLIC_BASE_URL"):
+        assert name in result.stderr, result.stderr[-500:]
 
 
 @pytest.mark.parametrize("case,env,named", REFUSED, ids=[c[0] for c in REFUSED])
