@@ -1,11 +1,14 @@
 """SMS-pumping limits hold inside the opt-in service, whatever asks for a prompt: API, page, keyword."""
 
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine
 
-from consent import inbound, limits, services
+from consent import inbound, services
 from consent.models import Consent, Message, Source
 from consent.webhooks.parsers import InboundMessage
 
@@ -106,7 +109,24 @@ def test_counting_is_serialised_on_a_cache_without_atomic_increments(settings):
                                    "LOCATION": "consent_cache"}}
     from django.core.cache import caches
 
+    from consent import limits
+
     caches["default"].clear()
     counts = [limits._count("number:x", limits.HOUR, START.timestamp()) for _ in range(3)]
     assert counts == [1, 2, 3]
     assert caches["default"].get(f"optin-limit:number:x:{limits.HOUR}:{int(START.timestamp() // limits.HOUR)}:lock") is None
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL)")
+def test_counting_on_redis_is_atomic_across_threads(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": os.environ["REDIS_URL"]}}
+    from django.core.cache import caches
+
+    from consent import limits
+
+    key = f"number:threads-{uuid.uuid4().hex}"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        counts = list(pool.map(lambda _: limits._count(key, limits.HOUR, START.timestamp()), range(200)))
+    assert sorted(counts) == list(range(1, 201))  # no two callers got the same count
+    caches["default"].delete(f"optin-limit:{key}:{limits.HOUR}:{int(START.timestamp() // limits.HOUR)}")
