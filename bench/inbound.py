@@ -111,6 +111,12 @@ def setup_data(n: int) -> int:
     for i in range(n):
         services.optin_request(phone=phone(i), topic=topic, channel="sms", source=Source.API,
                                evidence={"ip": "192.0.2.1", "bench": True})
+    # A YES confirms only prompts handed to the provider: hand them over (console provider) before measuring.
+    from consent.messaging import message_deliver
+    from consent.models import Message
+
+    for message_id in Message.objects.filter(status=Message.Status.QUEUED).values_list("id", flat=True):
+        message_deliver(message_id=message_id)
     return topic.pk
 
 

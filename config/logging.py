@@ -79,7 +79,7 @@ def mask(text: str) -> str:
     text = _AUTH_SCHEME.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
     text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + "@", text)
     text = _SECRET_FIELD.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
-    text = _CONFIRM_LINK.sub(lambda m: m.group(1) + MASK, text)
+    text = mask_confirmation_links(text)
     text = _META_ACCESS_TOKEN.sub(MASK, text)
     text = _DRF_TOKEN.sub(MASK, text)
     text = _PHONE_PLUS.sub(_mask_plus, text)
@@ -138,6 +138,11 @@ def install_on_handlers(handlers) -> None:
     for handler in handlers:
         if not any(isinstance(f, PersonalDataFilter) for f in handler.filters):
             handler.addFilter(PersonalDataFilter())
+
+
+def mask_confirmation_links(text: str) -> str:
+    """`text` with the token of every confirmation link masked: only the person may hold one."""
+    return _CONFIRM_LINK.sub(lambda m: m.group(1) + MASK, text) if text else text
 
 
 def mask_phone(phone: str) -> str:

@@ -4,7 +4,7 @@ from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -136,24 +136,29 @@ class OptinRequestApi(APIView):
         topic = serializers.CharField()
         channel = serializers.CharField()
         status = serializers.CharField()
-        requested_at = serializers.DateTimeField()
+        requested_at = serializers.DateTimeField(allow_null=True)
         confirm_by = serializers.DateTimeField(allow_null=True)
+        prompt_sent = serializers.BooleanField(help_text="False: already current, or a recent prompt is still pending.")
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer,
+                                                       429: inline_serializer("OptinThrottled", {"detail": serializers.CharField()})})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         evidence = {**data.validated_data["evidence"], "requested_via": "api"}
-        result = services.optin_request(
-            phone=data.validated_data["phone"], topic=data.validated_data["topic"],
-            channel=data.validated_data["channel"], source=Source.API, evidence=evidence,
-            actor=actor_for(request.user),
-        )
+        try:
+            result = services.optin_request(
+                phone=data.validated_data["phone"], topic=data.validated_data["topic"],
+                channel=data.validated_data["channel"], source=Source.API, evidence=evidence,
+                actor=actor_for(request.user),
+            )
+        except services.OptinLimited as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
         consent = result.consent
         body = {
             "phone": consent.contact.phone, "topic": consent.topic.slug, "channel": consent.channel,
             "status": selectors.effective_status(consent), "requested_at": consent.requested_at,
-            "confirm_by": consent.confirm_by,
+            "confirm_by": consent.confirm_by, "prompt_sent": result.created,
         }
         return Response(self.OutputSerializer(body).data,
                         status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)

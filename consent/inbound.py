@@ -227,7 +227,7 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
             try:
                 optin = services.optin_request(phone=contact.phone, topic=target, channel=channel, source=source,
                                                evidence=evidence, now=now)
-            except ValidationError as exc:  # suppressed or erased: no prompt, no reply
+            except (ValidationError, services.OptinLimited) as exc:  # suppressed, erased or pumped: no prompt, no reply
                 logger.info("inbound %s: no opt-in for %s: %s", inbound.pk, target.slug, exc)
                 continue
             result.consents.append(optin.consent)

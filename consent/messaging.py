@@ -22,7 +22,7 @@ from broadcasts.providers import (
 )
 
 from . import rows
-from .models import Channel, Contact, EventKind, Message, Source, Topic
+from .models import Channel, ConfirmationToken, Consent, ConsentStatus, Contact, EventKind, Message, Source, Topic
 from .webhooks.references import MESSAGE, twilio_status_callback
 
 logger = logging.getLogger(__name__)
@@ -30,21 +30,37 @@ logger = logging.getLogger(__name__)
 CONFIRM_INSTRUCTION = "Reply YES to confirm, STOP to cancel."
 
 
-def confirmation_link(token: str) -> str:
+# What is stored, listed and exported in place of the token: only the provider gets a usable link.
+REDACTED_TOKEN = "[redacted]"
+
+
+def confirmation_link(token: str = REDACTED_TOKEN) -> str:
     return f"{settings.PUBLIC_BASE_URL}/optin/confirm/{token}/"
+
+
+def _with_token(value, token: str):
+    """`value` (a body, or a template's JSON) with each redacted confirmation link carrying `token`."""
+    if isinstance(value, str):
+        return value.replace(f"/optin/confirm/{REDACTED_TOKEN}/", f"/optin/confirm/{token}/")
+    if isinstance(value, dict):
+        return {key: _with_token(item, token) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_token(item, token) for item in value]
+    return value
 
 
 def whatsapp_window_open(contact: Contact, now: datetime) -> bool:
     return contact.whatsapp_window_until is not None and contact.whatsapp_window_until > now
 
 
-def prompt_for(*, contact: Contact, topic: Topic, channel: str, token: str, now: datetime) -> tuple[str, dict | None]:
-    """The confirmation prompt: the topic's text, the reply instruction and the link.
+def prompt_for(*, contact: Contact, topic: Topic, channel: str, now: datetime) -> tuple[str, dict | None]:
+    """The confirmation prompt: the topic's text, the reply instruction and the link (token redacted).
 
     On WhatsApp outside the 24-hour window, only a template may be sent: the configured
-    utility template, with the topic name and the link as its body parameters.
+    utility template, with the topic name and the link as its body parameters. The sender
+    puts a fresh token into the link when it hands the prompt over.
     """
-    link = confirmation_link(token)
+    link = confirmation_link()
     text = topic.current_text.confirmation_message.strip()
     if "{link}" in text:
         text = text.replace("{link}", link)
@@ -93,6 +109,7 @@ def messages_store(messages: list[Message]) -> list[Message]:
 
 def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     """Claim a queued message, hand it to the provider, record the outcome. Safe to call twice."""
+    token = token_id = None
     with transaction.atomic():
         message = Message.objects.select_for_update(of=("self",)).select_related("contact", "topic").filter(pk=message_id).first()
         if message is None or message.status != Message.Status.QUEUED:
@@ -103,6 +120,19 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
             message.error_message = "contact erased"
             message.save(update_fields=["status", "error_message"])
             return "failed"
+        consent = None
+        if message.kind == Message.Kind.CONFIRMATION_PROMPT and message.topic_id:
+            consent = _prompted_consent(message)
+            if consent is None:
+                message.status = Message.Status.FAILED
+                message.error_message = "nothing left to confirm (the consent is no longer pending)"
+                message.status_at = timezone.now()
+                message.save(update_fields=["status", "error_message", "status_at"])
+                return "failed"
+            # Made at each hand-over and put only into what the provider gets: nobody can read it back.
+            from .services import confirmation_token_issue
+
+            token, token_id = confirmation_token_issue(consent=consent, now=timezone.now())
         message.status = Message.Status.SENDING
         message.attempts += 1
         message.status_at = timezone.now()
@@ -111,8 +141,8 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     outgoing = OutgoingMessage(
         to=contact.phone,
         channel=message.channel,
-        body=message.body,
-        template=message.template,
+        body=_with_token(message.body, token) if token else message.body,
+        template=_with_token(message.template, token) if token else message.template,
         status_callback=twilio_status_callback(reference) if message.channel == Channel.SMS else "",
         reference=reference,
     )
@@ -120,13 +150,17 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
         provider = get_provider(message.channel)
         result = provider.send(outgoing)
     except PermanentProviderError as exc:
+        exc = _without_token(exc, token)
         if exc.outcome_unknown:
             return _record_unknown(message, exc)
+        _token_discard(token_id)
         _record_permanent_failure(message, exc)
         return "failed"
     except TransientProviderError as exc:
+        exc = _without_token(exc, token)
         if exc.outcome_unknown:
             return _record_unknown(message, exc)
+        _token_discard(token_id)  # never delivered: a retry makes a fresh one
         status = Message.Status.FAILED if final_attempt else Message.Status.QUEUED
         _awaiting_outcome(message).update(status=status, error_code=exc.code, error_message=str(exc)[:255],
                                        status_at=timezone.now())
@@ -135,17 +169,40 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
         raise
     with transaction.atomic():
         _record_sent(message, result.provider_message_id)
-        if message.kind == Message.Kind.CONFIRMATION_PROMPT and message.topic_id:
+        if consent is not None:
             from .ledger import event_append
 
-            consent = message.topic.consents.filter(contact=contact, channel=message.channel).select_related("text").first()
+            # YES confirms only consents whose prompt was handed over since they were requested.
+            sent_at = timezone.now()
+            Consent.objects.filter(pk=consent.pk, status=ConsentStatus.PENDING).update(prompted_at=sent_at)
             event_append(kind=EventKind.CONFIRMATION_SENT, contact=contact, topic=message.topic,
-                         channel=message.channel, source=Source.SYSTEM, actor="system",
-                         text=consent.text if consent else message.topic.current_text,
+                         channel=message.channel, source=Source.SYSTEM, actor="system", text=consent.text,
                          evidence={"message_id": message.pk, "provider_message_id": result.provider_message_id,
                                    "provider": provider.name,
-                                   "template": (message.template or {}).get("name")})
+                                   "template": (message.template or {}).get("name")}, occurred_at=sent_at)
     return "sent"
+
+
+def _prompted_consent(message: Message):
+    """The pending consent a confirmation prompt asks about, or None when there is nothing left to confirm."""
+    now = timezone.now()
+    consent = (message.topic.consents.filter(contact=message.contact, channel=message.channel)
+               .select_related("text").first())
+    if consent is None or consent.status != ConsentStatus.PENDING or (consent.confirm_by and consent.confirm_by <= now):
+        return None
+    return consent
+
+
+def _token_discard(token_id: int | None) -> None:
+    if token_id is not None:
+        ConfirmationToken.objects.filter(pk=token_id).delete()
+
+
+def _without_token(exc, token: str | None):
+    """A provider error whose text may quote the message: stored and logged without the token."""
+    if token and token in str(exc):
+        exc.args = (str(exc).replace(token, REDACTED_TOKEN), *exc.args[1:])
+    return exc
 
 
 def _awaiting_outcome(message: Message):

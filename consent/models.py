@@ -121,6 +121,8 @@ class Consent(models.Model):
     source = models.CharField(max_length=32, choices=Source.choices)
     requested_at = models.DateTimeField(null=True, blank=True)
     confirm_by = models.DateTimeField(null=True, blank=True)
+    # When the last prompt was handed to the provider; YES confirms only if that follows requested_at.
+    prompted_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import rows
+from . import limits, rows
 from .hashing import text_sha256
 from .ledger import event_append, pseudonym_for
 from .messaging import message_queue, prompt_for
@@ -196,31 +196,68 @@ def _text_version_create(*, topic: Topic, consent_text: str, confirmation_messag
 @dataclass
 class OptinResult:
     consent: Consent
-    token: str | None  # the confirmation token, when a prompt was queued
-    created: bool  # False when the consent was already current (nothing changed)
+    created: bool  # a prompt was queued; False when the consent is current or its prompt pending and fresh
 
 
-def _confirmation_token_create(consent: Consent, expires_at: datetime) -> str:
+def confirmation_token_issue(*, consent: Consent, now: datetime) -> tuple[str, int]:
+    """A new confirmation token for `consent` and the id of its record (only its SHA-256 is stored).
+
+    For the sender only, at the moment it hands the prompt over: nothing else ever sees the token.
+    """
     token = signing.TimestampSigner(salt=TOKEN_SALT).sign(secrets.token_urlsafe(24))
-    ConfirmationToken.objects.create(
+    expires_at = now + timedelta(hours=settings.CONSENT_TOKEN_MAX_AGE_HOURS)
+    if consent.confirm_by is not None:
+        expires_at = min(expires_at, consent.confirm_by)
+    record = ConfirmationToken.objects.create(
         token_sha256=hashlib.sha256(token.encode()).hexdigest(), consent=consent, expires_at=expires_at
     )
-    return token
+    return token, record.pk
+
+
+class OptinLimited(Exception):
+    """No prompt: a pumping limit refused it. `str()` is for the person; `retry_after` in seconds."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _prompt_is_fresh(consent: Consent | None, now: datetime) -> bool:
+    """A prompt for this consent is pending and recent enough that another one would only be noise."""
+    if consent is None or consent.status != ConsentStatus.PENDING or consent.requested_at is None:
+        return False
+    if consent.confirm_by is not None and consent.confirm_by <= now:
+        return False
+    return consent.requested_at > now - timedelta(minutes=settings.OPTIN_REPEAT_PROMPT_AFTER_MINUTES)
 
 
 @transaction.atomic
 def optin_request(*, phone: str, topic: Topic, channel: str, source: str, evidence: dict | None = None,
                   actor: str = "system", now: datetime | None = None, occurred_at: datetime | None = None) -> OptinResult:
-    """Make the consent pending and queue the confirmation prompt (double opt-in, step one)."""
+    """Make the consent pending and queue the confirmation prompt (double opt-in, step one).
+
+    The pumping limits hold here, for every source: a number outside the allowed countries is
+    refused (400 on `phone`), a repeat inside the repeat window changes nothing, and a prompt
+    over a per-number or per-API-user limit raises OptinLimited.
+    """
     now = now or timezone.now()
     contact = contact_get_or_create(phone=phone)
     _ensure_messageable(contact)
+    if not limits.country_allowed(contact.country):
+        raise ValidationError({"phone": "We do not send messages to numbers in this country."})
     text = topic.current_text
     consent = Consent.objects.select_for_update().filter(contact=contact, topic=topic, channel=channel).first()
     if consent is not None and consent.status == ConsentStatus.ACTIVE and (
         consent.expires_at is None or consent.expires_at > now
     ):
-        return OptinResult(consent=consent, token=None, created=False)
+        return OptinResult(consent=consent, created=False)
+    if _prompt_is_fresh(consent, now):
+        return OptinResult(consent=consent, created=False)
+    try:
+        limits.prompt_allowed(e164=contact.phone, actor=actor if actor.startswith("user:") else "",
+                              now=now.timestamp())
+    except limits.LimitExceeded as exc:
+        raise OptinLimited(str(exc), retry_after=exc.retry_after) from None
     confirm_by = now + timedelta(hours=settings.CONSENT_CONFIRMATION_WINDOW_HOURS)
     if consent is None:
         consent = Consent(contact=contact, topic=topic, channel=channel)
@@ -231,18 +268,18 @@ def optin_request(*, phone: str, topic: Topic, channel: str, source: str, eviden
     consent.confirm_by = confirm_by
     consent.confirmed_at = consent.expires_at = consent.revoked_at = None
     consent.save()
-    token = _confirmation_token_create(consent, min(confirm_by, now + timedelta(hours=settings.CONSENT_TOKEN_MAX_AGE_HOURS)))
-    body, template = prompt_for(contact=contact, topic=topic, channel=channel, token=token, now=now)
+    # The stored prompt carries the link with its token redacted; the sender makes the token.
+    body, template = prompt_for(contact=contact, topic=topic, channel=channel, now=now)
     message_queue(contact=contact, channel=channel, kind=Message.Kind.CONFIRMATION_PROMPT, topic=topic,
                   body=body, template=template)
     # Last, so that the chain-head lock is held for as short a time as possible.
     event_append(kind=EventKind.REQUESTED, contact=contact, topic=topic, channel=channel, source=source,
                  actor=actor, text=text, evidence=evidence, occurred_at=occurred_at or now)
-    return OptinResult(consent=consent, token=token, created=True)
+    return OptinResult(consent=consent, created=True)
 
 
 def _consents_locked(contact: Contact, channel: str, *, statuses: tuple[str, ...], topic: Topic | None = None,
-                     confirm_by_from: datetime | None = None) -> list[Consent]:
+                     confirm_by_from: datetime | None = None, prompted: bool = False) -> list[Consent]:
     """The contact's consents on `channel` in `statuses`, row-locked, each with its topic and text loaded.
 
     The hot path of every STOP and YES: one statement built by hand (see consent.rows).
@@ -255,6 +292,8 @@ def _consents_locked(contact: Contact, channel: str, *, statuses: tuple[str, ...
     if confirm_by_from is not None:
         where.append("c.confirm_by >= %s")
         params.append(Consent._meta.get_field("confirm_by").get_db_prep_value(confirm_by_from, connection))
+    if prompted:  # a prompt was handed to the provider since this request
+        where.append("c.prompted_at IS NOT NULL AND c.prompted_at >= c.requested_at")
     lock = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
     sql = (f"SELECT {rows.columns(Consent, 'c')}, {rows.columns(Topic, 't')}, {rows.columns(TopicText, 'x')} "
            "FROM consent_consent c JOIN consent_topic t ON t.id = c.topic_id JOIN consent_topictext x ON x.id = c.text_id "
@@ -267,12 +306,13 @@ def _consents_locked(contact: Contact, channel: str, *, statuses: tuple[str, ...
 
 
 def optin_pending_lock(*, contact: Contact, channel: str, now: datetime) -> list[Consent]:
-    """The contact's pending consents on `channel` still inside their confirmation window, row-locked.
+    """What a confirm keyword from the handset confirms, row-locked: the contact's pending consents on
+    `channel` inside their confirmation window whose prompt was handed to the provider.
 
     For callers that must know what a confirmation will confirm before confirming it (in one transaction).
     """
     _require_transaction()
-    return _consents_locked(contact, channel, statuses=(ConsentStatus.PENDING,), confirm_by_from=now)
+    return _consents_locked(contact, channel, statuses=(ConsentStatus.PENDING,), confirm_by_from=now, prompted=True)
 
 
 def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None = None, actor: str = "system",
@@ -300,7 +340,7 @@ def _require_transaction() -> None:
 @transaction.atomic(savepoint=False)  # no caller recovers from its errors inside a larger transaction
 def optin_confirm_by_reply(*, contact: Contact, channel: str, source: str, evidence: dict | None = None,
                            actor: str = "system", now: datetime | None = None) -> list[Consent]:
-    """A confirm keyword from the handset: every pending consent on that channel, inside its window, becomes active."""
+    """A confirm keyword from the handset: the pending consents on that channel whose prompts were sent become active."""
     now = now or timezone.now()
     return optin_confirm(consents=optin_pending_lock(contact=contact, channel=channel, now=now), source=source,
                          evidence=evidence, actor=actor, now=now)
@@ -312,7 +352,7 @@ class TokenError(ValidationError):
 
 @transaction.atomic
 def optin_confirm_by_token(*, token: str, source: str, evidence: dict | None = None, now: datetime | None = None) -> Consent:
-    """POST of a signed, single-use, expiring token: confirms the contact's pending consents on that channel."""
+    """POST of a signed, single-use, expiring token: confirms the one consent it was issued for."""
     now = now or timezone.now()
     if not isinstance(token, str) or not token or len(token) > 200:
         raise TokenError({"token": "This confirmation link is not valid."})
@@ -337,7 +377,9 @@ def optin_confirm_by_token(*, token: str, source: str, evidence: dict | None = N
     if record.expires_at <= now:
         raise TokenError({"token": "This confirmation link has expired. Request a new one."})
     consent = record.consent
-    pending = optin_pending_lock(contact=consent.contact, channel=consent.channel, now=now)
+    # Only this consent: the link proves the person saw this prompt, not the others on the channel.
+    pending = _consents_locked(consent.contact, consent.channel, statuses=(ConsentStatus.PENDING,),
+                               topic=consent.topic, confirm_by_from=now)
     if consent.pk not in {c.pk for c in pending}:
         raise TokenError({"token": "There is nothing left to confirm with this link (already confirmed, cancelled or expired)."})
     record.used_at = now

@@ -6,6 +6,16 @@ from rest_framework.test import APIClient
 pytest_plugins = ["tests.plugins.providers", "tests.plugins.worker"]
 
 
+@pytest.fixture(autouse=True)
+def clear_pumping_limits():
+    """Each test starts with fresh opt-in limit counters (they live in the process's cache)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def make_user(db):
     """A user with an API role and its token: make_user("marketer") -> (user, token)."""

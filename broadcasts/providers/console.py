@@ -6,7 +6,7 @@ import uuid
 
 from django.conf import settings
 
-from config.logging import mask_phone
+from config.logging import mask_confirmation_links, mask_phone
 
 from .base import OutgoingMessage, Provider, SendResult
 
@@ -24,12 +24,13 @@ class ConsoleProvider(Provider):
     def send(self, message: OutgoingMessage) -> SendResult:
         message_id = f"console-{uuid.uuid4().hex}"
         content = message.body if message.template is None else f"[template {message.template.get('name')}] {message.body}"
+        # Whoever reads the console is staff, not the person: the link's token is masked (reply YES instead).
+        content = mask_confirmation_links(content)
         if settings.DEBUG:
-            # Development: this stands in for the person's handset, so the whole message — the
-            # confirmation link's token included — goes to the terminal, around the (masked) logs.
+            # Development: this stands in for the person's handset, so the number is shown whole.
             print(f"\n----- outgoing [{self.channel} to {message.to}] {content}\n", file=sys.__stdout__, flush=True)
             return SendResult(provider_message_id=message_id, status="sent")
-        # Elsewhere the number is masked as in every log line, and the log filter masks the token.
+        # Elsewhere the number is masked as in every log line.
         line = f"[{self.channel} to {mask_phone(message.to)}] {content}"
         logger.info("console provider: %s", line)
         print(f"\n----- outgoing {line}\n", file=sys.stdout, flush=True)

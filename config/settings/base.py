@@ -299,12 +299,14 @@ BROADCAST_SEND_CONCURRENCY = env_int("BROADCAST_SEND_CONCURRENCY", 32)
 BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 500)
 BROADCAST_CLAIM_SIZE = env_int("BROADCAST_CLAIM_SIZE", 32)
 
-# Customers' side: the hosted opt-in page, its SMS-pumping limits, and webhooks.
+# Customers' side: SMS-pumping limits on prompts (every source; the per-IP one on the hosted page), webhooks.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])  # addresses/networks whose X-Forwarded-For is believed
 OPTIN_ALLOWED_COUNTRIES = env_list("OPTIN_ALLOWED_COUNTRIES", [])  # empty: every country
 OPTIN_MAX_PER_IP_PER_HOUR = env_int("OPTIN_MAX_PER_IP_PER_HOUR", 10)
 OPTIN_MAX_PER_NUMBER_PER_HOUR = env_int("OPTIN_MAX_PER_NUMBER_PER_HOUR", 3)
 OPTIN_MAX_PER_NUMBER_PER_DAY = env_int("OPTIN_MAX_PER_NUMBER_PER_DAY", 5)
+OPTIN_MAX_PER_API_USER_PER_HOUR = env_int("OPTIN_MAX_PER_API_USER_PER_HOUR", 1000)
+OPTIN_REPEAT_PROMPT_AFTER_MINUTES = env_int("OPTIN_REPEAT_PROMPT_AFTER_MINUTES", 10)  # a fresh pending prompt is not resent
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 262144)
 # Queued transactional messages older than this are handed to the broker again (broker outages).
 MESSAGE_REQUEUE_AFTER_SECONDS = env_int("MESSAGE_REQUEUE_AFTER_SECONDS", 900)

@@ -15,12 +15,12 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from consent import selectors, services
+from consent import limits, selectors, services
+from consent.messaging import confirmation_link
 from consent.models import ConfirmationToken, Source, Topic
 
 from .client_ip import client_ip
 from .forms import OptinForm
-from .limits import LimitExceeded, prompt_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -81,23 +81,25 @@ def optin_page(request: HttpRequest, topic: str) -> HttpResponse:
         context.update(form=form, error="The consent text has changed since you opened this page. Please read it again.")
         return _no_store(render(request, "consent/optin_form.html", context, status=409))
     phone = form.cleaned_data["phone"]
+    # One answer whatever the number's state (new, pending, subscribed, suppressed, erased): the
+    # page must not tell a visitor anything about someone else's number.
+    neutral = {"topic": topic_obj, "masked": mask(phone.e164), "channel": form.cleaned_data["channel"]}
     if form.cleaned_data["website"]:
         logger.info("opt-in page: honeypot filled for topic %s, nothing sent", topic_obj.slug)
-        return _no_store(render(request, "consent/optin_requested.html", {"topic": topic_obj, "masked": mask(phone.e164)}))
+        return _no_store(render(request, "consent/optin_requested.html", neutral))
+    if not limits.country_allowed(phone.country):
+        context["error"] = "We do not send messages to numbers in this country."
+        return _no_store(render(request, "consent/optin_form.html", context, status=400))
     try:
-        prompt_allowed(ip=client_ip(request), e164=phone.e164, country=phone.country)
-    except LimitExceeded as exc:
+        limits.page_request_allowed(ip=client_ip(request))
+        services.optin_request(phone=phone.e164, topic=topic_obj, channel=form.cleaned_data["channel"],
+                               source=Source.WEB_FORM, evidence=_evidence(request, topic_obj))
+    except (limits.LimitExceeded, services.OptinLimited) as exc:
         context["error"] = str(exc)
         return _no_store(render(request, "consent/optin_form.html", context, status=429))
-    try:
-        result = services.optin_request(phone=phone.e164, topic=topic_obj, channel=form.cleaned_data["channel"],
-                                        source=Source.WEB_FORM, evidence=_evidence(request, topic_obj))
-    except ValidationError:
-        context["error"] = "We cannot send messages to this number."
-        return _no_store(render(request, "consent/optin_form.html", context, status=400))
-    template = "consent/optin_requested.html" if result.created else "consent/optin_already.html"
-    return _no_store(render(request, template, {"topic": topic_obj, "masked": mask(phone.e164),
-                                                "channel": form.cleaned_data["channel"]}))
+    except ValidationError as exc:
+        logger.info("opt-in page: no prompt for topic %s: %s", topic_obj.slug, exc)
+    return _no_store(render(request, "consent/optin_requested.html", neutral))
 
 
 def _token_consent(token: str):
@@ -121,7 +123,7 @@ def confirm_page(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET":
         return _no_store(render(request, "consent/optin_confirm.html", context))
     evidence = {"ip": client_ip(request), "user_agent": request.META.get("HTTP_USER_AGENT", "")[:512],
-                "page_url": settings.PUBLIC_BASE_URL + request.path}
+                "page_url": confirmation_link()}  # the ledger is read by staff: never the token
     try:
         confirmed = services.optin_confirm_by_token(token=token, source=Source.WEB_FORM, evidence=evidence)
     except ValidationError as exc:

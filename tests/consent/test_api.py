@@ -64,15 +64,16 @@ def test_create_topic_and_read_versions(marketer_client, topic):
     assert all(len(v["sha256"]) == 64 for v in versions)
 
 
-def test_optin_then_confirm_then_contact(marketer_client, api_client, topic, run_on_commit):
+def test_optin_then_confirm_then_contact(marketer_client, api_client, topic, run_on_commit, outbox):
     with run_on_commit():
         response = marketer_client.post("/api/v1/optins/", OPTIN, format="json")
     assert response.status_code == 201
     body = response.json()
-    assert body["status"] == "pending" and body["phone"] == "+14155550123"
-    assert set(body) == {"phone", "topic", "channel", "status", "requested_at", "confirm_by"}
+    assert body["status"] == "pending" and body["phone"] == "+14155550123" and body["prompt_sent"] is True
+    assert set(body) == {"phone", "topic", "channel", "status", "requested_at", "confirm_by", "prompt_sent"}
     prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
-    token = prompt.body.split("/optin/confirm/")[1].split("/")[0]
+    assert "/optin/confirm/[redacted]/" in prompt.body
+    token = outbox.token()  # only the person's handset (the provider) got it
     requested = ConsentEvent.objects.get(kind=EventKind.REQUESTED)
     assert requested.evidence["ip"] == "203.0.113.7" and requested.evidence["page_url"].startswith("https://")
     response = api_client.post("/api/v1/optins/confirm/", {"token": token}, format="json")

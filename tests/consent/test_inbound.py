@@ -8,6 +8,7 @@ import time_machine
 from consent import inbound, services
 from consent.models import Consent, ConsentStatus, Contact, EventKind, Message, Source, Suppression
 from consent.webhooks.parsers import InboundMessage
+from tests.prompts import deliver_prompts, delivered_token
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +34,7 @@ def news(db):
 
 def subscribe(topic, channel="sms", phone=PHONE):
     result = services.optin_request(phone=phone, topic=topic, channel=channel, source=Source.API, evidence={"ip": "192.0.2.1"})
+    deliver_prompts(contact=result.consent.contact, topic=topic, channel=channel)  # YES confirms only what was handed to the provider
     services.optin_confirm_by_reply(contact=result.consent.contact, channel=channel, source=Source.API)
     result.consent.refresh_from_db()
     return result.consent
@@ -66,10 +68,11 @@ def test_bare_stop_revokes_pending_and_active_on_the_channel(topic, news):
 
 
 def test_stop_kills_pending_confirmation_links(topic):
-    result = services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    token = delivered_token()
     receive("STOP")
     with pytest.raises(services.TokenError):
-        services.optin_confirm_by_token(token=result.token, source=Source.WEB_FORM)
+        services.optin_confirm_by_token(token=token, source=Source.WEB_FORM)
 
 
 def test_start_restarts_the_topics_last_revoked(topic, news):
@@ -84,11 +87,13 @@ def test_start_restarts_the_topics_last_revoked(topic, news):
     assert prompt.topic == news and "YES" in prompt.body
 
 
-def test_start_after_bare_stop_restarts_every_topic_and_yes_confirms_them(topic, news):
+def test_start_after_bare_stop_restarts_every_topic_and_yes_confirms_them(topic, news, settings):
+    settings.OPTIN_MAX_PER_NUMBER_PER_HOUR = 4  # two topics, each prompted twice
     subscribe(topic)
     subscribe(news)
     receive("STOP")
     receive("unstop")
+    deliver_prompts()
     assert set(Contact.objects.get().consents.values_list("status", flat=True)) == {ConsentStatus.PENDING}
     result = receive("YES")
     assert sorted(c.topic.slug for c in result.consents) == ["news", "promo"]
@@ -220,6 +225,7 @@ def test_button_payload_wins_over_its_label(topic):
 
 def test_label_is_used_when_the_payload_is_no_keyword(topic):
     services.optin_request(phone="+33612345678", topic=topic, channel="whatsapp", source=Source.API, evidence={"ip": "192.0.2.1"})
+    deliver_prompts()
     result = receive("Oui", phone="+33612345678", channel="whatsapp", payload="btn-1", kind="interactive")
     assert result.intent.kind == "confirm"
     assert topic.consents.get().status == ConsentStatus.ACTIVE
@@ -239,6 +245,7 @@ def test_yes_reply_is_queued_before_the_ledger_append(topic, monkeypatch):
     from consent import ledger
 
     services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    deliver_prompts()
     order = []
     real_append = ledger.event_append
     monkeypatch.setattr(services, "event_append", lambda **kw: order.append("append") or real_append(**kw))
@@ -278,6 +285,7 @@ def test_stop_and_yes_store_the_inbound_message_and_the_reply_in_one_statement(t
     from django.test.utils import CaptureQueriesContext
 
     services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
+    deliver_prompts()
     with CaptureQueriesContext(connection) as captured:
         result = receive(text)
     inserts = [q["sql"] for q in captured.captured_queries

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
 from consent.verification import verify_chain
+from tests.prompts import deliver_prompts, delivered_token
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,13 @@ def request(topic, phone="+14155550123", channel="sms", **kw):
                                   evidence={"ip": "203.0.113.9"}, **kw)
 
 
-def test_request_makes_pending_and_queues_prompt(topic, run_on_commit):
+def request_token(topic, **kw):
+    """Request, hand the prompt to the provider, and return the token the provider got."""
+    request(topic, **kw)
+    return delivered_token()
+
+
+def test_request_makes_pending_and_queues_prompt(topic, run_on_commit, outbox):
     with run_on_commit():
         result = request(topic)
     consent = result.consent
@@ -29,7 +36,9 @@ def test_request_makes_pending_and_queues_prompt(topic, run_on_commit):
     prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
     assert prompt.status == Message.Status.SENT
     assert "YES" in prompt.body and "STOP" in prompt.body
-    assert f"/optin/confirm/{result.token}/" in prompt.body
+    assert "/optin/confirm/[redacted]/" in prompt.body  # the token went to the provider only
+    assert f"/optin/confirm/{outbox.token()}/" in outbox.sent[0].body
+    assert outbox.sent[0].body == prompt.body.replace("[redacted]", outbox.token())
     kinds = list(ConsentEvent.objects.values_list("kind", flat=True))
     assert kinds == [EventKind.REQUESTED, EventKind.CONFIRMATION_SENT]
     assert not selectors.consent_is_current(consent)
@@ -41,6 +50,7 @@ def test_confirm_by_reply_activates_every_pending_consent_on_channel(topic, now)
     request(topic)
     request(other)
     request(topic, channel="whatsapp")
+    deliver_prompts()
     contact = selectors.contact_get_by_phone("+14155550123")
     confirmed = services.optin_confirm_by_reply(contact=contact, channel="sms", source=Source.SMS_KEYWORD,
                                                 evidence={"inbound_text": "YES"})
@@ -54,6 +64,7 @@ def test_confirm_by_reply_activates_every_pending_consent_on_channel(topic, now)
 
 def test_reply_after_the_window_confirms_nothing(topic):
     request(topic)
+    deliver_prompts()
     contact = selectors.contact_get_by_phone("+14155550123")
     with time_machine.travel(timedelta(hours=49)):
         assert services.optin_confirm_by_reply(contact=contact, channel="sms", source=Source.SMS_KEYWORD) == []
@@ -61,7 +72,7 @@ def test_reply_after_the_window_confirms_nothing(topic):
 
 
 def test_token_confirms_once_only(topic):
-    token = request(topic).token
+    token = request_token(topic)
     consent = services.optin_confirm_by_token(token=token, source=Source.WEB_FORM)
     assert consent.status == ConsentStatus.ACTIVE
     with pytest.raises(ValidationError) as exc:
@@ -78,7 +89,7 @@ def test_bad_tokens_are_refused(topic, token):
 
 
 def test_expired_token_is_refused(topic):
-    token = request(topic).token
+    token = request_token(topic)
     with time_machine.travel(timedelta(hours=49)):
         with pytest.raises(ValidationError) as exc:
             services.optin_confirm_by_token(token=token, source=Source.WEB_FORM)
@@ -87,13 +98,14 @@ def test_expired_token_is_refused(topic):
 
 def test_token_after_revocation_is_refused(topic):
     result = request(topic)
+    token = delivered_token()
     services.consent_revoke(contact=result.consent.contact, channel="sms", source=Source.SMS_KEYWORD)
     with pytest.raises(ValidationError):
-        services.optin_confirm_by_token(token=result.token, source=Source.WEB_FORM)
+        services.optin_confirm_by_token(token=token, source=Source.WEB_FORM)
 
 
 def test_consent_expires_at_read_time_without_the_job(topic):
-    token = request(topic).token
+    token = request_token(topic)
     consent = services.optin_confirm_by_token(token=token, source=Source.WEB_FORM)
     assert selectors.consent_is_current(consent)
     with time_machine.travel(consent.expires_at + timedelta(seconds=1)):
@@ -109,7 +121,7 @@ def test_consent_expires_at_read_time_without_the_job(topic):
 def test_revoke_then_restart_targets_last_revoked_topics(topic):
     result = request(topic)
     contact = result.consent.contact
-    services.optin_confirm_by_token(token=result.token, source=Source.WEB_FORM)
+    services.optin_confirm_by_token(token=delivered_token(), source=Source.WEB_FORM)
     revoked = services.consent_revoke(contact=contact, channel="sms", source=Source.SMS_KEYWORD, reason="STOP")
     assert [c.status for c in revoked] == [ConsentStatus.REVOKED]
     assert services.topics_last_revoked(contact=contact, channel="sms") == [topic]
@@ -125,16 +137,17 @@ def test_suppressed_number_cannot_opt_in(topic):
 
 
 def test_request_for_current_consent_changes_nothing(topic):
-    services.optin_confirm_by_token(token=request(topic).token, source=Source.WEB_FORM)
+    services.optin_confirm_by_token(token=request_token(topic), source=Source.WEB_FORM)
     before = ConsentEvent.objects.count()
     again = request(topic)
-    assert again.created is False and again.token is None
+    assert again.created is False
+    assert not Message.objects.filter(status=Message.Status.QUEUED).exists()
     assert ConsentEvent.objects.count() == before
 
 
 def test_every_change_is_chained_and_verifies(topic):
     result = request(topic)
-    services.optin_confirm_by_token(token=result.token, source=Source.WEB_FORM)
+    services.optin_confirm_by_token(token=delivered_token(), source=Source.WEB_FORM)
     services.consent_revoke(contact=result.consent.contact, channel="sms", source=Source.API)
     events = list(ConsentEvent.objects.order_by("seq"))
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
@@ -200,3 +213,72 @@ def test_unique_consent_per_contact_topic_channel(topic):
         with transaction.atomic():
             consent.__class__.objects.create(contact=consent.contact, topic=topic, channel="sms", status="pending",
                                              text=consent.text, source="api")
+
+
+# --- what a confirmation confirms -----------------------------------------------------------
+
+
+def news_topic():
+    return services.topic_create(slug="news", name="News", keywords=["NEWS"], consent_text="c",
+                                 confirmation_message="News: reply YES", help_message="h", consent_ttl_days=None)
+
+
+def test_a_token_confirms_only_the_consent_it_was_issued_for(topic):
+    """The link proves the person saw that prompt, not the texts of the other topics pending on the channel."""
+    news = news_topic()
+    request(topic)
+    (promo_token,) = deliver_prompts()
+    request(news)
+    (news_token,) = deliver_prompts()
+    confirmed = services.optin_confirm_by_token(token=promo_token, source=Source.WEB_FORM)
+    assert confirmed.topic == topic and confirmed.status == ConsentStatus.ACTIVE
+    assert news.consents.get().status == ConsentStatus.PENDING
+    assert ConsentEvent.objects.filter(kind=EventKind.CONFIRMED).count() == 1
+    assert services.optin_confirm_by_token(token=news_token, source=Source.WEB_FORM).topic == news
+
+
+def test_yes_confirms_only_consents_whose_prompt_was_handed_over(topic, monkeypatch):
+    from broadcasts.providers import PermanentProviderError
+    from broadcasts.providers.console import ConsoleProvider
+
+    news, third = news_topic(), services.topic_create(slug="third", name="Third", keywords=["THIRD"], consent_text="c",
+                                                      confirmation_message="reply YES", help_message="h",
+                                                      consent_ttl_days=None)
+    request(topic)
+    deliver_prompts()  # sent
+    request(news)  # its prompt still queued
+    request(third)  # its prompt refused by the provider
+
+    def refuse(provider, message):
+        raise PermanentProviderError("21612 unreachable", code="21612")
+
+    monkeypatch.setattr(ConsoleProvider, "send", refuse)
+    deliver_prompts(topic=third)
+    contact = selectors.contact_get_by_phone("+14155550123")
+    confirmed = services.optin_confirm_by_reply(contact=contact, channel="sms", source=Source.SMS_KEYWORD)
+    assert [c.topic.slug for c in confirmed] == ["promo"]
+    assert {c.topic.slug: c.status for c in contact.consents.all()} == {
+        "promo": ConsentStatus.ACTIVE, "news": ConsentStatus.PENDING, "third": ConsentStatus.PENDING}
+
+
+def test_a_prompt_of_an_earlier_request_does_not_let_yes_confirm_a_new_one(topic):
+    result = request(topic)
+    deliver_prompts()
+    services.consent_revoke(contact=result.consent.contact, channel="sms", source=Source.SMS_KEYWORD)
+    with time_machine.travel(timedelta(minutes=20)):
+        assert request(topic).created  # a new request, its prompt not handed over yet
+        assert services.optin_confirm_by_reply(contact=result.consent.contact, channel="sms",
+                                               source=Source.SMS_KEYWORD) == []
+        deliver_prompts()
+        confirmed = services.optin_confirm_by_reply(contact=result.consent.contact, channel="sms",
+                                                    source=Source.SMS_KEYWORD)
+    assert [c.topic.slug for c in confirmed] == ["promo"]
+
+
+def test_the_handover_is_recorded_on_the_consent_with_its_ledger_event(topic):
+    consent = request(topic).consent
+    assert consent.prompted_at is None
+    deliver_prompts()
+    consent.refresh_from_db()
+    sent = ConsentEvent.objects.get(kind=EventKind.CONFIRMATION_SENT)
+    assert consent.prompted_at == sent.occurred_at and consent.prompted_at >= consent.requested_at

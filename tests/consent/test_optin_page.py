@@ -10,6 +10,7 @@ from django.utils.html import escape
 from consent import services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
 from consent.optin.client_ip import client_ip
+from tests.prompts import delivered_token
 
 pytestmark = pytest.mark.django_db
 
@@ -116,21 +117,33 @@ def test_honeypot_sends_nothing(client, topic):
     assert not topic.consents.exists()
 
 
-def test_already_subscribed(client, topic):
-    result = services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "192.0.2.1"})
-    services.optin_confirm_by_reply(contact=result.consent.contact, channel="sms", source=Source.API)
-    response = page_post(client, topic)
-    assert "already subscribed" in response.content.decode()
+def neutral(response):
+    """The page's body without its CSRF token, which differs on every render."""
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode())
 
 
-def test_suppressed_number_is_refused_without_saying_why(client, topic):
+def test_the_answer_never_tells_a_numbers_state(client, topic):
+    """New, subscribed, suppressed or erased: one page, so a visitor learns nothing about someone else's number."""
+    from consent.erasure import contact_erase
     from consent.models import Suppression
 
-    contact = services.contact_get_or_create(phone=PHONE)
-    Suppression.objects.create(phone_pseudonym=contact.phone_pseudonym, reason="invalid_number")
-    response = page_post(client, topic)
-    assert response.status_code == 400
-    assert "We cannot send messages to this number" in response.content.decode()
+    numbers = {"new": "+14155550101", "active": "+14155550102", "suppressed": "+14155550103", "erased": "+14155550104"}
+    services.optin_request(phone=numbers["active"], topic=topic, channel="sms", source=Source.API)
+    delivered_token()
+    services.optin_confirm_by_reply(contact=services.contact_get_or_create(phone=numbers["active"]), channel="sms",
+                                    source=Source.API)
+    suppressed = services.contact_get_or_create(phone=numbers["suppressed"])
+    Suppression.objects.create(phone_pseudonym=suppressed.phone_pseudonym, reason="invalid_number")
+    contact_erase(contact=services.contact_get_or_create(phone=numbers["erased"]), actor="user:admin")
+    answers = {}
+    for state, phone in numbers.items():
+        response = page_post(client, topic, phone=phone)
+        body = neutral(response).replace(f"+1 ••• {phone[-4:]}", "+1 ••• NNNN")
+        answers[state] = (response.status_code, body)
+    assert answers["new"][0] == 200 and "If +1 ••• NNNN can receive messages" in answers["new"][1]
+    assert answers["active"] == answers["new"]
+    assert answers["suppressed"] == answers["new"]
+    assert answers["erased"] == answers["new"]
 
 
 # SMS-pumping protection ------------------------------------------------------------------
@@ -139,7 +152,7 @@ def test_suppressed_number_is_refused_without_saying_why(client, topic):
 def test_allowed_countries(client, topic, settings):
     settings.OPTIN_ALLOWED_COUNTRIES = ["FR"]
     response = page_post(client, topic)
-    assert response.status_code == 429
+    assert response.status_code == 400
     assert "this country" in response.content.decode()
     assert page_post(client, topic, phone="+33612345678").status_code == 200
 
@@ -155,14 +168,53 @@ def test_per_ip_limit(client, topic, settings):
 
 
 def test_per_number_hourly_limit(client, topic, settings):
+    import time_machine
+    from datetime import datetime, timedelta, timezone
+
     settings.OPTIN_MAX_PER_NUMBER_PER_HOUR = 2
     settings.OPTIN_MAX_PER_IP_PER_HOUR = 100
-    assert page_post(client, topic).status_code == 200
-    assert page_post(client, topic).status_code == 200
-    response = page_post(client, topic)
+    start = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+    for minutes in (0, 15):  # past the repeat window each time: each one a new prompt
+        with time_machine.travel(start + timedelta(minutes=minutes)):
+            assert page_post(client, topic).status_code == 200
+    with time_machine.travel(start + timedelta(minutes=30)):
+        response = page_post(client, topic)
     assert response.status_code == 429
     assert "already sent several messages" in response.content.decode()
     assert Message.objects.filter(kind=Message.Kind.CONFIRMATION_PROMPT).count() == 2
+
+
+def test_per_ip_limit_keys_an_ipv6_address_by_its_64(client, topic, settings):
+    """Addresses inside one /64 belong to one subscriber and rotate freely: they share one counter."""
+    settings.OPTIN_MAX_PER_IP_PER_HOUR = 2
+
+    def post(phone, address):
+        return client.post(f"/optin/{topic.slug}/", {"phone": phone, "channel": "sms", "consent": "on",
+                                                     "text_version": topic.current_text.version}, REMOTE_ADDR=address)
+
+    assert post("+14155550001", "2001:db8:1:2::1").status_code == 200
+    assert post("+14155550002", "2001:db8:1:2:aaaa:bbbb:cccc:dddd").status_code == 200
+    assert post("+14155550003", "2001:db8:1:2:ffff::9").status_code == 429
+    assert post("+14155550004", "2001:db8:1:3::1").status_code == 200  # another /64
+    assert topic.consents.count() == 3
+
+
+@pytest.mark.parametrize("address, key", [
+    ("198.51.100.7", "198.51.100.7"),
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("not an address", "not an address"),
+])
+def test_ip_keys(address, key):
+    from consent.limits import ip_key
+
+    assert ip_key(address) == key
+
+
+def test_a_repeat_inside_the_repeat_window_sends_no_second_prompt(client, topic):
+    first, second = page_post(client, topic), page_post(client, topic)
+    assert (first.status_code, neutral(first)) == (second.status_code, neutral(second))
+    assert Message.objects.filter(kind=Message.Kind.CONFIRMATION_PROMPT).count() == 1
 
 
 def test_daily_cap_per_number_across_hours(client, topic, settings):
@@ -233,8 +285,8 @@ def test_evidence_ip_behind_a_trusted_proxy(client, topic, settings):
 
 
 def request_token(topic):
-    return services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.WEB_FORM,
-                                  evidence={"ip": "192.0.2.1"}).token
+    services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.WEB_FORM, evidence={"ip": "192.0.2.1"})
+    return delivered_token()
 
 
 def test_get_of_the_link_never_confirms(client, topic):

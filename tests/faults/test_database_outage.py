@@ -23,6 +23,7 @@ from consent import services
 from consent.models import Consent, ConsentEvent, ConsentStatus, EventKind, Message, Source
 from consent.signatures import twilio_signature
 from tests.plugins.worker import ROOT
+from tests.prompts import deliver_prompts
 
 from .conftest import TcpProxy, on_postgres_and_redis, wait_until
 
@@ -99,6 +100,7 @@ def _stop_form(sid):
 def test_inbound_webhook_during_a_database_outage_is_5xx_then_applied_once(topic, web_through_proxy):
     base, proxy, api_token, log = web_through_proxy
     result = services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={"ip": "x"})
+    deliver_prompts()  # YES confirms only prompts handed to the provider
     services.optin_confirm_by_reply(contact=result.consent.contact, channel="sms", source=Source.API)
     form = _stop_form("SM" + "d" * 32)
     path = "/webhooks/twilio/inbound/"

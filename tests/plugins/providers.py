@@ -51,3 +51,13 @@ def use_stand_in(settings, provider_stand_in):
     # Short enough that a "timeout" fault costs a test two seconds, not ten.
     settings.PROVIDER_TIMEOUT = (2.0, 2.0)
     return provider_stand_in
+
+
+@pytest.fixture
+def outbox():
+    """Every message handed to the console provider during the test (`.sent`, `.tokens()`, `.token()`)."""
+    from tests.prompts import Outbox
+
+    box = Outbox()
+    with box.record():
+        yield box

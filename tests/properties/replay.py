@@ -23,6 +23,7 @@ class ConsentState:
     confirmed_at: datetime | None = None
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    prompted_at: datetime | None = None
 
     def is_current(self, at: datetime) -> bool:
         return self.status == ConsentStatus.ACTIVE and (self.expires_at is None or self.expires_at > at)
@@ -53,19 +54,25 @@ def replay(events=None):
         days = ttl.get(event.topic_id)
         state = states.get(key)
         if event.kind == EventKind.REQUESTED:
-            states[key] = ConsentState(ConsentStatus.PENDING, requested_at=at, confirm_by=at + window)
+            states[key] = ConsentState(ConsentStatus.PENDING, requested_at=at, confirm_by=at + window,
+                                       prompted_at=state.prompted_at if state else None)
         elif event.kind == EventKind.CONFIRMED:
+            if (event.evidence or {}).get("method") != "confirmation_link":  # a YES: only after its prompt left
+                assert state.prompted_at is not None and state.prompted_at >= state.requested_at, (
+                    f"seq {event.seq}: a reply confirmed a consent whose prompt was never handed over")
             state.status, state.confirmed_at = ConsentStatus.ACTIVE, at
             state.expires_at = at + timedelta(days=days) if days else None
         elif event.kind == EventKind.IMPORTED:
             states[key] = ConsentState(ConsentStatus.ACTIVE, confirmed_at=at,
-                                       expires_at=at + timedelta(days=days) if days else None)
+                                       expires_at=at + timedelta(days=days) if days else None,
+                                       prompted_at=state.prompted_at if state else None)
         elif event.kind == EventKind.REVOKED:
             state.status, state.revoked_at = ConsentStatus.REVOKED, at
         elif event.kind == EventKind.EXPIRED:
             state.status = ConsentStatus.EXPIRED
         elif event.kind == EventKind.CONFIRMATION_SENT:
-            pass
+            if state is not None and state.status == ConsentStatus.PENDING:
+                state.prompted_at = at  # what a YES may confirm: a prompt handed over
         else:  # a new kind of event must teach this oracle what it means
             raise AssertionError(f"replay does not know the event kind {event.kind!r} (seq {event.seq})")
     return states, contacts
@@ -76,6 +83,6 @@ def stored_states():
 
     return {
         (c.contact_id, c.topic_id, c.channel): ConsentState(c.status, c.requested_at, c.confirm_by, c.confirmed_at,
-                                                            c.expires_at, c.revoked_at)
+                                                            c.expires_at, c.revoked_at, c.prompted_at)
         for c in Consent.objects.all()
     }

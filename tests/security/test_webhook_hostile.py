@@ -11,6 +11,7 @@ from django.http import QueryDict
 from consent import services
 from consent.models import Consent, ConsentEvent, ConsentStatus, Message, Source
 from consent.signatures import twilio_signature, whatsapp_signature
+from tests.prompts import deliver_prompts
 
 from .conftest import TWILIO_TOKEN, WHATSAPP_SECRET
 
@@ -29,6 +30,7 @@ def active(topic, provider_secrets):
     """An active SMS and WhatsApp consent, and a snapshot function of everything a webhook could change."""
     for channel in ("sms", "whatsapp"):
         result = services.optin_request(phone=PHONE, topic=topic, channel=channel, source=Source.API, evidence={"ip": "x"})
+        deliver_prompts()  # YES confirms only prompts handed to the provider
         services.optin_confirm_by_reply(contact=result.consent.contact, channel=channel, source=Source.API)
 
     def snapshot():

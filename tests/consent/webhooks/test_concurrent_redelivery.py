@@ -14,6 +14,7 @@ from consent import services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
 from consent.signatures import twilio_signature, whatsapp_signature
 from consent.verification import verify_chain
+from tests.prompts import deliver_prompts
 
 from .conftest import TWILIO_TOKEN, WHATSAPP_SECRET
 from .payloads import twilio_form, whatsapp_body
@@ -55,6 +56,7 @@ def twilio_copies(form):
 
 def active(topic, phone, channel):
     result = services.optin_request(phone=phone, topic=topic, channel=channel, source=Source.API, evidence={"ip": "192.0.2.1"})
+    deliver_prompts(contact=result.consent.contact, topic=topic, channel=channel)  # YES confirms only prompts sent
     services.optin_confirm_by_reply(contact=result.consent.contact, channel=channel, source=Source.API)
     return result.consent
 

@@ -5,6 +5,7 @@ import pytest
 from consent import services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
 from consent.signatures import twilio_signature
+from tests.prompts import deliver_prompts
 
 from .conftest import TWILIO_TOKEN
 from .payloads import twilio_form
@@ -23,6 +24,7 @@ def inbound_form(body, sid="SM00000000000000000000000000000001", phone=PHONE, **
 
 def active_consent(topic, phone=PHONE, channel="sms"):
     result = services.optin_request(phone=phone, topic=topic, channel=channel, source=Source.API, evidence={"ip": "192.0.2.1"})
+    deliver_prompts(contact=result.consent.contact, topic=topic, channel=channel)  # YES confirms only prompts handed to the provider
     services.optin_confirm_by_reply(contact=result.consent.contact, channel=channel, source=Source.SMS_KEYWORD)
     result.consent.refresh_from_db()
     return result.consent
@@ -324,9 +326,9 @@ def handed_over(message):
     """The message as the sender leaves it while the provider's API call is out: `sending`, no provider id."""
     from django.utils import timezone
 
-    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING, status_at=timezone.now())
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING, status_at=timezone.now(),
+                                                 provider_message_id=None, sent_at=None)
     message.refresh_from_db()
-    assert message.provider_message_id is None
     return message
 
 

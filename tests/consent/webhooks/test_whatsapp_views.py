@@ -9,6 +9,7 @@ import time_machine
 
 from consent import services
 from consent.models import ConsentEvent, ConsentStatus, Contact, EventKind, Message, Source
+from tests.prompts import deliver_prompts
 
 from .payloads import whatsapp_body, whatsapp_json
 
@@ -30,6 +31,7 @@ PHONE = "+33612345678"
 
 def active_consent(topic, phone=PHONE, channel="whatsapp"):
     result = services.optin_request(phone=phone, topic=topic, channel=channel, source=Source.API, evidence={"ip": "192.0.2.1"})
+    deliver_prompts(contact=result.consent.contact, topic=topic, channel=channel)  # YES confirms only prompts handed to the provider
     services.optin_confirm_by_reply(contact=result.consent.contact, channel=channel, source=Source.WHATSAPP_KEYWORD)
     result.consent.refresh_from_db()
     return result.consent
@@ -154,6 +156,7 @@ def test_template_stop_button_revokes_the_named_topic(topic, whatsapp_post, run_
 
 def test_interactive_yes_button_confirms(topic, whatsapp_post, run_on_commit):
     result = services.optin_request(phone=PHONE, topic=topic, channel="whatsapp", source=Source.WEB_FORM, evidence={"ip": "192.0.2.1"})
+    deliver_prompts()
     with run_on_commit():
         whatsapp_post(whatsapp_body("whatsapp_interactive_button_reply.json"))
     result.consent.refresh_from_db()
@@ -318,7 +321,8 @@ def test_early_status_finds_the_message_by_the_callback_data_we_sent(topic, what
 def test_early_131050_with_our_callback_data_revokes_the_messages_contact(topic, whatsapp_post):
     consent = active_consent(topic)
     prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
-    Message.objects.filter(pk=prompt.pk).update(status=Message.Status.SENDING)
+    # As the sender leaves it while the provider's API call is out: no provider id yet.
+    Message.objects.filter(pk=prompt.pk).update(status=Message.Status.SENDING, provider_message_id=None, sent_at=None)
     payload = with_callback_data("whatsapp_status_failed_131050.json", f"message-{prompt.pk}")
     statuses = payload["entry"][0]["changes"][0]["value"]["statuses"]
     statuses[0].pop("recipient_id")  # nothing but our reference to go by
