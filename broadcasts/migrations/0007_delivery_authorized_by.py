@@ -2,11 +2,19 @@
 
 from django.db import migrations, models
 
+from consent.database_role import app_role_grant
+
+
+def grant(apps, schema_editor):
+    # PostgreSQL: the role web, worker and beat run as (only appending to the ledger); elsewhere nothing.
+    app_role_grant(schema_editor.connection)
+
 
 class Migration(migrations.Migration):
 
     dependencies = [
         ('broadcasts', '0005_cache_table'),
+        ('consent', '0005_consent_current_event_backfill'),
     ]
 
     operations = [
@@ -15,4 +23,5 @@ class Migration(migrations.Migration):
             name='authorized_by',
             field=models.BigIntegerField(blank=True, help_text='Ledger sequence number of the event that made the consent current when claimed.', null=True),
         ),
+        migrations.RunPython(grant, migrations.RunPython.noop, elidable=False),
     ]

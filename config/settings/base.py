@@ -112,6 +112,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# PostgreSQL: the role web, worker and beat log in as (migrate, run as the owner, creates it and grants
+# it what the application needs, and only appending on the ledger tables). DATABASE_APP_PASSWORD sets
+# its password when migrate creates it.
+DATABASE_APP_ROLE = env("DATABASE_APP_ROLE", "consent_app")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
