@@ -16,9 +16,16 @@ from consent.models import Consent, ConsentEvent, ConsentStatus, EventKind, Sour
 from consent.selectors import audience_consents, contact_may_receive_promotion
 
 from .conftest import phone_for
-from .test_sending import fake_provider, make, run  # noqa: F401  (fake_provider: a fixture)
+from .test_sending import FakeProvider, make, run
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fake_provider(monkeypatch):
+    provider = FakeProvider()
+    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    return provider
 
 
 def confirmed(topic, i, channel="sms"):
