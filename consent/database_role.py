@@ -39,6 +39,13 @@ def app_role_grant(connection) -> bool:
             _role_create(connection, cursor, name)
         elif found[0]:
             raise ImproperlyConfigured(f"The application role {role} is a superuser: it could rewrite the ledger.")
+        cursor.execute("SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+                       "AND relowner = (SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY relname LIMIT 1", [role])
+        owned = cursor.fetchone()
+        if owned:
+            # An owner may alter its table, drop its triggers and grant itself back what is revoked.
+            raise ImproperlyConfigured(f"The application role {role} owns {owned[0]}: give the tables to the database "
+                                       f"owner (ALTER TABLE … OWNER TO {user}) and run migrate as that owner.")
         schema = connection.ops.quote_name(schema)
         statements = [
             f"GRANT USAGE ON SCHEMA {schema} TO {name}",

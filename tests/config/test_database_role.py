@@ -134,3 +134,14 @@ def test_opt_in_confirm_stop_and_a_broadcast_work_as_the_role(connected_as_the_r
     delivery = Delivery.objects.get(broadcast=broadcast)
     confirmed = ConsentEvent.objects.get(contact=delivery.contact, kind=EventKind.CONFIRMED)
     assert delivery.status == DeliveryStatus.SENT and delivery.authorized_by == confirmed.seq
+
+
+@pytest.mark.django_db
+def test_a_role_that_owns_a_table_is_refused(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE consent_owned_by_app (id int)")
+        cursor.execute(f"ALTER TABLE consent_owned_by_app OWNER TO {settings.DATABASE_APP_ROLE}")
+    with pytest.raises(ImproperlyConfigured, match="owns consent_owned_by_app"):
+        app_role_grant(connection)
