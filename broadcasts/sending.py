@@ -396,7 +396,9 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                     continue
                 claimed.append((pk, attempts, contact, authorized_by))
         for reason, pks in skipped.items():
-            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, status_at=now)
+            # A row tried before (a transient error) keeps no authorisation: it never left.
+            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, status_at=now,
+                                                       authorized_by=None)
             batch.skipped += len(pks)
         for (status, until), pks in waits.items():
             Delivery.objects.filter(pk__in=pks).update(status=status, not_before=until, status_at=now)

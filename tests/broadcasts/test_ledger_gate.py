@@ -227,3 +227,23 @@ def test_the_backfill_points_active_consents_at_their_latest_standing_authorisat
     pointers = dict(Consent.objects.values_list("contact_id", "current_event_id"))
     assert pointers == {confirmed_contact.pk: confirmed_event.pk, revoked_contact.pk: None, forged.pk: None}
     assert old_confirmation.pk != confirmed_event.pk
+
+
+def test_a_row_retried_after_a_transient_error_then_stopped_keeps_no_authorisation(topic, fake_provider, time_machine):
+    from broadcasts.providers import TransientProviderError
+
+    contact, event = confirmed(topic, 1)
+    fake_provider.on_send = lambda message, n: (_ for _ in ()).throw(TransientProviderError("busy", http_status=503))
+    broadcast = make(topic)
+    services.broadcast_schedule(broadcast=broadcast)
+    assert services.broadcast_launch(broadcast_id=broadcast.pk)
+    services.broadcast_fanout(broadcast_id=broadcast.pk)
+    sending.broadcast_send_range(broadcast_id=broadcast.pk, lo=0, hi=None)
+    delivery = Delivery.objects.get(broadcast=broadcast)
+    assert delivery.status == DeliveryStatus.QUEUED and delivery.authorized_by == event.seq  # claimed once, never taken
+    consent_services.consent_revoke(contact=contact, channel="sms", source=Source.SMS_KEYWORD)
+    time_machine.move_to(timezone.now() + timedelta(minutes=10))
+    sending.broadcast_send_range(broadcast_id=broadcast.pk, lo=0, hi=None)
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SKIPPED and delivery.skip_reason == SkipReason.CONSENT
+    assert delivery.authorized_by is None and fake_provider.sent == []
