@@ -478,11 +478,10 @@ def run_store(store: str, args, bin_dir: Path, compose: dict, work: Path, stand_
     say(f"migrate: done ({len(out.splitlines())} lines of output)")
     ran.add("migrate")
 
-    if store == "postgres" and app_role_ready(bin_dir, env_of("migrate")):
-        variables["APP_DATABASE_ROLE"] = "consent_app"
+    if store == "postgres":
+        if not app_role_ready(bin_dir, env_of("migrate")):
+            fail("migrate did not create the consent_app role that web, worker and beat connect as")
         say("web, worker and beat connect as consent_app, the role migrate created")
-    elif store == "postgres":
-        say("NOTICE: no consent_app role after migrate: web, worker and beat connect as the database owner")
     with_signer = "signer" in services and signer_supported(bin_dir, env_of("web"))
     if with_signer:
         say("the settings route checkpoints to audit-signer: only the signer gets AUDIT_SIGNING_KEY")

@@ -104,11 +104,14 @@ def seed(n: int, ratio: float):
     from django.db import connection
 
     from consent import services
-    from consent.models import Contact, Topic
+    from consent.models import ConsentEvent, Contact, Topic
 
     topic = Topic.objects.filter(slug="bench").first()
-    if topic is not None and Contact.objects.count() == n and topic.consents.filter(status="active").count() == round(n * ratio):
+    if topic is not None and Contact.objects.count() == n and topic.consents.filter(
+            status="active", current_event__isnull=False).count() == round(n * ratio):
         return topic, False
+    if ConsentEvent.objects.filter(kind="imported", topic__slug="bench").exists():
+        sys.exit(f"the bench ledger cannot be rewritten: drop database {connection.settings_dict['NAME']} to seed it again")
     with connection.cursor() as db:
         db.execute("TRUNCATE broadcasts_delivery, broadcasts_broadcast")
         db.execute("DELETE FROM consent_consent")
@@ -130,12 +133,54 @@ def seed(n: int, ratio: float):
             "%s, 'import', now(), now() FROM consent_contact",
             [topic.pk, max(1, round(every or 1)), topic.current_text_id],
         )
+    seed_ledger(topic)
     # Freshly bulk-loaded tables have no visibility map and unset hint bits until autovacuum gets
     # to them, which made the first fan-out after a seed several seconds slower than the next.
     with connection.cursor() as db:
-        for table in ("consent_contact", "consent_consent", "consent_suppression"):
+        for table in ("consent_contact", "consent_consent", "consent_suppression", "consent_consentevent"):
             db.execute(f"VACUUM (ANALYZE) {table}")
     return topic, True
+
+
+def seed_ledger(topic):
+    """An `imported` event for every active consent of the topic, chained as event_append chains it,
+    and each consent's pointer to its event: the send-time gate passes nothing else."""
+    import uuid
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from consent.hashing import chain_hash
+    from consent.ledger import chained_fields, ledger_head
+    from consent.models import ConsentEvent
+
+    text = topic.current_text
+    now = timezone.now()
+    columns = ("seq", "uuid", "occurred_at", "recorded_at", "kind", "contact_id", "subject", "topic_id", "topic_slug",
+               "channel", "source", "actor", "text_id", "text_version", "text_sha256", "evidence", "prev_hash", "hash")
+    with transaction.atomic(), connection.cursor() as db:
+        db.execute("SELECT seq FROM consent_chainhead WHERE id = 1 FOR UPDATE")
+        seq, head = ledger_head()
+        db.execute("SELECT c.contact_id, k.phone_pseudonym FROM consent_consent c JOIN consent_contact k ON k.id = c.contact_id "
+                   "WHERE c.topic_id = %s AND c.status = 'active' ORDER BY c.id", [topic.pk])
+        consents = db.fetchall()
+        with db.cursor.copy(f"COPY consent_consentevent ({', '.join(columns)}) FROM STDIN") as copy:
+            for contact_id, pseudonym in consents:
+                seq += 1
+                event = ConsentEvent(seq=seq, uuid=uuid.uuid4(), occurred_at=now, recorded_at=now, kind="imported",
+                                     contact_id=contact_id, subject=pseudonym, topic=topic, topic_slug=topic.slug,
+                                     channel="sms", source="import", actor="system", text=text,
+                                     text_version=text.version, text_sha256=text.sha256,
+                                     evidence={"import_batch": "bench"}, prev_hash=head)
+                event.hash = head = chain_hash(head, chained_fields(event))
+                copy.write_row((seq, event.uuid, now, now, "imported", contact_id, pseudonym, topic.pk, topic.slug, "sms",
+                                "import", "system", text.pk, text.version, text.sha256, json.dumps(event.evidence),
+                                event.prev_hash, event.hash))
+        db.execute("UPDATE consent_chainhead SET seq = %s, hash = %s WHERE id = 1", [seq, head])
+        db.execute("ANALYZE consent_consentevent")  # a plan for the join below that knows the rows just copied
+        db.execute("UPDATE consent_consent c SET current_event_id = e.id FROM consent_consentevent e "
+                   "WHERE e.contact_id = c.contact_id AND e.topic_id = c.topic_id AND e.channel = c.channel "
+                   "AND e.kind = 'imported' AND c.topic_id = %s AND c.status = 'active'", [topic.pk])
 
 
 # --- processes ------------------------------------------------------------------------------

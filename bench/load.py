@@ -144,6 +144,10 @@ def seed(n):
             "INSERT INTO consent_consent (contact_id, topic_id, channel, status, text_id, source, confirmed_at, updated_at) "
             "SELECT id, %s, 'sms', 'active', %s, 'import', now(), now() FROM consent_contact",
             [topic.pk, topic.current_text_id])
+    from bench.broadcast import seed_ledger
+
+    seed_ledger(topic)  # each consent's imported event: the send-time gate passes nothing else
+    with connection.cursor() as db:
         db.execute("ANALYZE consent_contact; ANALYZE consent_consent")
     out = io.StringIO()
     call_command("create_api_user", "load-admin", role="admin", stdout=out)

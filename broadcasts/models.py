@@ -115,6 +115,9 @@ class Delivery(models.Model):
     error_code = models.CharField(max_length=32, blank=True)
     error_message = models.CharField(max_length=255, blank=True)
     skip_reason = models.CharField(max_length=32, blank=True, choices=SkipReason.choices)
+    authorized_by = models.BigIntegerField(
+        null=True, blank=True, help_text="Ledger sequence number of the event that made the consent current when claimed."
+    )
     retryable = models.BooleanField(
         default=False, db_default=False, help_text="Failed only on errors that prove the provider did not take it: a resume tries again."
     )

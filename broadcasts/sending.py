@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from consent.models import Channel, Contact, Source
@@ -252,19 +252,19 @@ def _broadcast_status(broadcast_id: int) -> str | None:
     return row[0] if row else None
 
 
-def _mark_claimed(pks: list[int], now: datetime) -> None:
-    """open → sending for the claimed rows, in one statement."""
+def _mark_claimed(claimed: list[tuple[int, int]], now: datetime) -> None:
+    """open → sending for the claimed (pk, authorising event's seq) rows, in one statement."""
     table = Delivery._meta.db_table
-    marks = ", ".join(["%s"] * len(pks))
+    marks = ", ".join(["%s"] * len(claimed))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET status = %s, claimed_at = %s, status_at = %s, not_before = NULL, attempts = attempts + 1 "
-            f"WHERE id IN ({marks})",
-            [DeliveryStatus.SENDING, now, now, *pks],
+            f"UPDATE {table} SET status = %s, claimed_at = %s, status_at = %s, not_before = NULL, attempts = attempts + 1, "
+            f"authorized_by = CASE id{' WHEN %s THEN %s' * len(claimed)} END WHERE id IN ({marks})",
+            [DeliveryStatus.SENDING, now, now, *(value for row in claimed for value in row), *(pk for pk, _ in claimed)],
         )
 
 
-_CLAIM_COLUMNS = ("pk", "contact_id", "attempts", "allowed", "contact__phone", "contact__country",
+_CLAIM_COLUMNS = ("pk", "contact_id", "attempts", "authorized_by_seq", "contact__phone", "contact__country",
                   "contact__timezone", "contact__timezones", "contact__attributes")
 
 
@@ -277,10 +277,11 @@ def _claimable_rows_queryset(*, broadcast: Broadcast, lo: int, hi: int | None, l
     )
     if hi is not None:
         rows = rows.filter(contact_id__lte=hi)
-    # Rule 7, the send-time gate: the one definition of a current consent, asked now.
+    # Rule 7, the send-time gate: the one definition of a current consent, asked now. It reads the
+    # sequence number of the event that made the consent current (rule 14); none: not allowed.
     gate = audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now).filter(
-        contact_id=OuterRef("contact_id"))
-    return (rows.annotate(allowed=Exists(gate)).select_for_update(skip_locked=True, of=("self",))
+        contact_id=OuterRef("contact_id")).values("current_event__seq")[:1]
+    return (rows.annotate(authorized_by_seq=Subquery(gate)).select_for_update(skip_locked=True, of=("self",))
             .order_by("contact_id").values_list(*_CLAIM_COLUMNS)[:limit])
 
 
@@ -341,9 +342,9 @@ def _claimable_rows(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int
         cursor.execute(compiled.sql, params)
         fetched = cursor.fetchall()
     timezones, attributes = Contact._meta.get_field("timezones"), Contact._meta.get_field("attributes")
-    return [(pk, contact_id, attempts, bool(allowed), phone, country, zone,
+    return [(pk, contact_id, attempts, authorized_by, phone, country, zone,
              timezones.from_db_value(zones, None, connection), attributes.from_db_value(attrs, None, connection))
-            for pk, contact_id, attempts, allowed, phone, country, zone, zones, attrs in fetched]
+            for pk, contact_id, attempts, authorized_by, phone, country, zone, zones, attrs in fetched]
 
 
 def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, now: datetime) -> ClaimBatch | None:
@@ -354,8 +355,9 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
     Two statements for a batch that all goes out: one that locks the due open rows of a broadcast
     still sending (`FOR UPDATE OF` the delivery rows only, `SKIP LOCKED`) and reads them with their
     contact and with the send-time gate (rule 7: the consent selector's own definition of a current
-    consent, asked per row in the same statement, so in the same transaction as the claim); and one
-    UPDATE moving the claimed rows to `sending`.
+    consent, asked per row in the same statement, so in the same transaction as the claim, with the
+    ledger sequence number of the event that made it current); and one UPDATE moving the claimed
+    rows to `sending` and recording that number on each (rule 14).
     """
     batch = ClaimBatch()
     with transaction.atomic():
@@ -373,13 +375,13 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
             )
         skipped: dict[str, list[int]] = {}
         waits: dict[tuple[str, datetime], list[int]] = {}
-        claimed: list[tuple[int, int, Recipient]] = []
+        claimed: list[tuple[int, int, Recipient, int]] = []
         quiet_cache: dict = {}
-        for pk, contact_id, attempts, allowed, *fields in rows:
+        for pk, contact_id, attempts, authorized_by, *fields in rows:
             contact = Recipient(contact_id, *fields)
             if contact.phone is None:
                 skipped.setdefault(SkipReason.NO_NUMBER, []).append(pk)
-            elif not allowed:
+            elif authorized_by is None:
                 skipped.setdefault(SkipReason.CONSENT, []).append(pk)
             elif broadcast.frequency_cap and recent.get(contact_id, 0) >= broadcast.frequency_cap:
                 skipped.setdefault(SkipReason.FREQUENCY_CAP, []).append(pk)
@@ -392,16 +394,18 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                 if quiet_until is not None and quiet_until > now:
                     waits.setdefault((DeliveryStatus.DEFERRED, quiet_until), []).append(pk)
                     continue
-                claimed.append((pk, attempts, contact))
+                claimed.append((pk, attempts, contact, authorized_by))
         for reason, pks in skipped.items():
-            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, status_at=now)
+            # A row tried before (a transient error) keeps no authorisation: it never left.
+            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, status_at=now,
+                                                       authorized_by=None)
             batch.skipped += len(pks)
         for (status, until), pks in waits.items():
             Delivery.objects.filter(pk__in=pks).update(status=status, not_before=until, status_at=now)
             batch.deferred += len(pks) if status == DeliveryStatus.DEFERRED else 0
         if claimed:
-            _mark_claimed([pk for pk, _, _ in claimed], now)
-        for pk, attempts, contact in claimed:
+            _mark_claimed([(pk, authorized_by) for pk, _, _, authorized_by in claimed], now)
+        for pk, attempts, contact, _ in claimed:
             batch.claims.append(Claim(
                 delivery_id=pk, contact_id=contact.pk, attempts=attempts + 1,
                 message=outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,

@@ -126,6 +126,11 @@ class Consent(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The ledger event that made this consent current (confirmed or imported); null when it is not.
+    # The send-time gate passes only a consent whose pointer is such an event of the same
+    # contact × topic × channel, so a state row written behind the ledger's back sends nothing.
+    current_event = models.ForeignKey("ConsentEvent", null=True, blank=True, on_delete=models.DO_NOTHING,
+                                      related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

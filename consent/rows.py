@@ -86,40 +86,53 @@ def insert_many(instances: Sequence[Model]) -> list[Model]:
     return [inserted(instance, pk) for instance, pk in zip(instances, keys, strict=True)]
 
 
-def _update_statement(model: type[Model], names: tuple[str, ...]) -> tuple[str, tuple]:
+def _update_statement(model: type[Model], names: tuple[str, ...]) -> tuple[tuple[str, str], tuple]:
     key = ("update", connection.vendor, model, names)
     statement = _STATEMENTS.get(key)
     if statement is None:
         meta = model._meta
         fields = tuple(meta.get_field(name) for name in names)
         assignments = ", ".join(f"{_quoted(f.column)} = %s" for f in fields)
-        statement = (f"UPDATE {_quoted(meta.db_table)} SET {assignments} WHERE {_quoted(meta.pk.column)} IN ", fields)
+        statement = ((f"UPDATE {_quoted(meta.db_table)} SET ", assignments), fields)
         _STATEMENTS[key] = statement
     return statement
 
 
-def update(instances: Sequence[Model], fields: Iterable[str]) -> None:
+def update(instances: Sequence[Model], fields: Iterable[str], each: Iterable[str] = ()) -> None:
     """Write `fields` of every instance (an auto_now field named gets one instant), one UPDATE per distinct set of values.
 
     Callers give instances that were just changed alike (the same status, instant and
     source for every consent of a STOP), so this is usually a single UPDATE … WHERE pk IN.
+    Fields in `each` differ from row to row (a pointer to each row's own event): they are
+    written in the same statement, as a CASE on the primary key.
     """
     if not instances:
         return
     model = type(instances[0])
+    each = tuple(each)
     sql, prepared_fields = _update_statement(model, tuple(fields))
     now = timezone.now()
     db = _database()
+    varying = tuple(model._meta.get_field(name) for name in each)
     groups: dict[tuple, list] = {}
     for instance in instances:
         for field in prepared_fields:
             if getattr(field, "auto_now", False):
                 setattr(instance, field.attname, now)  # one instant for the whole call, as a queryset update
         values = tuple(f.get_db_prep_save(getattr(instance, f.attname), db) for f in prepared_fields)
-        groups.setdefault(_hashable(values), [values, []])[1].append(instance.pk)
+        groups.setdefault(_hashable(values), [values, []])[1].append(instance)
+    pk = _quoted(model._meta.pk.column)
     with connection.cursor() as cursor:
-        for values, pks in groups.values():
-            cursor.execute(f"{sql}({', '.join(['%s'] * len(pks))})", [*values, *pks])
+        for values, members in groups.values():
+            cases, case_params = [], []
+            for field in varying:
+                cases.append(f"{_quoted(field.column)} = CASE {pk}{' WHEN %s THEN %s' * len(members)} END")
+                for instance in members:
+                    case_params += [instance.pk, field.get_db_prep_save(getattr(instance, field.attname), db)]
+            assignments = ", ".join([sql[1], *cases]) if sql[1] else ", ".join(cases)
+            pks = [instance.pk for instance in members]
+            cursor.execute(f"{sql[0]}{assignments} WHERE {pk} IN ({', '.join(['%s'] * len(pks))})",
+                           [*values, *case_params, *pks])
 
 
 def _hashable(values: tuple) -> tuple:

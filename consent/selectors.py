@@ -3,11 +3,15 @@
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from . import rows
-from .models import Consent, ConsentStatus, Contact, Suppression, Topic
+from .models import Consent, ConsentEvent, ConsentStatus, Contact, EventKind, Suppression, Topic
+
+# The ledger events that make a consent current, and those that end it after them.
+AUTHORISING_KINDS = (EventKind.CONFIRMED, EventKind.IMPORTED)
+ENDING_KINDS = (EventKind.REVOKED, EventKind.EXPIRED)
 
 
 def current_consent_q(now: datetime, prefix: str = "") -> Q:
@@ -60,32 +64,45 @@ def contact_by_pseudonym(pseudonym: str) -> Contact | None:
     return contact
 
 
+def authorising_event_seq() -> Subquery:
+    """The seq of the consent's pointer when that is a confirmed or imported event of its own contact,
+    topic and channel with no revocation, expiry or erasure of it later in the ledger; else null."""
+    ended = ConsentEvent.objects.filter(contact_id=OuterRef("contact_id"), seq__gt=OuterRef("seq")).filter(
+        Q(kind__in=ENDING_KINDS, topic_id=OuterRef("topic_id"), channel=OuterRef("channel")) | Q(kind=EventKind.ERASED)
+    )
+    authorising = ConsentEvent.objects.filter(
+        pk=OuterRef("current_event_id"), contact_id=OuterRef("contact_id"), topic_id=OuterRef("topic_id"),
+        channel=OuterRef("channel"), kind__in=AUTHORISING_KINDS,
+    ).exclude(Exists(ended))
+    return Subquery(authorising.values("seq")[:1])
+
+
+def _may_be_sent(consents: QuerySet[Consent], now: datetime) -> QuerySet[Consent]:
+    suppressed = Suppression.objects.filter(phone_pseudonym=OuterRef("contact__phone_pseudonym"))
+    # No event, no send. A scalar subquery, not EXISTS or a join: PostgreSQL would turn those into a
+    # join on these equal columns, multiply their selectivities, and sort the whole audience.
+    return (
+        consents.filter(current_consent_q(now))
+        .alias(authorising_seq=authorising_event_seq())
+        .filter(authorising_seq__isnull=False)
+        .filter(contact__erased_at__isnull=True)
+        .exclude(Exists(suppressed))
+    )
+
+
 def audience_consents(*, topic: Topic, channel: str, now: datetime | None = None) -> QuerySet[Consent]:
-    """Consents of `topic` on `channel` that are current at `now`, for contacts that may be messaged.
+    """Consents of `topic` on `channel` that are current at `now` and backed by the ledger, for
+    contacts that may be messaged.
 
     This is the audience of a broadcast; the send-time gate asks the same question per contact.
     """
-    now = now or timezone.now()
-    suppressed = Suppression.objects.filter(phone_pseudonym=OuterRef("contact__phone_pseudonym"))
-    return (
-        Consent.objects.filter(topic=topic, channel=channel)
-        .filter(current_consent_q(now))
-        .filter(contact__erased_at__isnull=True)
-        .exclude(Exists(suppressed))
-    )
+    return _may_be_sent(Consent.objects.filter(topic=topic, channel=channel), now or timezone.now())
 
 
 def contact_may_receive_promotion(*, contact_id: int, topic_id: int, channel: str, now: datetime | None = None) -> bool:
-    """The send-time gate: one query, true only if consent is current and the contact not suppressed."""
-    now = now or timezone.now()
-    suppressed = Suppression.objects.filter(phone_pseudonym=OuterRef("contact__phone_pseudonym"))
-    return (
-        Consent.objects.filter(contact_id=contact_id, topic_id=topic_id, channel=channel)
-        .filter(current_consent_q(now))
-        .filter(contact__erased_at__isnull=True)
-        .exclude(Exists(suppressed))
-        .exists()
-    )
+    """The send-time gate for one contact: one query, the audience's own definition."""
+    consents = Consent.objects.filter(contact_id=contact_id, topic_id=topic_id, channel=channel)
+    return _may_be_sent(consents, now or timezone.now()).exists()
 
 
 def contact_get_by_phone(e164: str) -> Contact | None:

@@ -267,6 +267,7 @@ def optin_request(*, phone: str, topic: Topic, channel: str, source: str, eviden
     consent.requested_at = now
     consent.confirm_by = confirm_by
     consent.confirmed_at = consent.expires_at = consent.revoked_at = None
+    consent.current_event = None
     consent.save()
     # The stored prompt carries the link with its token redacted; the sender makes the token.
     body, template = prompt_for(contact=contact, topic=topic, channel=channel, now=now)
@@ -319,16 +320,18 @@ def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None
                   now: datetime) -> list[Consent]:
     """Make pending consents locked by `optin_pending_lock` (same transaction) active, and record it."""
     _require_transaction()
+    # Events first: each consent then points at its own confirmation (the rows are locked already).
     for consent in consents:
         ttl = consent.topic.consent_ttl_days
         consent.status = ConsentStatus.ACTIVE
         consent.confirmed_at = now
         consent.expires_at = now + timedelta(days=ttl) if ttl else None
         consent.source = source
-    rows.update(consents, ["status", "confirmed_at", "expires_at", "source", "updated_at"])  # one UPDATE per lifetime
-    for consent in consents:
-        event_append(kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
-                     source=source, actor=actor, text=consent.text, evidence=evidence, occurred_at=now)
+        consent.current_event = event_append(
+            kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
+            source=source, actor=actor, text=consent.text, evidence=evidence, occurred_at=now)
+    # One UPDATE per lifetime, each row's pointer in it.
+    rows.update(consents, ["status", "confirmed_at", "expires_at", "source", "updated_at"], each=["current_event"])
     return consents
 
 
@@ -404,7 +407,8 @@ def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic 
         consent.status = ConsentStatus.REVOKED
         consent.revoked_at = now
         consent.source = source
-    rows.update(consents, ["status", "revoked_at", "source", "updated_at"])
+        consent.current_event = None
+    rows.update(consents, ["status", "revoked_at", "source", "updated_at", "current_event"])
     # Pending confirmation links die with the consent.
     with connection.cursor() as cursor:
         cursor.execute(
@@ -494,11 +498,10 @@ def consents_import(*, records: list[ImportRecord], actor: str, now: datetime | 
         consent.confirmed_at = record.confirmed_at
         consent.expires_at = expires_at
         consent.revoked_at = None
-        consent.save()
         evidence = {**record.evidence, "import_batch": batch, "source_detail": record.source_detail}
-        event_append(kind=EventKind.IMPORTED, contact=contact, topic=record.topic, channel=record.channel,
-                     source=Source.IMPORT, actor=actor, text=consent.text, evidence=evidence,
-                     occurred_at=record.confirmed_at)
+        imported = event_append(kind=EventKind.IMPORTED, contact=contact, topic=record.topic, channel=record.channel,
+                                source=Source.IMPORT, actor=actor, text=consent.text, evidence=evidence,
+                                occurred_at=record.confirmed_at)
         if expired:
             event_append(kind=EventKind.EXPIRED, contact=contact, topic=record.topic, channel=record.channel,
                          source=Source.SYSTEM, actor="system", text=consent.text,
@@ -506,6 +509,8 @@ def consents_import(*, records: list[ImportRecord], actor: str, now: datetime | 
             summary["expired"] += 1
         else:
             summary["active"] += 1
+        consent.current_event = None if expired else imported
+        consent.save()
         summary["imported"] += 1
     return summary
 
@@ -533,7 +538,8 @@ def consents_expire_due(*, now: datetime | None = None, batch_size: int = 500) -
             for consent in due:
                 was = consent.status
                 consent.status = ConsentStatus.EXPIRED
-                consent.save(update_fields=["status", "updated_at"])
+                consent.current_event = None
+                consent.save(update_fields=["status", "current_event", "updated_at"])
                 event_append(kind=EventKind.EXPIRED, contact=consent.contact, topic=consent.topic,
                              channel=consent.channel, source=Source.SYSTEM, actor="system", text=consent.text,
                              evidence={"was": was, "expired_at": consent.expires_at or consent.confirm_by},

@@ -116,6 +116,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] and DATABASES["default"]["NAME"] != ":memory:":
         private_file(DATABASES["default"]["NAME"])  # 0600 before SQLite creates it world-readable
 
+# PostgreSQL: the role web, worker and beat log in as (migrate, run as the owner, creates it and grants
+# it what the application needs, and only appending on the ledger tables). DATABASE_APP_PASSWORD sets
+# its password when migrate creates it.
+DATABASE_APP_ROLE = env("DATABASE_APP_ROLE", "consent_app")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

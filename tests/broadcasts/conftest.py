@@ -3,10 +3,12 @@
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from consent import services as consent_services
-from consent.models import Consent, ConsentStatus, Source
+from consent.ledger import event_append
+from consent.models import Consent, ConsentStatus, EventKind, Source
 
 
 @pytest.fixture(autouse=True)
@@ -34,11 +36,16 @@ def consented(db):
         now = timezone.now()
         for i in range(start, start + n):
             contact = consent_services.contact_get_or_create(phone=phone_for(i, country), attributes=attributes)
-            Consent.objects.update_or_create(
-                contact=contact, topic=topic, channel=channel,
-                defaults={"status": ConsentStatus.ACTIVE, "text": topic.current_text, "source": Source.IMPORT,
-                          "confirmed_at": now - timedelta(days=1), "expires_at": now + timedelta(days=300)},
-            )
+            with transaction.atomic():  # as an import would: the ledger event, and the consent pointing at it
+                event = event_append(kind=EventKind.IMPORTED, contact=contact, topic=topic, channel=channel,
+                                     source=Source.IMPORT, actor="system", text=topic.current_text,
+                                     evidence={"fixture": "consented"}, occurred_at=now - timedelta(days=1))
+                Consent.objects.update_or_create(
+                    contact=contact, topic=topic, channel=channel,
+                    defaults={"status": ConsentStatus.ACTIVE, "text": topic.current_text, "source": Source.IMPORT,
+                              "confirmed_at": now - timedelta(days=1), "expires_at": now + timedelta(days=300),
+                              "current_event": event},
+                )
             contacts.append(contact)
         return contacts
 

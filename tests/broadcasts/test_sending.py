@@ -486,11 +486,10 @@ def test_compiled_claim_statement_reads_what_the_orm_query_reads(topic, consente
         assert sending._compiled_claim(broadcast, contacts[-1].pk, 4) is not None
         for lo, hi in [(0, contacts[-1].pk), (contacts[1].pk, None), (contacts[3].pk, contacts[4].pk)]:
             compiled = sending._claimable_rows(broadcast=broadcast, lo=lo, hi=hi, limit=4, now=now)
-            orm = [(*row[:3], bool(row[3]), *row[4:]) for row in
-                   sending._claimable_rows_queryset(broadcast=broadcast, lo=lo, hi=hi, limit=4, now=now)]
+            orm = list(sending._claimable_rows_queryset(broadcast=broadcast, lo=lo, hi=hi, limit=4, now=now))
             assert compiled == orm and compiled
         rows = sending._claimable_rows(broadcast=broadcast, lo=0, hi=None, limit=10, now=now)
-    assert [(row[1], row[3]) for row in rows] == [(c.pk, i not in (2, 4)) for i, c in enumerate(contacts)]
+    assert [(row[1], row[3] is not None) for row in rows] == [(c.pk, i not in (2, 4)) for i, c in enumerate(contacts)]
     assert rows[0][7:] == (contacts[0].timezones, {"first_name": "Ada"})
 
 
