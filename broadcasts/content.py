@@ -157,11 +157,6 @@ def render_segments(segments: Segments, values: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def render(text: str, values: dict[str, Any]) -> str:
-    """Fill the placeholders of `text` from `values` (parses `text`: for one-off use)."""
-    return render_segments(parse(text, strict=False), values) if "{{" in text else text
-
-
 @dataclass(frozen=True)
 class CompiledContent:
     """A broadcast's content parsed once: an SMS body, or a template whose strings are parsed."""
@@ -234,24 +229,6 @@ def compile_content(*, body: str | None, template: dict | None, strict: bool = F
     segments = parsed(body or "")
     return CompiledContent(body=(segments,) if isinstance(segments, str) else segments, template=None,
                            placeholders=tuple(found))
-
-
-def template_texts(template: dict | None) -> list[str]:
-    """Every string inside a template's components (where placeholders may appear)."""
-    found = []
-
-    def walk(value):
-        if isinstance(value, str):
-            found.append(value)
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk((template or {}).get("components") or [])
-    return found
 
 
 def contact_values(*, phone: str | None, country: str, attributes: dict | None) -> dict[str, Any]:
