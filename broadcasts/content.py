@@ -52,26 +52,25 @@ class Placeholder:
 Segments = tuple  # of str (literal text) and Placeholder
 
 
-def _placeholder_at(text: str, start: int) -> tuple[Placeholder, int]:
-    """The placeholder whose `{{` is at `start`, and the index just after its `}}`."""
-    where = f"the placeholder at character {start + 1}"
+def _placeholder_at(text: str, start: int) -> tuple[Placeholder | None, int | str]:
+    """The placeholder whose `{{` is at `start` and the index just after its `}}`, or (None, why not)."""
     i = _SPACES_AT.match(text, start + 2).end()
     match = _NAME_AT.match(text, i)
     if match is None or match.group()[0].isdigit():
-        raise PlaceholderError(f"{where}: expected a name such as {{{{ first_name }}}}.")
+        return None, "expected a name such as {{ first_name }}."
     name = match.group()
     if len(name) > MAX_NAME_CHARS:
-        raise PlaceholderError(f"{where}: a name is at most {MAX_NAME_CHARS} characters.")
+        return None, f"a name is at most {MAX_NAME_CHARS} characters."
     i = _SPACES_AT.match(text, match.end()).end()
     fallback = None
     if text.startswith("|", i):
         i = _SPACES_AT.match(text, i + 1).end()
         if not text.startswith('"', i):
-            raise PlaceholderError(f'{where}: a fallback is written in double quotes, {{{{ {name} | "friend" }}}}.')
+            return None, f'a fallback is written in double quotes, {{{{ {name} | "friend" }}}}.'
         chars, i = [], i + 1
         while True:
             if i >= len(text):
-                raise PlaceholderError(f"{where}: the fallback's closing double quote is missing.")
+                return None, "the fallback's closing double quote is missing."
             char = text[i]
             if char == '"':
                 i += 1
@@ -79,17 +78,17 @@ def _placeholder_at(text: str, start: int) -> tuple[Placeholder, int]:
             if char == "\\":
                 escaped = text[i + 1:i + 2]
                 if escaped not in ('"', "\\"):
-                    raise PlaceholderError(f'{where}: in a fallback, only \\" and \\\\ are escapes.')
+                    return None, 'in a fallback, only \\" and \\\\ are escapes.'
                 char, i = escaped, i + 1
             chars.append(char)
             if len(chars) > MAX_FALLBACK_CHARS:
-                raise PlaceholderError(f"{where}: a fallback is at most {MAX_FALLBACK_CHARS} characters.")
+                return None, f"a fallback is at most {MAX_FALLBACK_CHARS} characters."
             i += 1
         fallback = "".join(chars)
         i = _SPACES_AT.match(text, i).end()
     if not text.startswith("}}", i):
         expected = "`}}`" if fallback is not None else '`}}` or `| "fallback"`'
-        raise PlaceholderError(f"{where}: expected {expected} after the name {name}.")
+        return None, f"expected {expected} after the name {name}."
     return Placeholder(name, fallback), i + 2
 
 
@@ -103,11 +102,10 @@ def parse(text: str, *, strict: bool = True) -> Segments:
         if start < 0:
             literal.append(text[i:])
             break
-        try:
-            placeholder, end = _placeholder_at(text, start)
-        except PlaceholderError:
+        placeholder, end = _placeholder_at(text, start)
+        if placeholder is None:
             if strict:
-                raise
+                raise PlaceholderError(f"the placeholder at character {start + 1}: {end}")
             literal.append(text[i:start + 2])
             i = start + 2
             continue

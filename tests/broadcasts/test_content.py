@@ -70,7 +70,7 @@ def test_parsing_100_kb_takes_well_under_a_second(text):
             parse(text, strict=strict)
         except PlaceholderError:
             pass
-        assert time.perf_counter() - started < 0.5, strict
+        assert time.perf_counter() - started < 1.0, strict  # about 0.2 s on a loaded 2-core machine; hours before
 
 
 def test_parse_time_grows_linearly():
