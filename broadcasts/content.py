@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_NAME_AT = re.compile(r"[A-Za-z0-9_]+")  # one class, one quantifier: never backtracks
+# One placeholder at a given `{{`. Every repeat is of one character (or one fixed two-character
+# escape) and is followed by what it cannot match, so an attempt never backtracks: linear time.
+PLACEHOLDER = re.compile(r'\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]{0,63})[ \t]*(?:\|[ \t]*"((?:[^"\\]|\\["\\]){0,200})"[ \t]*)?\}\}')
+_UNESCAPE = re.compile(r'\\(["\\])')
+_NAME_AT = re.compile(r"[A-Za-z0-9_]+")
 _SPACES_AT = re.compile(r"[ \t]*")
 TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
@@ -53,7 +57,9 @@ Segments = tuple  # of str (literal text) and Placeholder
 
 
 def _placeholder_at(text: str, start: int) -> tuple[Placeholder | None, int | str]:
-    """The placeholder whose `{{` is at `start` and the index just after its `}}`, or (None, why not)."""
+    """The placeholder whose `{{` is at `start` and the index just after its `}}`, or (None, why not).
+
+    The same grammar as PLACEHOLDER, step by step, to say what is wrong (tests check they agree)."""
     i = _SPACES_AT.match(text, start + 2).end()
     match = _NAME_AT.match(text, i)
     if match is None or match.group()[0].isdigit():
@@ -102,10 +108,10 @@ def parse(text: str, *, strict: bool = True) -> Segments:
         if start < 0:
             literal.append(text[i:])
             break
-        placeholder, end = _placeholder_at(text, start)
-        if placeholder is None:
+        match = PLACEHOLDER.match(text, start)
+        if match is None:
             if strict:
-                raise PlaceholderError(f"the placeholder at character {start + 1}: {end}")
+                raise PlaceholderError(f"the placeholder at character {start + 1}: {_placeholder_at(text, start)[1]}")
             literal.append(text[i:start + 2])
             i = start + 2
             continue
@@ -113,8 +119,9 @@ def parse(text: str, *, strict: bool = True) -> Segments:
         if any(literal):
             segments.append("".join(literal))
         literal = []
-        segments.append(placeholder)
-        i = end
+        fallback = match.group(2)
+        segments.append(Placeholder(match.group(1), None if fallback is None else _UNESCAPE.sub(r"\1", fallback)))
+        i = match.end()
     if any(literal):
         segments.append("".join(literal))
     return tuple(segments)

@@ -4,6 +4,7 @@ placeholders named with their position, missing attributes, template size caps."
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from broadcasts import content
 from broadcasts.content import MissingAttributes, Placeholder, PlaceholderError, compile_content, parse
@@ -150,3 +151,21 @@ def test_a_very_deep_template_is_refused_without_recursion():
     for _ in range(100_000):
         deep = [deep]
     assert "template" in content.template_errors(template_with(components=[{"type": "body", "parameters": deep}]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet='{} ab1_|"\\\t', max_size=40))
+def test_the_pattern_and_the_explaining_scanner_agree(text):
+    """PLACEHOLDER accepts exactly what the step-by-step scanner accepts, with the same result."""
+    from broadcasts.content import PLACEHOLDER, _UNESCAPE, _placeholder_at
+
+    start = text.find("{{")
+    if start < 0:
+        return
+    match = PLACEHOLDER.match(text, start)
+    placeholder, end = _placeholder_at(text, start)
+    assert (match is None) == (placeholder is None), (text, end)
+    if match is not None:
+        fallback = match.group(2)
+        assert placeholder == Placeholder(match.group(1), None if fallback is None else _UNESCAPE.sub(r"\1", fallback))
+        assert end == match.end()
