@@ -5,6 +5,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path
@@ -104,13 +105,23 @@ class BroadcastAdmin(admin.ModelAdmin):
     @admin.display(description="Audience now")
     def audience_preview(self, obj):
         count = selectors.broadcast_audience_count(broadcast=obj)
-        return f"{count} contact(s) with a current {obj.channel} consent for {obj.topic.slug}"
+        line = f"{count} contact(s) with a current {obj.channel} consent for {obj.topic.slug}"
+        compiled = obj.compiled_content
+        missing = selectors.broadcast_missing_placeholders(broadcast=obj, required=compiled.required_names(),
+                                                           fallbacks=compiled.fallback_names())
+        lacking = [f"{n} lack {{{{ {name} }}}}" for name, n in missing["missing_placeholders"].items() if n]
+        if lacking:
+            line += f"; {missing['missing_attribute']} would be skipped ({', '.join(lacking)}: no fallback)"
+        fallback = [f"{n} get the fallback of {{{{ {name} }}}}" for name, n in missing["fallbacks_used"].items() if n]
+        if fallback:
+            line += f"; {', '.join(fallback)}"
+        return line
 
     @admin.display(description="Progress")
     def progress(self, obj):
         stats = selectors.broadcast_stats(broadcast=obj)
         return format_html('<pre id="broadcast-progress" data-url="{}">{}</pre>', f"../progress/",
-                           json.dumps(stats, indent=1))
+                           json.dumps(stats, indent=1, cls=DjangoJSONEncoder))
 
     @admin.display(description="Progress")
     def progress_line(self, obj):

@@ -16,7 +16,7 @@ from consent.permissions import IsMarketerOrAdmin, ReadAnyRoleWriteMarketer
 from consent.serializers import ChannelField, PhoneField, TopicSlugField
 
 from . import selectors, services
-from .models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from .models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
 
 
 class BroadcastOutputSerializer(serializers.ModelSerializer):
@@ -39,6 +39,7 @@ class BroadcastStatsSerializer(serializers.Serializer):
     deferred = serializers.IntegerField()
     unknown = serializers.IntegerField()
     cancelled = serializers.IntegerField()
+    next_due_at = serializers.DateTimeField(allow_null=True, help_text="When the first deferred delivery is due.")
 
 
 class BroadcastDetailSerializer(BroadcastOutputSerializer):
@@ -172,20 +173,33 @@ class BroadcastCancelApi(_ActionApi):
 
 
 class BroadcastAudienceApi(APIView):
-    """Audience preview: how many contacts have a current consent for the topic and channel now."""
+    """Audience preview: contacts with a current consent for the topic and channel now, and how many
+    of them lack a placeholder (skipped without a fallback, or given the fallback)."""
 
     permission_classes = [ReadAnyRoleWriteMarketer]
 
-    @extend_schema(responses=inline_serializer("AudiencePreview", {"id": serializers.IntegerField(),
-                                                                   "topic": serializers.CharField(),
-                                                                   "channel": serializers.CharField(),
-                                                                   "audience": serializers.IntegerField(),
-                                                                   "at": serializers.DateTimeField()}))
+    @extend_schema(responses=inline_serializer("AudiencePreview", {
+        "id": serializers.IntegerField(), "topic": serializers.CharField(), "channel": serializers.CharField(),
+        "audience": serializers.IntegerField(help_text="Contacts whose consent is current now."),
+        "eligible": serializers.IntegerField(help_text="Of those, the ones the content can be rendered for."),
+        "excluded": serializers.DictField(child=serializers.IntegerField(), help_text="Skip reason → contacts."),
+        "missing_placeholders": serializers.DictField(child=serializers.IntegerField(),
+                                                      help_text="Placeholder without fallback → contacts lacking it."),
+        "fallbacks_used": serializers.DictField(child=serializers.IntegerField(),
+                                                help_text="Placeholder with a fallback → contacts who get the fallback."),
+        "at": serializers.DateTimeField()}))
     def get(self, request, pk):
         broadcast = _broadcast(pk)
         now = timezone.now()
+        audience = selectors.broadcast_audience_count(broadcast=broadcast, now=now)
+        compiled = broadcast.compiled_content
+        missing = selectors.broadcast_missing_placeholders(
+            broadcast=broadcast, required=compiled.required_names(), fallbacks=compiled.fallback_names(), now=now)
+        excluded = {SkipReason.MISSING_ATTRIBUTE.value: missing["missing_attribute"]} if missing["missing_attribute"] else {}
         return Response({"id": broadcast.pk, "topic": broadcast.topic.slug, "channel": broadcast.channel,
-                         "audience": selectors.broadcast_audience_count(broadcast=broadcast, now=now), "at": now})
+                         "audience": audience, "eligible": audience - missing["missing_attribute"], "excluded": excluded,
+                         "missing_placeholders": missing["missing_placeholders"],
+                         "fallbacks_used": missing["fallbacks_used"], "at": now})
 
 
 class BroadcastTestSendApi(APIView):

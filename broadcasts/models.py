@@ -8,8 +8,11 @@ hold (rule 8 of docs/design.md): a message leaves only for a row moved from an o
 
 from django.db import models
 from django.db.models import Q
+from django.utils.functional import cached_property
 
 from consent.models import Channel, Contact, Topic
+
+from . import content
 
 
 class BroadcastStatus(models.TextChoices):
@@ -23,7 +26,7 @@ class BroadcastStatus(models.TextChoices):
 
 class DeliveryStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
-    DEFERRED = "deferred", "Deferred (quiet hours)"
+    DEFERRED = "deferred", "Deferred (waiting for local time, quiet hours or a limit)"
     SENDING = "sending", "Handed to the provider"
     SENT = "sent", "Sent"
     DELIVERED = "delivered", "Delivered"
@@ -54,6 +57,7 @@ class SkipReason(models.TextChoices):
     CONSENT = "consent_not_current", "Consent no longer current (or number suppressed)"
     FREQUENCY_CAP = "frequency_cap", "Frequency cap for the topic reached"
     NO_NUMBER = "no_number", "Contact erased"
+    MISSING_ATTRIBUTE = "missing_attribute", "A placeholder without fallback that the contact lacks"
 
 
 class Broadcast(models.Model):
@@ -96,6 +100,13 @@ class Broadcast(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.status})"
+
+    @cached_property
+    def compiled_content(self) -> content.CompiledContent:
+        """The body or template parsed once, for rendering per recipient at send time."""
+        if self.channel == Channel.WHATSAPP:
+            return content.compile_content(body=None, template=self.template or {})
+        return content.compile_content(body=self.body, template=None)
 
 
 class Delivery(models.Model):

@@ -70,13 +70,17 @@ logger = logging.getLogger(__name__)
 
 
 def outgoing_for(*, broadcast: Broadcast, phone: str, country: str, attributes: dict | None, reference: str) -> OutgoingMessage:
-    """The provider message for one recipient, placeholders filled from the contact."""
+    """The provider message for one recipient, placeholders filled from the contact.
+
+    Raises content.MissingAttributes when the contact lacks a placeholder that has no fallback.
+    """
     values = content.contact_values(phone=phone, country=country, attributes=attributes)
+    compiled = broadcast.compiled_content
     if broadcast.channel == Channel.WHATSAPP:
-        return OutgoingMessage(to=phone, channel=broadcast.channel,
-                               template=content.render_template(broadcast.template or {}, values), reference=reference)
+        return OutgoingMessage(to=phone, channel=broadcast.channel, template=compiled.render_template(values),
+                               reference=reference)
     return OutgoingMessage(
-        to=phone, channel=broadcast.channel, body=content.render(broadcast.body, values), reference=reference,
+        to=phone, channel=broadcast.channel, body=compiled.render_body(values), reference=reference,
         status_callback=twilio_status_callback(reference),
     )
 
@@ -375,7 +379,8 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
             )
         skipped: dict[str, list[int]] = {}
         waits: dict[tuple[str, datetime], list[int]] = {}
-        claimed: list[tuple[int, int, Recipient, int]] = []
+        claimed: list[tuple[int, int, Recipient, int, OutgoingMessage]] = []
+        lacking: dict[str, list[int]] = {}  # missing placeholder names → rows skipped for them
         quiet_cache: dict = {}
         for pk, contact_id, attempts, authorized_by, *fields in rows:
             contact = Recipient(contact_id, *fields)
@@ -388,29 +393,37 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
             else:
                 due = local_send_instant(broadcast, contact) if broadcast.local_time else None
                 if due is not None and due > now:
-                    waits.setdefault((DeliveryStatus.QUEUED, due), []).append(pk)
+                    waits.setdefault((DeliveryStatus.DEFERRED, due), []).append(pk)
                     continue
                 quiet_until = _quiet_hours_until(contact, now, quiet_cache) if broadcast.respect_quiet_hours else None
                 if quiet_until is not None and quiet_until > now:
                     waits.setdefault((DeliveryStatus.DEFERRED, quiet_until), []).append(pk)
                     continue
-                claimed.append((pk, attempts, contact, authorized_by))
+                try:
+                    message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
+                                           attributes=contact.attributes, reference=f"{DELIVERY}-{pk}")
+                except content.MissingAttributes as exc:
+                    # Rendered now, at the send: an attribute added while the row waited counts.
+                    lacking.setdefault(", ".join(exc.names), []).append(pk)
+                    continue
+                claimed.append((pk, attempts, contact, authorized_by, message))
         for reason, pks in skipped.items():
             # A row tried before (a transient error) keeps no authorisation: it never left.
             Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, status_at=now,
+                                                       authorized_by=None)
+            batch.skipped += len(pks)
+        for names, pks in lacking.items():
+            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=SkipReason.MISSING_ATTRIBUTE,
+                                                       error_message=f"no value for {names}"[:255], status_at=now,
                                                        authorized_by=None)
             batch.skipped += len(pks)
         for (status, until), pks in waits.items():
             Delivery.objects.filter(pk__in=pks).update(status=status, not_before=until, status_at=now)
             batch.deferred += len(pks) if status == DeliveryStatus.DEFERRED else 0
         if claimed:
-            _mark_claimed([(pk, authorized_by) for pk, _, _, authorized_by in claimed], now)
-        for pk, attempts, contact, _ in claimed:
-            batch.claims.append(Claim(
-                delivery_id=pk, contact_id=contact.pk, attempts=attempts + 1,
-                message=outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
-                                     attributes=contact.attributes, reference=f"{DELIVERY}-{pk}"),
-            ))
+            _mark_claimed([(pk, authorized_by) for pk, _, _, authorized_by, _ in claimed], now)
+        for pk, attempts, contact, _, message in claimed:
+            batch.claims.append(Claim(delivery_id=pk, contact_id=contact.pk, attempts=attempts + 1, message=message))
     return batch
 
 

@@ -21,20 +21,22 @@ from consent.webhooks.signals import OutboundRecord
 from . import content
 from .conf import setting
 from .models import AWAITING_OUTCOME, OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
-from .selectors import attribute_names_seen
+from .selectors import attribute_names_present, attribute_names_seen
 
 logger = logging.getLogger(__name__)
 
 # Audience rows inserted per fan-out transaction. Each chunk costs one audience query whatever its
 # size, so it is sized in rows, not in send batches: smaller send tasks must not mean more chunks.
 FANOUT_CHUNK_ROWS = 20_000
+# Placeholder names looked up across every contact at creation (each is one EXISTS query).
+MAX_ATTRIBUTE_LOOKUPS = 20
 
 
 # --- create and lifecycle -------------------------------------------------------------------
 
 
 def broadcast_content_errors(*, topic: Topic, channel: str, body: str, template: dict | None) -> dict[str, str]:
-    """Field → message for content that cannot be sent on `channel` (placeholders included)."""
+    """Field → message for content that cannot be sent on `channel` (sizes and placeholders included)."""
     errors = {}
     if channel == Channel.WHATSAPP:
         if body:
@@ -43,27 +45,38 @@ def broadcast_content_errors(*, topic: Topic, channel: str, body: str, template:
             errors["template"] = "WhatsApp broadcasts need a template {name, language, components}."
         else:
             errors.update(content.template_errors(template))
-        texts = content.template_texts(template) if template is not None and not errors else []
     else:
         if template is not None:
             errors["template"] = "Templates are for WhatsApp; an SMS broadcast takes `body`."
         if not body or not body.strip():
             errors["body"] = "An SMS broadcast needs a body."
         elif len(body) > content.MAX_SMS_CHARS:
-            errors["body"] = f"At most {content.MAX_SMS_CHARS} characters."
-        texts = [body or ""]
-    if not errors and any("{{" in text for text in texts):
-        known = set(content.BUILTINS) | set(setting("BROADCAST_CONTACT_ATTRIBUTES"))
-        unknown = content.unknown_placeholders(texts, known)
-        if unknown:
-            known |= attribute_names_seen(topic=topic, channel=channel)
-            unknown = content.unknown_placeholders(texts, known)
-        if unknown:
-            field = "template" if channel == Channel.WHATSAPP else "body"
-            errors[field] = (
-                f"Unknown placeholder{'s' if len(unknown) > 1 else ''}: {', '.join('{{ %s }}' % n for n in unknown)}. "
-                f"Known: {', '.join(sorted(known))}."
-            )
+            errors["body"] = f"At most {content.MAX_SMS_CHARS} characters (Twilio's limit for one message); {len(body)} given."
+    if errors:
+        return errors
+    field = "template" if channel == Channel.WHATSAPP else "body"
+    try:
+        compiled = content.compile_content(body=body if channel != Channel.WHATSAPP else None,
+                                           template=template if channel == Channel.WHATSAPP else None, strict=True)
+    except content.PlaceholderError as exc:
+        return {field: f"Malformed placeholder: {exc}"}
+    # A name is known if it is built in, configured, or an attribute some contact has (the
+    # audience's first, then anyone's): attributes are free-form, a typo is what no one has.
+    configured = {*content.BUILTINS, *setting("BROADCAST_CONTACT_ATTRIBUTES")}
+    unknown = [name for name in dict.fromkeys(p.name for p in compiled.placeholders) if name not in configured]
+    if unknown:
+        seen = attribute_names_seen(topic=topic, channel=channel)
+        unknown = [name for name in unknown if name not in seen]
+    if unknown:
+        present = attribute_names_present(names=unknown[:MAX_ATTRIBUTE_LOOKUPS])
+        unknown = [name for name in unknown if name not in present]
+    if unknown:
+        known = sorted(configured)
+        errors[field] = (
+            f"Unknown placeholder{'s' if len(unknown) > 1 else ''}: {', '.join('{{ %s }}' % n for n in unknown)}: "
+            f"no contact has {'these attributes' if len(unknown) > 1 else 'this attribute'}. "
+            f"Known: {', '.join(known)}, and any attribute a contact has."
+        )
     return errors
 
 
@@ -516,8 +529,12 @@ def broadcast_test_send(*, broadcast: Broadcast, phone: str, now: datetime | Non
         raise ValidationError({"phone": "No contact with this phone number."})
     if not contact_may_receive_promotion(contact_id=contact.pk, topic_id=broadcast.topic_id, channel=broadcast.channel, now=now):
         raise ValidationError({"phone": f"This contact has no current {broadcast.channel} consent for {broadcast.topic.slug}."})
-    message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
-                           attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")
+    try:
+        message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
+                               attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")
+    except content.MissingAttributes as exc:
+        raise ValidationError({"phone": f"This contact has no value for {exc}, and the placeholder has no fallback: "
+                                        "the broadcast would skip it."}) from None
     outcome = send_one(message)
     if outcome.kind != "sent":
         raise ValidationError({"phone": f"The provider refused the test message: {outcome.code} {outcome.message}".strip()})

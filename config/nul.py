@@ -31,14 +31,20 @@ def json_depth_exceeds(value, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def contains_nul(value) -> bool:
     """Whether a parsed body (dicts, lists, strings, QueryDicts) holds a NUL anywhere, keys included."""
-    if isinstance(value, str):
-        return NUL in value
-    if hasattr(value, "lists"):  # QueryDict / MultiValueDict
-        return any(contains_nul(key) or contains_nul(values) for key, values in value.lists())
-    if isinstance(value, dict):
-        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(contains_nul(item) for item in value)
+    stack = [value]  # no recursion: a body may nest as deep as the JSON parser allows
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                return True
+        elif hasattr(item, "lists"):  # QueryDict / MultiValueDict
+            for key, values in item.lists():
+                stack += [key, values]
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack += [key, child]
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
     return False
 
 

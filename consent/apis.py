@@ -15,6 +15,7 @@ from . import selectors, services
 from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic, actor_for
 from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
 from .serializers import (
+    AttributesField,
     ChannelField,
     ConsentOutputSerializer,
     ConsentWithPhoneSerializer,
@@ -332,7 +333,7 @@ class ContactListApi(APIView):
         phone = PhoneField()
         country = serializers.RegexField(r"^[A-Z]{2}$", required=False, help_text="ISO 3166-1 alpha-2 override.")
         timezone = serializers.CharField(required=False, max_length=64, help_text="IANA time zone override.")
-        attributes = serializers.DictField(required=False, default=dict)
+        attributes = AttributesField(required=False, default=dict)
 
         def validate_timezone(self, value):
             import zoneinfo
@@ -372,10 +373,21 @@ class ContactListApi(APIView):
 
 
 class ContactDetailApi(APIView):
-    """One contact with every consent (`{phone}` in E.164; the `+` may be URL-encoded or left out)."""
+    """One contact with every consent, or PATCH its attributes (`{phone}` in E.164; the `+` may be URL-encoded or left out)."""
 
     permission_classes = [ReadAnyRoleWriteMarketer]
+
+    class InputSerializer(serializers.Serializer):
+        attributes = AttributesField(removals=True, help_text="Merged: each key is set; a key given null is removed.")
 
     @extend_schema(responses=ContactOutputSerializer)
     def get(self, request, phone):
         return Response(ContactOutputSerializer(_contact_from_path(phone)).data)
+
+    @extend_schema(request=InputSerializer, responses=ContactOutputSerializer)
+    def patch(self, request, phone):
+        contact = _contact_from_path(phone)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.contact_attributes_update(contact=contact, changes=data.validated_data["attributes"])
+        return Response(ContactOutputSerializer(_contact_queryset().get(pk=contact.pk)).data)

@@ -3,6 +3,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from .attributes import attribute_errors
 from .models import Channel, Consent, Contact, Topic, TopicText
 from .phones import InvalidPhoneNumber, parse_phone
 from .selectors import effective_status
@@ -21,6 +22,21 @@ class PhoneField(serializers.CharField):
             return parse_phone(value, default_region=settings.DEFAULT_PHONE_REGION).e164
         except InvalidPhoneNumber as exc:
             raise serializers.ValidationError(str(exc)) from None
+
+
+class AttributesField(serializers.JSONField):
+    """A flat object of contact attributes (string, number or boolean values); with `removals`,
+    a null value means: remove that attribute."""
+
+    def __init__(self, *, removals: bool = False, **kwargs):
+        self.removals = removals
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        errors = attribute_errors(data, removals=self.removals)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return data
 
 
 class TopicSlugField(serializers.SlugRelatedField):

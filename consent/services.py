@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import limits, rows
+from .attributes import MAX_ATTRIBUTES, attributes_merge
 from .hashing import text_sha256
 from .ledger import event_append, pseudonym_for
 from .messaging import message_queue, prompt_for
@@ -69,7 +70,10 @@ def contact_get_or_create(*, phone: str, country: str | None = None, timezone_na
             contact.timezone, contact.timezones = timezone_name, [timezone_name]
             changed += ["timezone", "timezones"]
         if attributes:
-            contact.attributes = {**contact.attributes, **attributes}
+            merged = attributes_merge(contact.attributes, attributes)
+            if len(merged) > MAX_ATTRIBUTES:
+                raise ValidationError({"attributes": f"A contact has at most {MAX_ATTRIBUTES} attributes."})
+            contact.attributes = merged
             changed.append("attributes")
         if changed and contact.erased_at is None:
             contact.save(update_fields=changed)
@@ -85,6 +89,20 @@ def contact_get_or_create(*, phone: str, country: str | None = None, timezone_na
             "attributes": attributes or {},
         },
     )
+    return contact
+
+
+@transaction.atomic
+def contact_attributes_update(*, contact: Contact, changes: dict) -> Contact:
+    """Merge `changes` into the contact's attributes: each key set, a key given null removed."""
+    contact = Contact.objects.select_for_update().get(pk=contact.pk)
+    merged = attributes_merge(contact.attributes, changes)
+    if len(merged) > MAX_ATTRIBUTES:
+        raise ValidationError({"attributes": f"A contact has at most {MAX_ATTRIBUTES} attributes; "
+                                             f"this change would leave {len(merged)}."})
+    if merged != contact.attributes:
+        contact.attributes = merged
+        contact.save(update_fields=["attributes"])
     return contact
 
 

@@ -37,6 +37,7 @@ MATRIX = {
     ("api/v1/contacts/", "GET"): ANY_ROLE,
     ("api/v1/contacts/", "POST"): WRITERS,
     ("api/v1/contacts/<str:phone>/", "GET"): ANY_ROLE,
+    ("api/v1/contacts/<str:phone>/", "PATCH"): WRITERS,
     ("api/v1/contacts/<str:phone>/proof/", "GET"): AUDITORS,
     ("api/v1/contacts/<str:phone>/erase/", "POST"): ADMIN,
     ("api/v1/audit/events/", "GET"): AUDITORS,

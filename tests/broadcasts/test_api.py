@@ -1,5 +1,6 @@
 """Broadcast API: the role matrix on every endpoint, bad input as 400s, and the lifecycle actions."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -183,3 +184,109 @@ def test_test_send_refused_without_current_consent(marketer_client, topic, conse
     assert response.status_code == 400
     assert "phone" in response.json()
     assert use_stand_in.messages() == []
+
+
+# --- content: linear placeholders, size caps ------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [
+    {**SMS, "body": "{{" + " " * 1_598},
+    {**WHATSAPP, "template": {**WHATSAPP["template"], "components": [
+        {"type": "body", "parameters": [{"type": "text", "text": "{{" + " " * 3_000}]}]}},
+])
+def test_a_hostile_placeholder_is_a_quick_400(marketer_client, topic, payload):
+    started = time.perf_counter()
+    response = marketer_client.post("/api/v1/broadcasts/", payload, format="json")
+    assert time.perf_counter() - started < 1.0
+    assert response.status_code == 400, response.content
+    field = "body" if payload["channel"] == "sms" else "template"
+    assert "Malformed placeholder" in response.json()[field][0]
+
+
+@pytest.mark.parametrize("template, field", [
+    ({**WHATSAPP["template"], "components": [{"type": "body", "parameters": [{"type": "text", "text": "x" * 17_000}]}]},
+     "template"),
+    ({**WHATSAPP["template"], "components": [{"type": "body", "parameters": [{"type": "text", "text": "x"}] * 51}]},
+     "template.components"),
+    ({**WHATSAPP["template"], "components": [{"type": "body", "parameters": [[[[[[[[["x"]]]]]]]]]}]}, "template"),
+])
+def test_templates_over_the_caps_are_a_400_naming_the_field(marketer_client, topic, template, field):
+    response = marketer_client.post("/api/v1/broadcasts/", {**WHATSAPP, "template": template}, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json(), response.json()
+
+
+def test_the_sms_cap_is_twilios_1600_characters(marketer_client, topic):
+    at_cap = marketer_client.post("/api/v1/broadcasts/", {**SMS, "body": "x" * 1_600}, format="json")
+    assert at_cap.status_code == 201, at_cap.content
+    over = marketer_client.post("/api/v1/broadcasts/", {**SMS, "body": "x" * 1_601}, format="json")
+    assert over.status_code == 400 and "1600" in over.json()["body"][0]
+
+
+def test_a_fallback_placeholder_is_accepted(marketer_client, topic):
+    response = marketer_client.post("/api/v1/broadcasts/", {**SMS, "body": 'Hi {{ first_name | "friend" }}!'}, format="json")
+    assert response.status_code == 201, response.content
+
+
+def test_a_placeholder_any_contact_has_is_accepted(marketer_client, topic):
+    from consent import services as consent_services
+
+    consent_services.contact_get_or_create(phone="+12125550999", attributes={"shoe_size": 42})  # not in the audience
+    response = marketer_client.post("/api/v1/broadcasts/", {**SMS, "body": "Size {{ shoe_size }} in stock"}, format="json")
+    assert response.status_code == 201, response.content
+
+
+# --- audience preview: missing placeholders -------------------------------------------------
+
+
+def test_audience_preview_counts_who_lacks_each_placeholder(marketer_client, topic, consented):
+    consented(2, topic, attributes={"first_name": "Ada", "city": "Lyon"})
+    consented(3, topic, attributes={"city": ""}, start=2)
+    consented(1, topic, attributes={"first_name": None}, start=5)
+    broadcast = make_broadcast(topic, body='Hi {{ first_name }} from {{ city | "your town" }}')
+    preview = marketer_client.get(f"/api/v1/broadcasts/{broadcast.pk}/audience/").json()
+    assert preview["audience"] == 6
+    assert preview["missing_placeholders"] == {"first_name": 4}
+    assert preview["fallbacks_used"] == {"city": 4}
+    assert preview["excluded"] == {"missing_attribute": 4}
+    assert preview["eligible"] == 2
+
+
+def test_audience_preview_of_a_template(marketer_client, topic, consented):
+    consented(2, topic, channel="whatsapp", attributes={"first_name": "Ada"})
+    consented(1, topic, channel="whatsapp", start=2)
+    broadcast = make_broadcast(topic, channel="whatsapp", body="", template=WHATSAPP["template"])
+    preview = marketer_client.get(f"/api/v1/broadcasts/{broadcast.pk}/audience/").json()
+    assert preview["missing_placeholders"] == {"first_name": 1} and preview["eligible"] == 2
+
+
+def test_test_send_to_a_contact_lacking_a_placeholder_is_a_400(marketer_client, topic, consented, use_stand_in):
+    consented(1, topic)
+    broadcast = make_broadcast(topic, body="Hi {{ first_name }}! STOP to opt out.")
+    response = marketer_client.post(f"/api/v1/broadcasts/{broadcast.pk}/test/", {"phone": "+12125550000"}, format="json")
+    assert response.status_code == 400 and "first_name" in response.json()["phone"][0]
+    assert use_stand_in.messages() == []
+
+
+# --- stats that tell the truth ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", [False, True])
+def test_a_draft_or_scheduled_broadcast_shows_the_audience_it_would_have_now(marketer_client, topic, consented,
+                                                                             schedule):
+    consented(3, topic)
+    broadcast = make_broadcast(topic, send_at=timezone.now() + timedelta(days=1))
+    if schedule:
+        services.broadcast_schedule(broadcast=broadcast)
+    body = marketer_client.get(f"/api/v1/broadcasts/{broadcast.pk}/").json()
+    assert body["stats"]["audience"] == 3
+    assert body["stats"]["audience"] == marketer_client.get(f"/api/v1/broadcasts/{broadcast.pk}/audience/").json()["audience"]
+    assert body["stats"]["next_due_at"] is None
+
+
+@pytest.mark.parametrize("depth", [500, 100_000])
+def test_a_deeply_nested_template_is_a_400_not_a_500(marketer_client, topic, depth):
+    body = ('{"name": "x", "topic": "promo", "channel": "whatsapp", "template": {"name": "a", "language": "en_US", '
+            '"components": [{"type": "body", "parameters": ' + "[" * depth + "]" * depth + "}]}}")
+    response = marketer_client.generic("POST", "/api/v1/broadcasts/", body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]

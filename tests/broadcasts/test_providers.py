@@ -6,7 +6,6 @@ import socket
 import threading
 import time
 from datetime import datetime, timezone
-from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -543,10 +542,11 @@ def test_whatsapp_sends_our_reference_as_callback_data_for_its_status_webhooks(c
 
 
 def test_twilio_status_callback_of_a_broadcast_delivery_carries_its_reference(use_stand_in, settings):
+    from broadcasts.models import Broadcast
     from broadcasts.sending import outgoing_for
 
     settings.PUBLIC_BASE_URL = "https://consent.example.com"
-    broadcast = SimpleNamespace(channel="sms", body="Hi", template=None)
+    broadcast = Broadcast(channel="sms", body="Hi", template=None)
     message = outgoing_for(broadcast=broadcast, phone=SMS.to, country="US", attributes=None, reference="delivery-456")
     get_provider("sms").send(message)
     [sent] = use_stand_in.messages(to=SMS.to)

@@ -24,7 +24,7 @@ UTC = dt_timezone.utc
 
 
 def make(topic, **changes):
-    fields = {"name": "sale", "topic": topic, "channel": "sms", "body": "Hi {{ first_name }}! STOP to opt out.",
+    fields = {"name": "sale", "topic": topic, "channel": "sms", "body": 'Hi {{ first_name | "there" }}! STOP to opt out.',
               "respect_quiet_hours": False}
     fields.update(changes)
     return services.broadcast_create(**fields)
@@ -847,3 +847,96 @@ def test_opt_outs_of_a_batch_do_not_deadlock_with_a_stop_of_one_of_those_contact
     else:
         assert Suppression.objects.filter(phone_pseudonym=claims[0].contact.phone_pseudonym).exists()
     assert set(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)) == {DeliveryStatus.FAILED}
+
+
+# --- placeholders at send time --------------------------------------------------------------
+
+
+def test_a_contact_lacking_a_placeholder_is_skipped_with_the_reason(topic, consented, fake_provider, run_on_commit):
+    named = consented(2, topic, attributes={"first_name": "Ada"})
+    unnamed = consented(2, topic, start=2) + consented(1, topic, attributes={"first_name": ""}, start=4)
+    broadcast = run(make(topic, body="Cyber Monday deals for {{ first_name }}!"), run_on_commit)
+    assert sorted(m.to for m in fake_provider.sent) == sorted(c.phone for c in named)
+    assert {m.body for m in fake_provider.sent} == {"Cyber Monday deals for Ada!"}
+    skipped = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.SKIPPED)
+    assert sorted(d.contact_id for d in skipped) == sorted(c.pk for c in unnamed)
+    assert {(d.skip_reason, d.error_message) for d in skipped} == {(SkipReason.MISSING_ATTRIBUTE, "no value for first_name")}
+    assert broadcast.status == BroadcastStatus.COMPLETED
+    assert broadcast_stats(broadcast=broadcast)["skipped"] == 3
+
+
+def test_a_fallback_fills_in_for_a_missing_attribute(topic, consented, fake_provider, run_on_commit):
+    consented(1, topic, attributes={"first_name": "Ada"})
+    consented(1, topic, start=1)
+    run(make(topic, body='Deals for {{ first_name | "you" }}!'), run_on_commit)
+    assert sorted(m.body for m in fake_provider.sent) == ["Deals for Ada!", "Deals for you!"]
+
+
+def test_a_whatsapp_template_lacking_a_placeholder_is_skipped(topic, consented, fake_provider, run_on_commit):
+    template = {"name": "sale", "language": "en_US",
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{ first_name }}"}]}]}
+    consented(1, topic, channel="whatsapp", attributes={"first_name": "Ada"}, country="FR")
+    consented(1, topic, channel="whatsapp", country="FR", start=1)
+    broadcast = run(make(topic, channel="whatsapp", body="", template=template), run_on_commit)
+    assert [m.template["components"][0]["parameters"][0]["text"] for m in fake_provider.sent] == ["Ada"]
+    assert set(Delivery.objects.filter(broadcast=broadcast).values_list("skip_reason", flat=True)) == {
+        "", SkipReason.MISSING_ATTRIBUTE}
+
+
+def test_the_attribute_is_looked_for_at_the_send_not_before(topic, consented, fake_provider, run_on_commit):
+    [contact] = consented(1, topic, country="FR")
+    with time_machine.travel(SUNDAY_NOON_PARIS, tick=False):
+        broadcast = run(make(topic, body="Hi {{ first_name }}", respect_quiet_hours=True), run_on_commit)
+    contact.attributes = {"first_name": "Zoé"}  # added while the delivery waited for Monday
+    contact.save(update_fields=["attributes"])
+    with time_machine.travel(datetime(2026, 3, 2, 7, 0, 1, tzinfo=UTC), tick=False):
+        tick(run_on_commit)
+    assert [m.body for m in fake_provider.sent] == ["Hi Zoé"]
+    assert broadcast.deliveries.get().status == DeliveryStatus.SENT
+
+
+def test_the_content_is_parsed_once_per_send_task_not_per_recipient(topic, consented, fake_provider, run_on_commit,
+                                                                   monkeypatch):
+    from broadcasts import content
+
+    consented(10, topic, attributes={"first_name": "Ada"})
+    broadcast = make(topic)
+    parses = []
+    real_parse = content.parse
+    monkeypatch.setattr(content, "parse", lambda text, **kw: parses.append(text) or real_parse(text, **kw))
+    run(broadcast, run_on_commit)
+    assert len(fake_provider.sent) == 10
+    assert 1 <= len(parses) <= 2  # one send task (batch of 10), whatever the claims and recipients
+
+
+# --- deferred: local time counts, and says when ---------------------------------------------
+
+
+def test_recipients_waiting_for_their_local_time_count_as_deferred_with_when(topic, consented, fake_provider,
+                                                                            run_on_commit, marketer_client):
+    consented(1, topic, country="FR")
+    consented(2, topic, country="US", start=1)
+    monday_early = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+    with time_machine.travel(monday_early, tick=False):
+        broadcast = run(make(topic, local_time=time(10, 0), respect_quiet_hours=True), run_on_commit)
+        body = marketer_client.get(f"/api/v1/broadcasts/{broadcast.pk}/").json()
+        deliveries = marketer_client.get(f"/api/v1/broadcasts/{broadcast.pk}/deliveries/").json()["results"]
+    assert body["status"] == "sending"
+    assert body["stats"]["deferred"] == 3 and body["stats"]["queued"] == 0
+    assert body["stats"]["next_due_at"] == "2026-03-02T09:00:00Z"  # 10:00 in Paris
+    assert sorted(d["not_before"] for d in deliveries) == [
+        "2026-03-02T09:00:00Z", "2026-03-02T15:00:00Z", "2026-03-02T15:00:00Z"]
+    assert {d["status"] for d in deliveries} == {"deferred"}
+    with time_machine.travel(datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC), tick=False):
+        tick(run_on_commit)
+        stats = broadcast_stats(broadcast=broadcast)
+    assert stats["deferred"] == 2 and stats["sent"] == 1
+    assert stats["next_due_at"] == datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+def test_quiet_hours_waits_say_when_they_are_due(topic, consented, fake_provider, run_on_commit):
+    consented(1, topic, country="FR")
+    with time_machine.travel(SUNDAY_NOON_PARIS, tick=False):
+        broadcast = run(make(topic, respect_quiet_hours=True), run_on_commit)
+        stats = broadcast_stats(broadcast=broadcast)
+    assert stats["deferred"] == 1 and stats["next_due_at"] == datetime(2026, 3, 2, 7, 0, tzinfo=UTC)

@@ -29,6 +29,7 @@ MATRIX = [
     ("/api/v1/contacts/", "get", None, (401, 200, 200, 200)),
     ("/api/v1/contacts/", "post", {"phone": "+14155550142"}, (401, 403, 201, 201)),
     ("/api/v1/contacts/+14155550100/", "get", None, (401, 200, 200, 200)),
+    ("/api/v1/contacts/+14155550100/", "patch", {"attributes": {"first_name": "Ada"}}, (401, 403, 200, 200)),
 ]
 
 
@@ -244,3 +245,69 @@ def test_topic_keyword_caps_hold_for_every_caller_of_the_service(topic):
         services.topic_update(topic=topic, keywords=[f"K{i}" for i in range(21)])
     assert services.topic_update(topic=topic, keywords=[f"k{i}" for i in range(20)] + ["K1"]).keywords == [
         f"K{i}" for i in range(20)]
+
+
+# --- PATCH contacts/{phone}/: attributes ----------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/v1/contacts/+14155550100/", "/api/v1/contacts/%2B14155550100/",
+                                  "/api/v1/contacts/14155550100/"])
+def test_patch_merges_attributes_and_null_removes(marketer_client, existing_contact, path):
+    existing_contact.attributes = {"first_name": "Ada", "city": "Lyon", "vip": False}
+    existing_contact.save(update_fields=["attributes"])
+    response = marketer_client.patch(path, {"attributes": {"first_name": "Zoé", "city": None, "visits": 3,
+                                                           "gone": None}}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["attributes"] == {"first_name": "Zoé", "vip": False, "visits": 3}
+    existing_contact.refresh_from_db()
+    assert existing_contact.attributes == {"first_name": "Zoé", "vip": False, "visits": 3}
+    assert response.json()["phone"] == "+14155550100" and "consents" in response.json()
+
+
+@pytest.mark.parametrize("body, says", [
+    ({}, "required"),
+    ({"attributes": None}, ""),
+    ({"attributes": ["first_name"]}, "JSON object"),
+    ({"attributes": "first_name=Ada"}, "JSON object"),
+    ({"attributes": {"plan": {"tier": 2}}}, "no nested"),
+    ({"attributes": {"tags": ["a"]}}, "no nested"),
+    ({"attributes": {"first name": "Ada"}}, "a name is"),
+    ({"attributes": {"1st": "Ada"}}, "a name is"),
+    ({"attributes": {"x" * 65: "Ada"}}, "a name is"),
+    ({"attributes": {"bio": "x" * 501}}, "at most 500"),
+    ({"attributes": {"big": 2**60}}, "2^53"),
+    ({"attributes": {f"a{i}": i for i in range(51)}}, "At most 50"),
+])
+def test_patch_with_bad_attributes_is_a_400_naming_the_field(marketer_client, existing_contact, body, says):
+    response = marketer_client.patch("/api/v1/contacts/+14155550100/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert "attributes" in response.json()
+    assert says in " ".join(response.json()["attributes"])
+    existing_contact.refresh_from_db()
+    assert existing_contact.attributes == {}
+
+
+def test_patch_may_not_grow_a_contact_past_the_attribute_cap(marketer_client, existing_contact):
+    existing_contact.attributes = {f"a{i}": i for i in range(45)}
+    existing_contact.save(update_fields=["attributes"])
+    response = marketer_client.patch("/api/v1/contacts/+14155550100/",
+                                     {"attributes": {f"b{i}": i for i in range(6)}}, format="json")
+    assert response.status_code == 400 and "at most 50" in response.json()["attributes"][0]
+    replaced = marketer_client.patch("/api/v1/contacts/+14155550100/",
+                                     {"attributes": {**{f"a{i}": None for i in range(6)}, **{f"b{i}": i for i in range(6)}}},
+                                     format="json")
+    assert replaced.status_code == 200 and len(replaced.json()["attributes"]) == 45
+
+
+@pytest.mark.parametrize("path", ["/api/v1/contacts/+14155550999/", "/api/v1/contacts/garbage/"])
+def test_patch_of_an_unknown_contact_is_404(marketer_client, existing_contact, path):
+    assert marketer_client.patch(path, {"attributes": {"a": 1}}, format="json").status_code == 404
+
+
+def test_post_contacts_validates_attributes_too(marketer_client, topic):
+    response = marketer_client.post("/api/v1/contacts/", {"phone": "+14155550142", "attributes": {"plan": {"tier": 2}}},
+                                    format="json")
+    assert response.status_code == 400 and "attributes" in response.json()
+    response = marketer_client.post("/api/v1/contacts/", {"phone": "+14155550142", "attributes": {"first_name": None}},
+                                    format="json")
+    assert response.status_code == 400 and "attributes" in response.json()
