@@ -13,7 +13,7 @@ def grant(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('broadcasts', '0005_cache_table'),
+        ('broadcasts', '0006_delivery_missing_attribute_and_deferred_waits'),
         ('consent', '0005_consent_current_event_backfill'),
     ]
 

@@ -27,7 +27,7 @@ def redact_stored_prompts(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("consent", "0003_message_kind_keyword"),
+        ("consent", "0005_consent_current_event_backfill"),
     ]
 
     operations = [
