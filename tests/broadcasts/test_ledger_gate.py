@@ -15,6 +15,8 @@ from consent import services as consent_services
 from consent.models import Consent, ConsentEvent, ConsentStatus, EventKind, Source
 from consent.selectors import audience_consents, contact_may_receive_promotion
 
+from tests.prompts import deliver_prompts
+
 from .conftest import phone_for
 from .test_sending import FakeProvider, make, run
 
@@ -32,6 +34,7 @@ def confirmed(topic, i, channel="sms"):
     """A contact who opted in and replied YES, as the services record it; returns (contact, confirmed event)."""
     consent_services.optin_request(phone=phone_for(i), topic=topic, channel=channel, source=Source.API)
     contact = consent_services.contact_get_or_create(phone=phone_for(i))
+    deliver_prompts(contact=contact, topic=topic, channel=channel)  # a YES confirms only prompts that left
     consent_services.optin_confirm_by_reply(contact=contact, channel=channel, source=Source.SMS_KEYWORD)
     return contact, ConsentEvent.objects.get(contact=contact, kind=EventKind.CONFIRMED, topic=topic, channel=channel)
 
@@ -131,6 +134,7 @@ def test_a_reconfirmed_consent_is_authorised_by_its_newest_confirmation(topic, f
     contact, first = confirmed(topic, 1)
     consent_services.consent_revoke(contact=contact, channel="sms", source=Source.SMS_KEYWORD)
     consent_services.optin_request(phone=contact.phone, topic=topic, channel="sms", source=Source.SMS_KEYWORD)
+    deliver_prompts(contact=contact)
     consent_services.optin_confirm_by_reply(contact=contact, channel="sms", source=Source.SMS_KEYWORD)
     newest = ConsentEvent.objects.filter(contact=contact, kind=EventKind.CONFIRMED).latest("seq")
     assert newest.seq > first.seq
@@ -159,6 +163,7 @@ def test_the_pointer_follows_every_change_of_state(topic, now):
     consent_services.consent_revoke(contact=contact, channel="sms", source=Source.SMS_KEYWORD)
     assert Consent.objects.get(contact=contact).current_event_id is None
     consent_services.optin_request(phone=contact.phone, topic=topic, channel="sms", source=Source.SMS_KEYWORD)
+    deliver_prompts(contact=contact)
     consent_services.optin_confirm_by_reply(contact=contact, channel="sms", source=Source.SMS_KEYWORD)
     assert Consent.objects.get(contact=contact).current_event_id is not None
     # Past its lifetime the consent is re-requested: pending, no pointer.
@@ -202,6 +207,7 @@ def test_a_yes_confirming_several_topics_is_still_one_update_of_the_consents(top
     for t in (topic, other):
         consent_services.optin_request(phone=phone_for(1), topic=t, channel="sms", source=Source.API)
     contact = consent_services.contact_get_or_create(phone=phone_for(1))
+    deliver_prompts(contact=contact)
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         confirmed_now = consent_services.optin_confirm_by_reply(contact=contact, channel="sms", source=Source.SMS_KEYWORD)
     updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "consent_consent"')]
