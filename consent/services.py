@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import rows
-from .hashing import text_sha256
+from .hashing import format_instant, text_sha256
 from .ledger import event_append, pseudonym_for
 from .messaging import message_queue, prompt_for
 from .models import (
@@ -281,8 +281,14 @@ def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None
     rows.update(consents, ["status", "confirmed_at", "expires_at", "source", "updated_at"])  # one UPDATE per lifetime
     for consent in consents:
         event_append(kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
-                     source=source, actor=actor, text=consent.text, evidence=evidence, occurred_at=now)
+                     source=source, actor=actor, text=consent.text, evidence=_with_expiry(evidence, consent.expires_at),
+                     occurred_at=now)
     return consents
+
+
+def _with_expiry(evidence: dict | None, expires_at: datetime | None) -> dict:
+    """The evidence plus the expiry the consent got, so that a replay of the ledger knows it."""
+    return {**(evidence or {}), "consent_expires_at": format_instant(expires_at) if expires_at else "never"}
 
 
 def _require_transaction() -> None:
@@ -446,7 +452,8 @@ def consents_import(*, records: list[ImportRecord], actor: str, now: datetime | 
         consent.expires_at = expires_at
         consent.revoked_at = None
         consent.save()
-        evidence = {**record.evidence, "import_batch": batch, "source_detail": record.source_detail}
+        evidence = _with_expiry({**record.evidence, "import_batch": batch, "source_detail": record.source_detail},
+                                expires_at)
         event_append(kind=EventKind.IMPORTED, contact=contact, topic=record.topic, channel=record.channel,
                      source=Source.IMPORT, actor=actor, text=consent.text, evidence=evidence,
                      occurred_at=record.confirmed_at)
