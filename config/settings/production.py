@@ -11,13 +11,19 @@ if (not env("DJANGO_SECRET_KEY") or "insecure" in SECRET_KEY.lower() or "change-
         or len(SECRET_KEY) < 32 or len(set(SECRET_KEY)) < 8):
     # "insecure" also catches Django's own "django-insecure-..." startproject keys.
     raise ImproperlyConfigured("Set DJANGO_SECRET_KEY to a random value of at least 32 characters.")
-if not env("AUDIT_SIGNING_KEY"):
-    raise ImproperlyConfigured("Set AUDIT_SIGNING_KEY to the Ed25519 private key (PEM) that signs the ledger.")
+# Only the signer holds the private key; every other process verifies with the public one.
+if not env("AUDIT_SIGNING_KEY") and not env("AUDIT_PUBLIC_KEY"):
+    raise ImproperlyConfigured(
+        "Set AUDIT_SIGNING_KEY (Ed25519 private key, PEM: the signer process only, "
+        "`celery -A config worker -Q audit-signer`) or AUDIT_PUBLIC_KEY (its public key: every other process).")
 else:
     # A key that does not load would fail only at the first checkpoint: refuse it at start-up.
-    from consent.audit.signing import parse_private_key
+    from consent.audit.signing import parse_private_key, parse_public_key, public_key_pem
 
-    parse_private_key(env("AUDIT_SIGNING_KEY"))
+    private = parse_private_key(env("AUDIT_SIGNING_KEY")) if env("AUDIT_SIGNING_KEY") else None
+    public = parse_public_key(env("AUDIT_PUBLIC_KEY")) if env("AUDIT_PUBLIC_KEY") else None
+    if private and public and public_key_pem(private.public_key()) != public_key_pem(public):
+        raise ImproperlyConfigured("AUDIT_PUBLIC_KEY is not the public key of AUDIT_SIGNING_KEY.")
 if not env("PUBLIC_BASE_URL"):
     raise ImproperlyConfigured("Set PUBLIC_BASE_URL to the public origin of the service.")
 # A real provider without its secrets could neither send nor check a webhook's signature.
