@@ -1,9 +1,12 @@
-"""Verify the ledger: recompute every hash, check sequence continuity, links and the recorded head.
+"""Verify the ledger: recompute every hash, check sequence continuity, links, the recorded head and
+that each event's subject is its contact's pseudonym; and (verify_state) that the consent rows are
+what replaying the ledger gives.
 
 Verification streams the chain in keyset-paginated chunks of plain tuples (constant memory, no
 long-lived cursor or transaction), and can resume from the latest valid signed checkpoint so that
-daily runs only walk what was appended since. A full run also holds the chain to that checkpoint,
-so a chain rewritten consistently from some point on is still caught.
+daily runs only walk what was appended since. Every run also holds the chain to the latest signed
+checkpoint, in the database and in the sink outside it, so a chain rewritten consistently from
+some point on, or truncated, is still caught.
 """
 
 import hashlib
@@ -284,7 +287,7 @@ def checkpoint_info(checkpoint) -> dict:
 
 # --- the state rows against a replay of the ledger ------------------------------------------
 
-UNKNOWN = "unknown"  # what the replay cannot know: the expiry of a confirmation recorded before expiries were
+UNKNOWN = object()  # what the replay cannot know: the expiry of a confirmation recorded before expiries were
 EXPIRY_EVIDENCE = "consent_expires_at"  # set by the services on confirmed and imported events ("never": no expiry)
 
 # Replayed state of one consent: the fields below, then the sequence number of its last event.
