@@ -138,7 +138,8 @@ class AuditVerifyApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("resume", bool)],
                    responses=inline_serializer("VerifyReport", {
                        "ok": serializers.BooleanField(), "events": serializers.IntegerField(),
-                       "head": serializers.DictField(), "first_bad_seq": serializers.IntegerField(required=False),
+                       "head": serializers.DictField(),
+                       "first_bad_seq": serializers.IntegerField(required=False, allow_null=True),
                        "problem": serializers.CharField(required=False),
                        "checked_from_seq": serializers.IntegerField(),
                        "checkpoint": serializers.DictField(allow_null=True),
