@@ -76,9 +76,12 @@ class DirectorySink(CheckpointSink):
         name = max(names)  # zero-padded sequence, then time: the lexical maximum is the latest
         try:
             record = json.loads((self.path / name).read_text(encoding="utf-8"))
-            record["seq"], record["hash"], record["signed_at"], record["signature"]  # noqa: B018 (required keys)
+            record["hash"], record["signature"]  # noqa: B018 (required keys)
+            renamed = self.file_name(record) != name
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointSinkError(f"cannot read {self.path / name}: {exc!r}") from None
+        if renamed:  # the name decides which file is the latest, so it must be the record's own
+            raise CheckpointSinkError(f"{self.path / name} holds a checkpoint its name does not describe")
         record["location"] = str(self.path / name)
         return record
 

@@ -75,6 +75,14 @@ def test_a_forged_checkpoint_in_the_sink_fails_verification(ledger, checkpoint_s
     assert not report.ok and "no valid signature" in report.problem
 
 
+def test_a_checkpoint_under_another_name_fails_verification(ledger, checkpoint_sink_dir):
+    checkpoint_create()
+    path = next(checkpoint_sink_dir.iterdir())
+    path.rename(checkpoint_sink_dir / f"{10**9:020d}-20990101T000000000000Z.json")  # would sort last
+    report = verify_ledger()
+    assert not report.ok and "its name does not describe" in report.problem
+
+
 def test_sink_setting(settings, tmp_path):
     settings.AUDIT_CHECKPOINT_SINK = f"file://{tmp_path}"
     assert checkpoint_sink().path == tmp_path
