@@ -16,7 +16,7 @@ from datetime import datetime
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from django.db.models import Count, Max
+from django.db.models import Count, F, Max, Min
 from django.db.models.fields.json import KT
 
 from .hashing import GENESIS_HASH, chain_hash, format_instant
@@ -99,13 +99,11 @@ CONDITION_COLUMNS = {"occurred_at", "recorded_at", "topic_slug", "channel", "kin
 _PG_INSTANT = """to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
-def ledger_rows(*, after_seq: int, upto_seq: int, conditions=(), with_phone: bool = False,
-                with_pseudonym: bool = False, chunk_size: int = 10000):
+def ledger_rows(*, after_seq: int, upto_seq: int, conditions=(), with_phone: bool = False, chunk_size: int = 10000):
     """Events as plain tuples, ready for hashing and export, in sequence order, chunk by chunk.
 
     Each tuple: (seq, uuid, occurred_at, recorded_at, kind, subject, topic, channel, source, actor,
-    text_version, text_sha256, evidence JSON text, prev_hash, hash[, phone][, the contact row's
-    phone_pseudonym]), times already in the
+    text_version, text_sha256, evidence JSON text, prev_hash, hash[, phone]), times already in the
     chain's format. On PostgreSQL the database formats times and hands JSON over as text, which
     keeps a million-event walk within seconds; elsewhere the ORM reads and Python formats.
     `conditions` are (column, operator, value) with operators ">=", "<", "=".
@@ -114,23 +112,21 @@ def ledger_rows(*, after_seq: int, upto_seq: int, conditions=(), with_phone: boo
         if column not in CONDITION_COLUMNS or operator not in LOOKUPS:
             raise ValueError(f"unsupported condition {column} {operator}")
     if connection.vendor == "postgresql":
-        yield from _pg_rows(after_seq, upto_seq, conditions, with_phone, with_pseudonym, chunk_size)
+        yield from _pg_rows(after_seq, upto_seq, conditions, with_phone, chunk_size)
         return
     queryset = ConsentEvent.objects.filter(**{f"{col}__{LOOKUPS[op]}": value for col, op, value in conditions})
-    fields = (ROW_FIELDS + (("contact__phone",) if with_phone else ())
-              + (("contact__phone_pseudonym",) if with_pseudonym else ()))
+    fields = ROW_FIELDS + (("contact__phone",) if with_phone else ())
     for row in event_rows(after_seq=after_seq, upto_seq=upto_seq, chunk_size=chunk_size, queryset=queryset,
                           fields=fields):
         yield (row[0], str(row[1]), format_instant(row[2]), format_instant(row[3]), *row[4:12],
                json.dumps(row[12], sort_keys=True, separators=(",", ":"), ensure_ascii=False), *row[13:])
 
 
-def _pg_rows(after_seq, upto_seq, conditions, with_phone, with_pseudonym, chunk_size):
+def _pg_rows(after_seq, upto_seq, conditions, with_phone, chunk_size):
     columns = ["e.seq", "e.uuid::text", _PG_INSTANT.format(col="e.occurred_at"), _PG_INSTANT.format(col="e.recorded_at"),
                "e.kind", "e.subject", "e.topic_slug", "e.channel", "e.source", "e.actor", "e.text_version",
                "e.text_sha256", "e.evidence::text", "e.prev_hash", "e.hash"]
-    contact_columns = [name for name, wanted in (("phone", with_phone), ("phone_pseudonym", with_pseudonym)) if wanted]
-    if contact_columns:
+    if with_phone:
         columns.append("e.contact_id")
     where = " ".join(f"AND e.{column} {operator} %s" for column, operator, _ in conditions)
     params = [value for _, _, value in conditions]
@@ -144,13 +140,11 @@ def _pg_rows(after_seq, upto_seq, conditions, with_phone, with_pseudonym, chunk_
             if not chunk:
                 return
             last = chunk[-1][0]
-            if contact_columns:
+            if with_phone:
                 # One lookup per chunk is much cheaper than joining row by row.
-                cursor.execute(f"SELECT id, {', '.join(contact_columns)} FROM consent_contact WHERE id = ANY(%s)",
-                               [list({r[15] for r in chunk})])
-                found = {row[0]: row[1:] for row in cursor.fetchall()}
-                missing = (None,) * len(contact_columns)
-                yield from (row[:15] + found.get(row[15], missing) for row in chunk)
+                cursor.execute("SELECT id, phone FROM consent_contact WHERE id = ANY(%s)", [list({r[15] for r in chunk})])
+                phones = dict(cursor.fetchall())
+                yield from (row[:15] + (phones.get(row[15]),) for row in chunk)
             else:
                 yield from chunk
             if len(chunk) < chunk_size:
@@ -170,7 +164,8 @@ def verify_chain(*, start_seq: int = 1, start_prev_hash: str = GENESIS_HASH, chu
         return VerificationReport(ok=False, events=count, head_seq=head_seq, head_hash=head_hash,
                                   first_bad_seq=seq, problem=problem, checked_from_seq=start_seq)
 
-    for row in ledger_rows(after_seq=start_seq - 1, upto_seq=head_seq, with_pseudonym=True, chunk_size=chunk_size):
+    moved = _first_event_not_of_its_subject(start_seq, head_seq)
+    for row in ledger_rows(after_seq=start_seq - 1, upto_seq=head_seq, chunk_size=chunk_size):
         seq = row[0]
         if seq != expected_seq:
             return bad(expected_seq, f"sequence gap: event {expected_seq} is missing (next is {seq})")
@@ -178,8 +173,7 @@ def verify_chain(*, start_seq: int = 1, start_prev_hash: str = GENESIS_HASH, chu
             return bad(seq, "prev_hash does not match the previous event's hash (an event was removed or inserted)")
         if _hash_of(prev_hash, row) != row[14]:
             return bad(seq, "hash does not match the event's content (the event was changed)")
-        if row[15] != row[5]:
-            # The contact reference is outside the hash; the subject pseudonym inside it ties the two.
+        if seq == moved:
             return bad(seq, "the event's subject is not its contact's pseudonym (the event was moved to another contact)")
         if anchor is not None and seq == anchor[0] and row[14] != anchor[1]:
             return bad(seq, "the chain no longer passes through the signed checkpoint at this sequence number")
@@ -195,6 +189,13 @@ def verify_chain(*, start_seq: int = 1, start_prev_hash: str = GENESIS_HASH, chu
     if problem:
         return bad(*problem)
     return VerificationReport(ok=True, events=count, head_seq=head_seq, head_hash=head_hash, checked_from_seq=start_seq)
+
+
+def _first_event_not_of_its_subject(start_seq: int, head_seq: int) -> int | None:
+    """The first event whose contact row's pseudonym is not the event's subject (one join, no rows read)."""
+    # The contact reference is outside the hash; the subject pseudonym inside it ties the two.
+    return (ConsentEvent.objects.filter(seq__gte=start_seq, seq__lte=head_seq)
+            .exclude(subject=F("contact__phone_pseudonym")).aggregate(first=Min("seq"))["first"])
 
 
 def _rows_outside_chain(start_seq: int, head_seq: int) -> tuple[int, str] | None:
