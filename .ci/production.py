@@ -382,6 +382,8 @@ def to_loopback(env: dict, args, store: str, data_dir: Path) -> dict:
         env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:6379/{args.redis_db}"
         env["REDIS_URL"] = f"redis://127.0.0.1:6379/{args.redis_db + 1}"
     env["DATA_DIR"] = str(data_dir)
+    if "AUDIT_CHECKPOINT_SINK" in env:  # compose's shared volume: one folder here for the signer and the readers
+        env["AUDIT_CHECKPOINT_SINK"] = str(data_dir / "checkpoints")
     return env
 
 
@@ -482,19 +484,13 @@ def run_store(store: str, args, bin_dir: Path, compose: dict, work: Path, stand_
         if not app_role_ready(bin_dir, env_of("migrate")):
             fail("migrate did not create the consent_app role that web, worker and beat connect as")
         say("web, worker and beat connect as consent_app, the role migrate created")
-    with_signer = "signer" in services and signer_supported(bin_dir, env_of("web"))
-    if with_signer:
-        say("the settings route checkpoints to audit-signer: only the signer gets AUDIT_SIGNING_KEY")
-    else:
-        say("NOTICE: the settings have no audit-signer queue: the signer is not started and every process "
-            "keeps AUDIT_SIGNING_KEY")
-
-    def app_env(name: str) -> dict:
-        env = env_of(name)
-        if with_signer and name != "signer":
-            env.pop("AUDIT_SIGNING_KEY", None)
-            env["AUDIT_PUBLIC_KEY"] = variables["AUDIT_PUBLIC_KEY"]
-        return env
+    if "signer" not in services or not signer_supported(bin_dir, env_of("web")):
+        fail("compose has no signer service, or the settings do not route checkpoints to the audit-signer queue")
+    holders = sorted(name for name in services if "AUDIT_SIGNING_KEY" in env_of(name) and name != "signer")
+    if holders or "AUDIT_SIGNING_KEY" not in env_of("signer"):
+        fail(f"only the signer may hold AUDIT_SIGNING_KEY (also given to: {', '.join(holders) or 'none'})")
+    say("only the signer holds AUDIT_SIGNING_KEY; web, worker and beat verify with AUDIT_PUBLIC_KEY")
+    app_env = env_of
 
     import_sweep(bin_dir, env_of("web"))
     manage = [str(bin_dir / "python"), "manage.py"]
@@ -503,7 +499,7 @@ def run_store(store: str, args, bin_dir: Path, compose: dict, work: Path, stand_
     say(f"create_api_user: token of {len(token)} characters on the last line")
 
     beat_schedule = work / f"celerybeat-schedule-{store}"
-    for name in ("web", "worker", "beat", *(("signer",) if with_signer else ())):
+    for name in ("web", "worker", "beat", "signer"):
         command = list(services[name]["command"])
         if name == "web":  # compose publishes 0.0.0.0:8000; here a free loopback port
             command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
@@ -531,9 +527,22 @@ def run_store(store: str, args, bin_dir: Path, compose: dict, work: Path, stand_
 
     Flow(base, variables["PUBLIC_BASE_URL"], stand_in, token, store).run()
 
+    # A checkpoint asked for by a process without the key is signed by the signer, through its queue,
+    # and lands in the write-once sink that verification then holds the ledger to.
+    run_checked([str(bin_dir / "celery"), "-A", "config", "call", "consent.audit.tasks.ledger_checkpoint_task"],
+                "queueing a checkpoint from the web's environment", env=app_env("web"), timeout=60)
+    sink = Path(env_of("signer")["AUDIT_CHECKPOINT_SINK"])
+    written = wait_for("the signer's checkpoint in the sink", lambda: sorted(sink.glob("*.json")) if sink.is_dir() else [], 90)
+    say(f"signer: checkpoint {written[-1].name} in the sink")
+    verified = http("GET", base + "/api/v1/audit/verify/", token=token)[1]
+    if not (verified.get("ok") and verified.get("external_checkpoint")):
+        fail(f"GET audit/verify/ does not hold the ledger to the sink's checkpoint: {verified}")
+    say(f"GET audit/verify/: ok against the sink's checkpoint {verified['external_checkpoint']}")
+
     export = work / f"consent-{store}.jsonl"
+    # Exports are signed: they run where the key is (docker compose run --rm signer python manage.py …).
     run_checked([*manage, "export_consent_log", "--format", "jsonl", "--output", str(export)], "export_consent_log",
-                env=app_env("web"))
+                env=app_env("signer"))
     manifest = Path(f"{export}.manifest.json")
     if not manifest.exists():
         fail(f"export_consent_log wrote no manifest next to {export.name}")

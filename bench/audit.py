@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Audit benchmark: N ledger events on PostgreSQL; export (CSV, JSONL) time and peak RSS; verification time.
+"""Audit benchmark: N ledger events (and the consent rows they give) on PostgreSQL; export (CSV, JSONL) time
+and peak RSS; verification time (chain, state replay, both).
 
     .venv/bin/python bench/audit.py                      # 1,000,000 events
     .venv/bin/python bench/audit.py --events 100000 --reuse
@@ -162,6 +163,7 @@ def generate(events: int, contacts: int) -> dict:
                     if seq % 200000 == 0:
                         print(f"  {seq} events ({time.perf_counter() - started:.1f} s)", flush=True)
             cursor.execute("UPDATE consent_chainhead SET seq = %s, hash = %s WHERE id = 1", [events, prev])
+            write_consents(cursor, events=events, contact_ids=contact_ids, topic=topic, text=text, base=base)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE consent_consentevent")
         cursor.execute("ANALYZE consent_contact")
@@ -169,6 +171,28 @@ def generate(events: int, contacts: int) -> dict:
     print(f"  {events} events in {seconds:.1f} s", flush=True)
     del raw
     return {"events_seconds": round(seconds, 1), "contacts": contacts}
+
+
+def write_consents(cursor, *, events: int, contact_ids: list, topic, text, base) -> None:
+    """The consent rows that replaying the generated events gives (verification compares the two)."""
+    state = {}
+    for seq in range(1, events + 1):
+        c = (seq - 1) % len(contact_ids)
+        step = ((seq - 1) // len(contact_ids)) % 4
+        at = base + timedelta(seconds=seq * 7, microseconds=seq % 1000000)
+        if step == 0:
+            state[c] = ["pending", "web_form", at, at + timedelta(hours=48), None, None, None]
+        elif step == 2:
+            state[c][:2], state[c][4], state[c][5] = ["active", "sms_keyword"], at, at + timedelta(days=365)
+        elif step == 3:
+            state[c][:2], state[c][6] = ["revoked", "sms_keyword"], at
+    columns = ("contact_id", "topic_id", "channel", "status", "text_id", "source", "requested_at", "confirm_by",
+               "confirmed_at", "expires_at", "revoked_at", "updated_at")
+    now = datetime.now(UTC)
+    with cursor.cursor.copy(f"COPY consent_consent ({', '.join(columns)}) FROM STDIN") as copy:
+        for c, (status, source, requested, confirm_by, confirmed, expires, revoked) in sorted(state.items()):
+            copy.write_row((contact_ids[c], topic.pk, "sms", status, text.pk, source, requested, confirm_by, confirmed,
+                            expires, revoked, now))
 
 
 def main() -> int:
@@ -209,8 +233,21 @@ def main() -> int:
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    # A fresh write-once checkpoint directory per run: the database is new (or its checkpoints cleared).
+    sink = workdir / "checkpoints"
+    if sink.exists():
+        for path in sink.iterdir():
+            path.unlink()
+    sink.mkdir(mode=0o700, exist_ok=True)
+    env["AUDIT_CHECKPOINT_SINK"] = str(sink)
     manage = [PYTHON, "manage.py"]
-    results["verify_full"] = measured("verify (full chain)", manage + ["verify_consent_log"], env)
+    results["verify_full"] = measured("verify (chain and state)", manage + ["verify_consent_log"], env)
+    results["verify_chain"] = measured("verify (chain only)", manage + [
+        "shell", "-c", "from consent.verification import verify_ledger; r = verify_ledger(); print(r.summary()); "
+        "raise SystemExit(0 if r.ok else 1)"], env)
+    results["verify_state"] = measured("verify (state replay only)", manage + [
+        "shell", "-c", "from consent.verification import verify_state; r = verify_state(); print(r.summary()); "
+        "raise SystemExit(0 if r.ok else 1)"], env)
     results["checkpoint"] = measured("checkpoint (verify + sign)", manage + [
         "shell", "-c", "from consent.audit.checkpoints import checkpoint_create; print(checkpoint_create().seq)"], env)
     results["verify_resume"] = measured("verify --resume", manage + ["verify_consent_log", "--resume"], env)

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from . import limits, rows
 from .attributes import MAX_ATTRIBUTES, attributes_merge
-from .hashing import text_sha256
+from .hashing import format_instant, text_sha256
 from .ledger import event_append, pseudonym_for
 from .messaging import message_queue, prompt_for
 from .models import (
@@ -347,10 +347,16 @@ def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None
         consent.source = source
         consent.current_event = event_append(
             kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
-            source=source, actor=actor, text=consent.text, evidence=evidence, occurred_at=now)
+            source=source, actor=actor, text=consent.text, evidence=_with_expiry(evidence, consent.expires_at),
+            occurred_at=now)
     # One UPDATE per lifetime, each row's pointer in it.
     rows.update(consents, ["status", "confirmed_at", "expires_at", "source", "updated_at"], each=["current_event"])
     return consents
+
+
+def _with_expiry(evidence: dict | None, expires_at: datetime | None) -> dict:
+    """The evidence plus the expiry the consent got, so that a replay of the ledger knows it."""
+    return {**(evidence or {}), "consent_expires_at": format_instant(expires_at) if expires_at else "never"}
 
 
 def _require_transaction() -> None:
@@ -516,7 +522,8 @@ def consents_import(*, records: list[ImportRecord], actor: str, now: datetime | 
         consent.confirmed_at = record.confirmed_at
         consent.expires_at = expires_at
         consent.revoked_at = None
-        evidence = {**record.evidence, "import_batch": batch, "source_detail": record.source_detail}
+        evidence = _with_expiry({**record.evidence, "import_batch": batch, "source_detail": record.source_detail},
+                                expires_at)
         imported = event_append(kind=EventKind.IMPORTED, contact=contact, topic=record.topic, channel=record.channel,
                                 source=Source.IMPORT, actor=actor, text=consent.text, evidence=evidence,
                                 occurred_at=record.confirmed_at)

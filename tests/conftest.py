@@ -104,3 +104,12 @@ def run_on_commit(django_capture_on_commit_callbacks):
         return django_capture_on_commit_callbacks(execute=True)
 
     return runner
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_sink_dir(settings, tmp_path):
+    """Each test its own write-once checkpoint directory: a checkpoint of another test's ledger would not match."""
+    path = tmp_path / "checkpoints"
+    path.mkdir(mode=0o700)
+    settings.AUDIT_CHECKPOINT_SINK = str(path)
+    return path

@@ -186,6 +186,8 @@ CELERY_BEAT_SCHEDULE = {
     "broadcasts-tick": {"task": "broadcasts.tasks.broadcasts_tick_task",
                         "schedule": float(env("BROADCAST_TICK_SECONDS", "5"))},
 }
+# Only the signer (`celery -A config worker -Q audit-signer --concurrency 1`) holds AUDIT_SIGNING_KEY.
+CELERY_TASK_ROUTES = {"consent.audit.tasks.ledger_checkpoint_task": {"queue": "audit-signer"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 REST_FRAMEWORK = {
@@ -254,8 +256,14 @@ CONSENT_PSEUDONYM_KEY = env("CONSENT_PSEUDONYM_KEY", "")
 CONSENT_PSEUDONYM_KEY_FILE = DATA_DIR / "consent-pseudonym-key"
 DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", None)
 
-# Ed25519 private key (PEM) that signs ledger checkpoints and export manifests.
+# Ed25519 private key (PEM) that signs ledger checkpoints and export manifests: the signer's only.
 AUDIT_SIGNING_KEY = env("AUDIT_SIGNING_KEY", "")
+# Its public key (PEM or raw base64), for every process that verifies but does not sign.
+AUDIT_PUBLIC_KEY = env("AUDIT_PUBLIC_KEY", "")
+# Where signed checkpoints are also written, write-once, outside the database (a directory, or scheme://).
+AUDIT_CHECKPOINT_SINK = env("AUDIT_CHECKPOINT_SINK", str(DATA_DIR / "checkpoints"))
+if AUDIT_CHECKPOINT_SINK == str(DATA_DIR / "checkpoints"):
+    (DATA_DIR / "checkpoints").mkdir(mode=0o700, exist_ok=True)
 AUDIT_SIGNING_KEY_FILE = DATA_DIR / "audit-signing-key.pem"
 # After a key rotation: the retired public keys (PEM or raw base64, comma-separated) whose checkpoints still count.
 AUDIT_PREVIOUS_PUBLIC_KEYS = env("AUDIT_PREVIOUS_PUBLIC_KEYS", "")

@@ -5,8 +5,9 @@ from django.core.exceptions import ImproperlyConfigured
 from .base import *  # noqa: F401,F403
 from .base import DEBUG, SECRET_KEY, SMS_PROVIDER, WHATSAPP_PROVIDER, env, env_bool, env_int
 
-_absent = [name for name in ("DJANGO_SECRET_KEY", "CONSENT_PSEUDONYM_KEY", "AUDIT_SIGNING_KEY", "PUBLIC_BASE_URL")
-           if not env(name)]
+_absent = [name for name in ("DJANGO_SECRET_KEY", "CONSENT_PSEUDONYM_KEY", "PUBLIC_BASE_URL") if not env(name)]
+if not env("AUDIT_SIGNING_KEY") and not env("AUDIT_PUBLIC_KEY"):
+    _absent.append("AUDIT_SIGNING_KEY (the signer) or AUDIT_PUBLIC_KEY (every other process)")
 if _absent:
     raise ImproperlyConfigured(f"Production settings need {', '.join(_absent)} in the environment "
                                "(README, Settings); for development use config.settings.local.")
@@ -21,13 +22,19 @@ if len(env("CONSENT_PSEUDONYM_KEY")) < 32 or env("CONSENT_PSEUDONYM_KEY") == SEC
     raise ImproperlyConfigured("Set CONSENT_PSEUDONYM_KEY to a random value of at least 32 characters, not "
                                "DJANGO_SECRET_KEY's (an installation that relied on the old default: set it to the "
                                "DJANGO_SECRET_KEY in use so far, then give DJANGO_SECRET_KEY a new value).")
-if not env("AUDIT_SIGNING_KEY"):
-    raise ImproperlyConfigured("Set AUDIT_SIGNING_KEY to the Ed25519 private key (PEM) that signs the ledger.")
+# Only the signer holds the private key; every other process verifies with the public one.
+if not env("AUDIT_SIGNING_KEY") and not env("AUDIT_PUBLIC_KEY"):
+    raise ImproperlyConfigured(
+        "Set AUDIT_SIGNING_KEY (Ed25519 private key, PEM: the signer process only, "
+        "`celery -A config worker -Q audit-signer`) or AUDIT_PUBLIC_KEY (its public key: every other process).")
 else:
     # A key that does not load would fail only at the first checkpoint: refuse it at start-up.
-    from consent.audit.signing import parse_private_key
+    from consent.audit.signing import parse_private_key, parse_public_key, public_key_pem
 
-    parse_private_key(env("AUDIT_SIGNING_KEY"))
+    private = parse_private_key(env("AUDIT_SIGNING_KEY")) if env("AUDIT_SIGNING_KEY") else None
+    public = parse_public_key(env("AUDIT_PUBLIC_KEY")) if env("AUDIT_PUBLIC_KEY") else None
+    if private and public and public_key_pem(private.public_key()) != public_key_pem(public):
+        raise ImproperlyConfigured("AUDIT_PUBLIC_KEY is not the public key of AUDIT_SIGNING_KEY.")
 if not env("PUBLIC_BASE_URL"):
     raise ImproperlyConfigured("Set PUBLIC_BASE_URL to the public origin of the service.")
 # A real provider without its secrets could neither send nor check a webhook's signature.

@@ -25,7 +25,7 @@ from consent.models import (
     actor_for,
 )
 from consent.permissions import IsAdminRole, IsAuditorOrAdmin
-from consent.verification import verify_ledger
+from consent.verification import verify_ledger, verify_state
 
 from . import signing
 from .checkpoints import checkpoint_as_dict, checkpoint_signature_valid
@@ -130,20 +130,24 @@ class AuditEventListApi(APIView):
 
 
 class AuditVerifyApi(APIView):
-    """Verify the whole chain (or, with ?resume=true, from the latest valid signed checkpoint)."""
+    """Verify the chain (or, with ?resume=true, from the latest valid signed checkpoint) and the consent rows."""
 
     permission_classes = [IsAuditorOrAdmin]
 
     @extend_schema(parameters=[OpenApiParameter("resume", bool)],
                    responses=inline_serializer("VerifyReport", {
                        "ok": serializers.BooleanField(), "events": serializers.IntegerField(),
-                       "head": serializers.DictField(), "first_bad_seq": serializers.IntegerField(required=False),
+                       "head": serializers.DictField(),
+                       "first_bad_seq": serializers.IntegerField(required=False, allow_null=True),
                        "problem": serializers.CharField(required=False),
                        "checked_from_seq": serializers.IntegerField(),
-                       "checkpoint": serializers.DictField(allow_null=True)}))
+                       "checkpoint": serializers.DictField(allow_null=True),
+                       "external_checkpoint": serializers.DictField(allow_null=True),
+                       "state": serializers.DictField()}))
     def get(self, request):
         report = verify_ledger(resume=_flag(request.query_params, "resume"))
-        return Response(report.as_dict())
+        state = verify_state()
+        return Response({**report.as_dict(), "ok": report.ok and state.ok, "state": state.as_dict()})
 
 
 class AuditExportApi(APIView):

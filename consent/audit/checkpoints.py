@@ -2,6 +2,7 @@
 
 A checkpoint is only ever signed over a head that verification has just accepted. Its row is not
 trusted by itself: a checkpoint counts only if its signature verifies with the configured key.
+Every checkpoint is also written, once, to the sink outside the database (consent.audit.sink).
 """
 
 import logging
@@ -14,6 +15,7 @@ from consent.hashing import chain_hash, format_instant
 from consent.models import ConsentEvent, LedgerCheckpoint
 
 from . import signing
+from .sink import checkpoint_sink
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +74,13 @@ class LedgerNotIntact(Exception):
 def checkpoint_create(*, now: datetime | None = None) -> LedgerCheckpoint | None:
     """Verify (from the last checkpoint) and sign the current head; reuse a checkpoint already at the head.
 
-    Returns None on an empty ledger; raises LedgerNotIntact if verification fails.
+    Returns None on an empty ledger; raises LedgerNotIntact if verification fails, SigningKeyMissing
+    outside the signer process, CheckpointSinkError if the sink cannot take it.
     """
     from consent.verification import verify_ledger
 
+    if not signing.has_private_key():
+        signing.private_key()  # raises SigningKeyMissing, naming the process that signs
     report = verify_ledger(resume=True)
     if not report.ok:
         logger.error("not signing a checkpoint: %s", report.summary())
@@ -85,13 +90,32 @@ def checkpoint_create(*, now: datetime | None = None) -> LedgerCheckpoint | None
     existing = LedgerCheckpoint.objects.filter(Q(seq=report.head_seq) & Q(hash=report.head_hash)).order_by("-signed_at")
     for checkpoint in existing[:5]:
         if checkpoint_signature_valid(checkpoint, current_only=True):  # exports are checked with today's key
+            checkpoint_sink().write(checkpoint_record(checkpoint))  # a no-op when it is there already
             return checkpoint
     signed_at = now or timezone.now()
     payload = checkpoint_payload(seq=report.head_seq, hash=report.head_hash, signed_at=signed_at)
-    return LedgerCheckpoint.objects.create(
-        seq=report.head_seq, hash=report.head_hash, signed_at=signed_at,
-        signature=signing.sign(payload), public_key=signing.public_key_pem(),
-    )
+    checkpoint = LedgerCheckpoint(seq=report.head_seq, hash=report.head_hash, signed_at=signed_at,
+                                  signature=signing.sign(payload), public_key=signing.public_key_pem())
+    # Outside the database first: a checkpoint the sink lacks would not protect the tail.
+    checkpoint_sink().write(checkpoint_record(checkpoint))
+    checkpoint.save()
+    return checkpoint
+
+
+def checkpoint_record(checkpoint: LedgerCheckpoint) -> dict:
+    """What the sink keeps of a checkpoint: the signed payload, its signature and the signing key."""
+    return {**checkpoint_payload(seq=checkpoint.seq, hash=checkpoint.hash, signed_at=checkpoint.signed_at),
+            "signature": checkpoint.signature, "public_key": checkpoint.public_key}
+
+
+def sink_record_signature_valid(record: dict) -> bool:
+    """Whether a record read from the sink carries a signature by a trusted key over its seq, hash and time."""
+    payload = {"type": CHECKPOINT_TYPE, "seq": record.get("seq"), "hash": record.get("hash"),
+               "signed_at": record.get("signed_at")}
+    signature = record.get("signature")
+    if not isinstance(signature, str) or record.get("type", CHECKPOINT_TYPE) != CHECKPOINT_TYPE:
+        return False
+    return any(signing.signature_valid(payload, signature, key) for key in signing.trusted_public_keys())
 
 
 def checkpoint_as_dict(checkpoint: LedgerCheckpoint) -> dict:

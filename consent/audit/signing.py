@@ -1,8 +1,9 @@
 """The Ed25519 key that signs ledger checkpoints, export manifests and proofs.
 
-The private key comes from AUDIT_SIGNING_KEY (PEM, or the base64 of the 32 raw bytes). In
-development, when it is unset, a key is generated once under the ignored data folder
-(AUDIT_SIGNING_KEY_FILE); production settings refuse to start without the variable.
+The private key comes from AUDIT_SIGNING_KEY (PEM, or the base64 of the 32 raw bytes) and only
+the signer process holds it; every other process has AUDIT_PUBLIC_KEY and can verify, not sign.
+In development, when both are unset, a key is generated once under the ignored data folder
+(AUDIT_SIGNING_KEY_FILE); production settings refuse to start with neither.
 """
 
 import base64
@@ -79,12 +80,40 @@ def _key_for(configured: str, path: str) -> Ed25519PrivateKey:
     return _load_or_create_key_file(path)
 
 
+class SigningKeyMissing(ImproperlyConfigured):
+    """This process verifies with AUDIT_PUBLIC_KEY only; signing happens in the signer process."""
+
+
+def has_private_key() -> bool:
+    """Whether this process can sign: it holds AUDIT_SIGNING_KEY, or it is a development set-up with neither key."""
+    return bool(settings.AUDIT_SIGNING_KEY or not _configured_public_key())
+
+
+def _configured_public_key() -> str:
+    return getattr(settings, "AUDIT_PUBLIC_KEY", "") or ""
+
+
 def private_key() -> Ed25519PrivateKey:
+    if not has_private_key():
+        raise SigningKeyMissing(
+            "This process has AUDIT_PUBLIC_KEY but no AUDIT_SIGNING_KEY, so it cannot sign: only the signer does "
+            "(celery -A config worker -Q audit-signer). Run signing commands where AUDIT_SIGNING_KEY is set.")
     return _key_for(settings.AUDIT_SIGNING_KEY or "", str(settings.AUDIT_SIGNING_KEY_FILE))
 
 
+@lru_cache(maxsize=4)
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """An Ed25519 public key (AUDIT_PUBLIC_KEY) from PEM or base64 raw bytes."""
+    return _parse_key(text, load_pem=serialization.load_pem_public_key, from_raw=Ed25519PublicKey.from_public_bytes,
+                      kind=Ed25519PublicKey, invalid="AUDIT_PUBLIC_KEY is not an Ed25519 public key",
+                      wrong_kind="AUDIT_PUBLIC_KEY must be an Ed25519 public key.")
+
+
 def public_key() -> Ed25519PublicKey:
-    return private_key().public_key()
+    """The key signatures are checked with: the signing key's own, else AUDIT_PUBLIC_KEY."""
+    if settings.AUDIT_SIGNING_KEY or not _configured_public_key():
+        return private_key().public_key()
+    return parse_public_key(_configured_public_key())
 
 
 def public_key_pem(key: Ed25519PublicKey | None = None) -> str:
@@ -122,7 +151,7 @@ def trusted_public_keys() -> tuple[Ed25519PublicKey, ...]:
 
 
 def sign(payload: dict) -> str:
-    """Base64 Ed25519 signature over the canonical JSON of `payload`."""
+    """Base64 Ed25519 signature over the canonical JSON of `payload`; SigningKeyMissing without the private key."""
     return base64.b64encode(private_key().sign(canonical_json(payload))).decode("ascii")
 
 

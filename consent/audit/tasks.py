@@ -1,4 +1,4 @@
-"""Beat task: sign the ledger head periodically so that verification can resume from it."""
+"""Beat tasks: sign the ledger head periodically (signer queue only), and verify everything daily."""
 
 from celery import shared_task
 
@@ -7,7 +7,10 @@ from .checkpoints import LedgerNotIntact, checkpoint_create
 
 @shared_task(ignore_result=True)
 def ledger_checkpoint_task() -> int | None:
-    """Verify what was appended since the last checkpoint and sign the head; safe to run twice."""
+    """Verify what was appended since the last checkpoint and sign the head; safe to run twice.
+
+    Routed to the `audit-signer` queue: only the signer process holds AUDIT_SIGNING_KEY.
+    """
     try:
         checkpoint = checkpoint_create()
     except LedgerNotIntact:
@@ -20,12 +23,11 @@ def ledger_verify_task() -> bool:
     """Walk the whole chain (beat, daily): resumed runs trust the signed prefix, this one does not."""
     import logging
 
-    from consent.verification import verify_ledger
+    from consent.verification import verify_ledger, verify_state
 
-    report = verify_ledger()
     log = logging.getLogger(__name__)
-    if report.ok:
-        log.info("%s", report.summary())
-    else:
-        log.error("%s", report.summary())
-    return report.ok
+    ok = True
+    for report in (verify_ledger(), verify_state()):
+        ok = ok and report.ok
+        (log.info if report.ok else log.error)("%s", report.summary())
+    return ok

@@ -22,6 +22,8 @@ GOOD_ENV = {
     "PUBLIC_BASE_URL": "https://consent.example.com",
     "DJANGO_ALLOWED_HOSTS": "consent.example.com,testserver",
 }
+# The public key (raw base64) of another Ed25519 private key than GOOD_ENV's (32 bytes of 7).
+OTHER_PUBLIC_KEY = "6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw="
 # Variables of the outer environment that would change the outcome.
 _SCRUB = ("DJANGO_", "AUDIT_", "CONSENT_", "PUBLIC_BASE_URL", "TWILIO_", "WHATSAPP_", "SMS_PROVIDER", "DATABASE_URL",
           "CELERY_", "REDIS_URL")
@@ -57,6 +59,10 @@ REFUSED = [
     ("audit signing key of another type", {**GOOD_ENV, "AUDIT_SIGNING_KEY": (
         "-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VuBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\\n"
         "-----END PRIVATE KEY-----")}, "AUDIT_SIGNING_KEY"),
+    ("neither audit key", _without("AUDIT_SIGNING_KEY"), "AUDIT_PUBLIC_KEY"),
+    ("audit public key that is no key", {**_without("AUDIT_SIGNING_KEY"), "AUDIT_PUBLIC_KEY": "not-a-key"},
+     "AUDIT_PUBLIC_KEY"),
+    ("audit public key of another signing key", {**GOOD_ENV, "AUDIT_PUBLIC_KEY": OTHER_PUBLIC_KEY}, "AUDIT_PUBLIC_KEY"),
     ("no public base url", _without("PUBLIC_BASE_URL"), "PUBLIC_BASE_URL"),
     ("no pseudonym key", _without("CONSENT_PSEUDONYM_KEY"), "CONSENT_PSEUDONYM_KEY"),
     ("short pseudonym key", {**GOOD_ENV, "CONSENT_PSEUDONYM_KEY": "short"}, "CONSENT_PSEUDONYM_KEY"),
@@ -126,6 +132,20 @@ out["session_secure"] = settings.SESSION_COOKIE_SECURE
 out["session_httponly"] = settings.SESSION_COOKIE_HTTPONLY
 print(json.dumps(out))
 """
+
+
+def test_a_process_with_the_public_key_only_starts_and_cannot_sign(tmp_path):
+    """Web, workers and beat run with AUDIT_PUBLIC_KEY; only the signer holds AUDIT_SIGNING_KEY."""
+    code = ("import django; django.setup()\n"
+            "from consent.audit import signing\n"
+            "print(signing.has_private_key(), signing.key_id())\n"
+            "try:\n    signing.sign({'a': 1})\nexcept signing.SigningKeyMissing as exc:\n    print('refused:', exc)\n")
+    env = {**_without("AUDIT_SIGNING_KEY"), "AUDIT_PUBLIC_KEY": OTHER_PUBLIC_KEY, "DATA_DIR": str(tmp_path)}
+    result = _run(env, code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, refusal = result.stdout.strip().splitlines()[-2:]
+    assert first.startswith("False ")
+    assert refusal.startswith("refused:") and "audit-signer" in refusal
 
 
 def test_security_headers_behind_tls(tmp_path):

@@ -1,8 +1,12 @@
-"""Export the consent ledger to FILE (CSV or JSON Lines) and write FILE.manifest.json, signed."""
+"""Export the consent ledger to FILE (CSV or JSON Lines) and write FILE.manifest.json, signed.
+
+The command signs, so it runs where AUDIT_SIGNING_KEY is: in the signer's container.
+"""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from consent.audit import signing
 from consent.audit.export import FORMATS, export_to_file, filters_from_params
 
 
@@ -18,6 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--channel", help="sms or whatsapp.")
 
     def handle(self, *args, **options):
+        if not signing.has_private_key():
+            raise CommandError(
+                "export_consent_log signs its manifest and a fresh checkpoint with AUDIT_SIGNING_KEY, which only the "
+                "signer holds. Run it where the signer runs (e.g. `docker compose run --rm signer python manage.py "
+                "export_consent_log ...`), or stream GET /api/v1/audit/export/ and check it against the latest signed "
+                "checkpoint (GET /api/v1/audit/public-key/).")
         try:
             filters = filters_from_params({k: options.get(k) for k in ("since", "until", "topic", "channel")})
         except ValidationError as exc:

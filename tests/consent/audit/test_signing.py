@@ -51,3 +51,66 @@ def test_other_key_types_are_refused(settings):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     with pytest.raises(ImproperlyConfigured, match="Ed25519"):
         signing.private_key()
+
+
+def _public_key_text(key, pem: bool) -> str:
+    public = key.public_key()
+    if pem:
+        return signing.public_key_pem(public)
+    return base64.b64encode(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
+
+
+@pytest.mark.parametrize("pem", [True, False], ids=["pem", "raw"])
+def test_a_process_with_the_public_key_only_verifies_and_cannot_sign(settings, signing_key, pem):
+    key = Ed25519PrivateKey.generate()
+    settings.AUDIT_SIGNING_KEY = ""
+    settings.AUDIT_PUBLIC_KEY = _public_key_text(key, pem)
+    assert not signing.has_private_key()
+    assert signing.public_key_pem() == signing.public_key_pem(key.public_key())
+    signature = base64.b64encode(key.sign(signing.canonical_json({"a": 1}))).decode()
+    assert signing.signature_valid({"a": 1}, signature)
+    with pytest.raises(signing.SigningKeyMissing, match="audit-signer"):
+        signing.sign({"a": 1})
+    assert not signing_key.exists()  # no development key is generated behind its back
+
+
+def test_the_signer_holds_the_private_key(settings):
+    key = Ed25519PrivateKey.generate()
+    settings.AUDIT_SIGNING_KEY = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()).decode()
+    settings.AUDIT_PUBLIC_KEY = _public_key_text(key, True)
+    assert signing.has_private_key()
+    assert signing.signature_valid({"a": 1}, signing.sign({"a": 1}))
+
+
+def test_checkpoint_and_export_refuse_outside_the_signer(settings, ledger, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    from consent.audit.checkpoints import checkpoint_create
+    from consent.models import LedgerCheckpoint
+
+    public = signing.public_key_pem()  # the development key that signed so far
+    settings.AUDIT_PUBLIC_KEY = public
+    with pytest.raises(signing.SigningKeyMissing):
+        checkpoint_create()
+    assert not LedgerCheckpoint.objects.exists()
+    with pytest.raises(CommandError, match="signer"):
+        call_command("export_consent_log", "--format", "csv", "--output", str(tmp_path / "out.csv"))
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_proofs_go_out_unsigned_outside_the_signer(settings, ledger, auditor_client):
+    settings.AUDIT_PUBLIC_KEY = signing.public_key_pem()
+    response = auditor_client.get("/api/v1/contacts/+14155550123/proof/")
+    assert response.status_code == 200 and response.json()["signature"] is None
+    page = auditor_client.get("/api/v1/contacts/+14155550123/proof/?format=html")
+    assert page.status_code == 200 and b"Not signed" in page.content
+
+
+def test_the_checkpoint_task_goes_to_the_signer_queue(settings):
+    from config.celery import app
+
+    assert settings.CELERY_TASK_ROUTES["consent.audit.tasks.ledger_checkpoint_task"] == {"queue": "audit-signer"}
+    route = app.amqp.router.route({}, "consent.audit.tasks.ledger_checkpoint_task")
+    assert route["queue"].name == "audit-signer"
+    assert app.amqp.router.route({}, "consent.audit.tasks.ledger_verify_task")["queue"].name != "audit-signer"

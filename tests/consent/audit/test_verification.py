@@ -250,7 +250,9 @@ def test_key_rotation_keeps_old_checkpoints_only_when_their_key_is_trusted(ledge
     settings.AUDIT_SIGNING_KEY_FILE = tmp_path / "rotated.pem"  # a new key
     assert signing.public_key_pem() != old_public
     report = verify_ledger(resume=True)
-    assert report.ok and report.checked_from_seq == 1 and report.checkpoint is None  # the old one no longer counts
+    assert report.checked_from_seq == 1 and report.checkpoint is None  # the old one no longer counts
+    # ...and the copy kept outside the database cannot be checked any more: that is said, not skipped.
+    assert not report.ok and "AUDIT_PREVIOUS_PUBLIC_KEYS" in report.problem
 
     settings.AUDIT_PREVIOUS_PUBLIC_KEYS = old_public.replace("\n", "\\n")
     report = verify_ledger(resume=True)
