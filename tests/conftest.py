@@ -12,8 +12,6 @@ def clear_pumping_limits():
     from django.core.cache import cache
 
     cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
