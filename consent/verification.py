@@ -296,7 +296,7 @@ STATE_FIELDS = ("status", "confirmed_at", "expires_at", "revoked_at", "source", 
 _EVENT_FIELDS = ("seq", "kind", "contact_id", "topic_id", "channel", "occurred_at", "source", "text_version",
                  "recorded_expiry")
 _CONSENT_FIELDS = ("id", "contact_id", "topic_id", "topic__slug", "channel", "status", "confirmed_at", "expires_at",
-                   "revoked_at", "source", "text__version")
+                   "revoked_at", "source", "text__version", "current_event__seq")
 
 
 @dataclass
@@ -333,12 +333,12 @@ def _expiry_recorded(value, occurred_at):
 def _apply(state: list | None, kind: str, occurred_at, source: str, text_version, recorded_expiry) -> list | None:
     """One event applied to a consent's replayed state, as consent.services writes the row."""
     if kind == EventKind.REQUESTED:
-        return [ConsentStatus.PENDING, None, None, None, source, text_version, None]
+        return [ConsentStatus.PENDING, None, None, None, source, text_version, None, None]
     if kind == EventKind.IMPORTED:
         return [ConsentStatus.ACTIVE, occurred_at, _expiry_recorded(recorded_expiry, occurred_at), None, Source.IMPORT,
-                text_version, None]
+                text_version, None, None]
     if state is None:
-        state = [None, None, None, None, source, text_version, None]
+        state = [None, None, None, None, source, text_version, None, None]
     if kind == EventKind.CONFIRMED:
         state[0], state[1], state[2], state[4] = (ConsentStatus.ACTIVE, occurred_at,
                                                   _expiry_recorded(recorded_expiry, occurred_at), source)
@@ -346,6 +346,17 @@ def _apply(state: list | None, kind: str, occurred_at, source: str, text_version
         state[0], state[3], state[4] = ConsentStatus.REVOKED, occurred_at, source
     elif kind == EventKind.EXPIRED:
         state[0] = ConsentStatus.EXPIRED
+    return state
+
+
+def _step(state: list | None, seq: int, kind: str, *event) -> list | None:
+    """_apply, then the event's position: the last one, and the one that made the consent current, if it is."""
+    state = _apply(state, kind, *event)
+    state[6] = seq
+    if kind in (EventKind.CONFIRMED, EventKind.IMPORTED):
+        state[7] = seq
+    elif kind in (EventKind.REVOKED, EventKind.EXPIRED):
+        state[7] = None
     return state
 
 
@@ -363,6 +374,8 @@ def _difference(expected: list | None, row: tuple | None) -> str | None:
             continue
         if want != have:
             return f"{name} is {_shown(have)} but the ledger gives {_shown(want)}"
+    if expected[7] != row[11]:  # what the send-time gate trusts: the event that made the consent current
+        return f"current_event is #{row[11]} but the ledger gives #{expected[7]}"
     return None
 
 
@@ -389,9 +402,8 @@ def verify_state(*, chunk_size: int = 10000) -> StateReport:
             ConsentEvent.objects.all(), upto_seq=head_seq, chunk_size=chunk_size):
         events += 1
         key = (contact_id, topic_id, same.setdefault(channel, channel))
-        state = _apply(replayed.get(key), kind, occurred_at, same.setdefault(source, source), text_version, expiry)
-        state[6] = seq
-        replayed[key] = state
+        replayed[key] = _step(replayed.get(key), seq, kind, occurred_at, same.setdefault(source, source), text_version,
+                              expiry)
     consents, candidates = 0, []
     last_id = 0
     while True:
@@ -425,8 +437,7 @@ def _confirmed_mismatch(contact_id, topic_id, channel, *, chunk_size: int, attem
         events = ConsentEvent.objects.filter(contact_id=contact_id, topic_id=topic_id, channel=channel)
         for seq, kind, _, _, _, occurred_at, source, text_version, expiry in _replay_events(
                 events, upto_seq=ledger_head()[0], chunk_size=chunk_size):
-            state = _apply(state, kind, occurred_at, source, text_version, expiry)
-            state[6] = seq
+            state = _step(state, seq, kind, occurred_at, source, text_version, expiry)
         problem = _difference(state, row)
         if problem is None:
             return None

@@ -148,3 +148,25 @@ def test_verify_command_json_carries_the_state(ledger):
     call_command("verify_consent_log", "--json", stdout=out)
     data = json.loads(out.getvalue())
     assert data["ok"] is True and data["state"]["ok"] is True
+
+
+def test_b_a_revoked_consent_set_active_on_its_old_confirmation_is_caught(ledger):
+    """The row the send-time gate would refuse (its event was revoked since) is also named by verification."""
+    contact = contact_get_by_phone(PHONES[1])  # confirmed, then STOP
+    consent = contact.consents.get()
+    old = ConsentEvent.objects.filter(contact=contact, kind=EventKind.CONFIRMED).latest("seq")
+    raw_sql("UPDATE consent_consent SET status = 'active', revoked_at = NULL, source = %s, current_event_id = %s "
+            "WHERE id = %s", [old.source, old.pk, consent.pk])
+    assert verify_ledger().ok  # the chain itself is untouched
+    code, out, err = _verify_command()
+    assert code == 1 and f"consent {consent.pk} " in err
+
+
+def test_b_a_pointer_moved_to_another_event_is_caught(ledger):
+    """An active consent pointed at an event that did not make it current: what the gate trusts is checked too."""
+    contact = contact_get_by_phone(PHONES[0])
+    consent = contact.consents.get()
+    requested = ConsentEvent.objects.filter(contact=contact, kind=EventKind.REQUESTED).latest("seq")
+    raw_sql("UPDATE consent_consent SET current_event_id = %s WHERE id = %s", [requested.pk, consent.pk])
+    code, out, err = _verify_command()
+    assert code == 1 and "current_event" in err and f"consent {consent.pk} " in err
