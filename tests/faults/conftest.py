@@ -163,7 +163,8 @@ class Beat(Worker):
 
     def start(self):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO", "-s", str(self.schedule)],
+            # DEBUG: the tick's "Sending due task" lines are logged at DEBUG, and the tests count them.
+            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=DEBUG", "-s", str(self.schedule)],
             cwd=ROOT, env=self.env, stdout=self.log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
