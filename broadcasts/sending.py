@@ -54,7 +54,7 @@ from .models import (
     DeliveryStatus,
     SkipReason,
 )
-from .providers import (
+from messaging.providers import (
     InvalidRecipientError,
     OutgoingMessage,
     PermanentProviderError,
@@ -116,11 +116,11 @@ def _unshared_provider(channel: str):
     """A provider of its own for this thread: the per-process shared client keeps only ten
     pooled connections, too few for the sender threads, which would then reconnect per message."""
     if channel == Channel.SMS and settings.SMS_PROVIDER == "twilio":
-        from .providers.twilio import TwilioProvider
+        from messaging.providers.twilio import TwilioProvider
 
         return TwilioProvider.from_settings(shared=False)
     if channel == Channel.WHATSAPP and settings.WHATSAPP_PROVIDER == "cloud":
-        from .providers.whatsapp import WhatsAppCloudProvider
+        from messaging.providers.whatsapp import WhatsAppCloudProvider
 
         return WhatsAppCloudProvider.from_settings(shared=False)
     return get_provider(channel)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from broadcasts import sending, services
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
-from broadcasts.providers import SendResult
+from messaging.providers import SendResult, get_provider
 from broadcasts.selectors import broadcast_stats
 from broadcasts.tasks import broadcast_send_range_task, broadcasts_tick_task
 from consent import services as consent_services
@@ -940,3 +940,13 @@ def test_quiet_hours_waits_say_when_they_are_due(topic, consented, fake_provider
         broadcast = run(make(topic, respect_quiet_hours=True), run_on_commit)
         stats = broadcast_stats(broadcast=broadcast)
     assert stats["deferred"] == 1 and stats["next_due_at"] == datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+
+
+def test_twilio_status_callback_of_a_broadcast_delivery_carries_its_reference(use_stand_in, settings):
+    settings.PUBLIC_BASE_URL = "https://consent.example.com"
+    broadcast = Broadcast(channel="sms", body="Hi", template=None)
+    message = sending.outgoing_for(broadcast=broadcast, phone=phone_for(1), country="US", attributes=None,
+                                   reference="delivery-456")
+    get_provider("sms").send(message)
+    [sent] = use_stand_in.messages(to=phone_for(1))
+    assert sent["status_callback"] == "https://consent.example.com/webhooks/twilio/status/?ref=delivery-456"

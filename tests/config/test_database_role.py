@@ -110,7 +110,7 @@ def connected_as_the_role():
 def test_opt_in_confirm_stop_and_a_broadcast_work_as_the_role(connected_as_the_role, topic, monkeypatch, run_on_commit):
     from broadcasts import sending, services as broadcast_services
     from broadcasts.models import Delivery, DeliveryStatus
-    from broadcasts.providers import SendResult
+    from messaging.providers import SendResult
     from consent import services
     from consent.models import ConsentEvent, EventKind, Source
 

@@ -378,7 +378,7 @@ def test_an_early_queued_callback_records_the_provider_id_only(topic):
 @pytest.mark.parametrize("outcome", ["unknown", "failed", "transient"])
 def test_the_senders_failure_or_unknown_outcome_does_not_undo_an_early_callback(topic, outcome):
     """A read timeout (or any error) after the provider took the message and called back."""
-    from broadcasts.providers import PermanentProviderError, TransientProviderError
+    from messaging.providers import PermanentProviderError, TransientProviderError
     from consent import messaging
 
     prompt = handed_over_prompt(topic)

@@ -238,8 +238,8 @@ def test_a_token_confirms_only_the_consent_it_was_issued_for(topic):
 
 
 def test_yes_confirms_only_consents_whose_prompt_was_handed_over(topic, monkeypatch):
-    from broadcasts.providers import PermanentProviderError
-    from broadcasts.providers.console import ConsoleProvider
+    from messaging.providers import PermanentProviderError
+    from messaging.providers.console import ConsoleProvider
 
     news, third = news_topic(), services.topic_create(slug="third", name="Third", keywords=["THIRD"], consent_text="c",
                                                       confirmation_message="reply YES", help_message="h",

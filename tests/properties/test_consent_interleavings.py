@@ -28,7 +28,7 @@ from hypothesis import example, given, settings, strategies as st
 
 from broadcasts import sending, services as broadcast_services
 from broadcasts.models import Delivery
-from broadcasts.providers import SendResult
+from messaging.providers import SendResult
 from broadcasts.tasks import broadcasts_tick_task
 from consent import inbound, services
 from consent.erasure import contact_erase

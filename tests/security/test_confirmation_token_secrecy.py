@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from broadcasts.providers import TransientProviderError
-from broadcasts.providers.console import ConsoleProvider
+from messaging.providers import TransientProviderError
+from messaging.providers.console import ConsoleProvider
 from consent import messaging, services
 from consent.models import ConfirmationToken, ConsentStatus, Message, Source
 from tests.prompts import Outbox, deliver_prompts, token_in

@@ -278,7 +278,7 @@ def test_whatsapp_body_size_and_record_count_are_capped():
 
 
 def test_error_code_sets_agree_with_the_provider_clients():
-    from broadcasts.providers import twilio, whatsapp
+    from messaging.providers import twilio, whatsapp
 
     from consent.webhooks.parsers import INVALID_NUMBER_ERROR_CODES, OPT_OUT_ERROR_CODES
 
