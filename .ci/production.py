@@ -192,7 +192,7 @@ def start(name: str, command: list[str], env: dict, logs: Path) -> subprocess.Po
 
 
 def stop_all() -> None:
-    for name, process, _ in reversed(RUNNING):
+    for _name, process, _ in reversed(RUNNING):
         if process.poll() is None:
             process.terminate()  # the main process only: gunicorn and celery stop their own children
     for name, process, _ in reversed(RUNNING):

@@ -223,7 +223,7 @@ class HttpClient:
         prepared.prepare_body(body, None)  # bytes as they are, Content-Length set
         try:
             response = self._adapter.send(prepared, stream=False, timeout=self.timeout, **self.send_options)
-            response.content  # read the whole reply now, so that the connection goes back to the pool
+            _ = response.content  # read the whole reply now, so that the connection goes back to the pool
         except requests.RequestException as exc:
             raise transport_error(exc, provider) from exc
         return response

@@ -14,7 +14,6 @@ from broadcasts.models import Delivery, DeliveryStatus, SkipReason
 from consent import services as consent_services
 from consent.models import Consent, ConsentEvent, ConsentStatus, EventKind, Source
 from consent.selectors import audience_consents, contact_may_receive_promotion
-
 from tests.prompts import deliver_prompts
 
 from .conftest import phone_for

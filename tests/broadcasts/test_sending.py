@@ -1,7 +1,8 @@
 """The send path: consent gate at send time, never twice, provider feedback, pause/resume/cancel,
 quiet hours, local time, frequency cap, error-rate pause, status callbacks (eager tasks)."""
 
-from datetime import datetime, time, timedelta, timezone as dt_timezone
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from types import SimpleNamespace
 
 import pytest
@@ -10,11 +11,11 @@ from django.utils import timezone
 
 from broadcasts import sending, services
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
-from messaging.providers import SendResult, get_provider
 from broadcasts.selectors import broadcast_stats
 from broadcasts.tasks import broadcast_send_range_task, broadcasts_tick_task
 from consent import services as consent_services
 from consent.models import Consent, ConsentStatus, Source, Suppression
+from messaging.providers import SendResult, get_provider
 
 from .conftest import phone_for
 
