@@ -432,7 +432,7 @@ import importlib, pathlib, django
 django.setup()
 from django.core.management import get_commands, load_command_class
 failed = []
-for package in ("config", "consent", "broadcasts"):
+for package in ("config", "messaging", "consent", "broadcasts"):
     for path in sorted(pathlib.Path(package).rglob("*.py")):
         name = ".".join(path.with_suffix("").parts).removesuffix(".__init__")
         if name.startswith("config.settings.") and name != "config.settings.production":
