@@ -3,13 +3,14 @@
 #                and starts web + worker + beat on the embedded default (SQLite, file-system broker).
 #   make test  - installs the test dependencies and runs the whole suite (honours DATABASE_URL,
 #                CELERY_BROKER_URL and REDIS_URL to run against PostgreSQL and Redis instead).
+#   make lint  - ruff and the import layers contract (pyproject.toml); CI runs it before the tests.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev migrate demo bench-smoke clean
+.PHONY: run test lint install install-dev migrate demo bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,11 @@ run: demo
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Style and import order (ruff), and the layers contract: imports point down, never up (import-linter).
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # Small versions of every benchmark (PostgreSQL and Redis on 127.0.0.1); figures in bench/results/.
 bench-smoke: install-dev

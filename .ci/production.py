@@ -192,7 +192,7 @@ def start(name: str, command: list[str], env: dict, logs: Path) -> subprocess.Po
 
 
 def stop_all() -> None:
-    for name, process, _ in reversed(RUNNING):
+    for _name, process, _ in reversed(RUNNING):
         if process.poll() is None:
             process.terminate()  # the main process only: gunicorn and celery stop their own children
     for name, process, _ in reversed(RUNNING):
@@ -432,7 +432,7 @@ import importlib, pathlib, django
 django.setup()
 from django.core.management import get_commands, load_command_class
 failed = []
-for package in ("config", "consent", "broadcasts"):
+for package in ("config", "messaging", "consent", "broadcasts"):
     for path in sorted(pathlib.Path(package).rglob("*.py")):
         name = ".".join(path.with_suffix("").parts).removesuffix(".__init__")
         if name.startswith("config.settings.") and name != "config.settings.production":

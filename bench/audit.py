@@ -99,13 +99,13 @@ def generate(events: int, contacts: int) -> dict:
     from django.db import connection, transaction
 
     from consent import services
-    from consent.pseudonym_key import pseudonym_key
     from consent.hashing import (
         GENESIS_HASH,
         chain_hash,
         format_instant,
         phone_pseudonym,
     )
+    from consent.pseudonym_key import pseudonym_key
 
     started = time.perf_counter()
     topic = services.topic_create(slug="bench", name="Benchmark promotions", keywords=["BENCH"],

@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,7 +359,6 @@ def launch_and_fan_out(broadcast, enqueue=True) -> float:
 
 def wait_sent(broadcast_id, target, timeout, tick=True):
     from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
-
     from broadcasts.services import broadcasts_tick
 
     deadline = time.monotonic() + timeout
@@ -483,9 +483,9 @@ def main():
     started = time.perf_counter()
     topic, seeded = seed(contacts, args.consent_ratio)
     print(f"  {'seeded' if seeded else 'reused'} in {time.perf_counter() - started:.1f} s", flush=True)
-    from consent.selectors import audience_consents
-
     from django.db import connection
+
+    from consent.selectors import audience_consents
 
     # Start from no broadcast at all (the bench database is its own): earlier runs' delivery rows
     # would make each run's fan-out slower than the last (a bigger table and indexes to insert

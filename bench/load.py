@@ -39,7 +39,8 @@ import sys
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,6 +273,11 @@ async def run_load(mix, concurrency, should_stop):
     return results, time.perf_counter() - started
 
 
+def percentile_ms(latencies, p):
+    """The p-th quantile of sorted latencies in seconds, in milliseconds."""
+    return round(latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000, 1)
+
+
 def summarise(results, seconds):
     out = {}
     for kind, rows in sorted(results.items()):
@@ -281,13 +287,10 @@ def summarise(results, seconds):
         statuses = {}
         for status, _ in rows:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
-
-        def pct(p):
-            return round(latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000, 1)
-
         out[kind] = {"requests": len(rows), "per_second": round(len(rows) / seconds, 1),
                      "errors": errors, "error_rate": round(errors / len(rows), 4), "client_errors_4xx": client_errors,
-                     "p50_ms": round(statistics.median(latencies) * 1000, 1), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+                     "p50_ms": round(statistics.median(latencies) * 1000, 1),
+                     "p95_ms": percentile_ms(latencies, 0.95), "p99_ms": percentile_ms(latencies, 0.99),
                      "statuses": statuses}
     return out
 

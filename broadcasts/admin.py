@@ -120,7 +120,7 @@ class BroadcastAdmin(admin.ModelAdmin):
     @admin.display(description="Progress")
     def progress(self, obj):
         stats = selectors.broadcast_stats(broadcast=obj)
-        return format_html('<pre id="broadcast-progress" data-url="{}">{}</pre>', f"../progress/",
+        return format_html('<pre id="broadcast-progress" data-url="{}">{}</pre>', "../progress/",
                            json.dumps(stats, indent=1, cls=DjangoJSONEncoder))
 
     @admin.display(description="Progress")

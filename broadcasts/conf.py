@@ -2,6 +2,8 @@
 
 from django.conf import settings
 
+from messaging.providers.http import SEND_CONCURRENCY_DEFAULT
+
 DEFAULTS = {
     # Seconds between two runs of the beat job that launches, wakes and finishes broadcasts.
     "BROADCAST_TICK_SECONDS": 5.0,
@@ -10,7 +12,7 @@ DEFAULTS = {
     # Rows claimed (and consent-checked) in one transaction, just before they are sent.
     "BROADCAST_CLAIM_SIZE": 32,
     # Provider calls in flight at once per worker process (threads, each with its own session).
-    "BROADCAST_SEND_CONCURRENCY": 32,
+    "BROADCAST_SEND_CONCURRENCY": SEND_CONCURRENCY_DEFAULT,
     # Messages per second per channel sender, shared by all workers; None or 0: no limit.
     "BROADCAST_RATE_LIMITS": {"sms": 10.0, "whatsapp": 80.0},
     # Attempts per delivery for transient provider errors before it fails.

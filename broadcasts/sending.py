@@ -30,7 +30,8 @@ import threading
 import time as clock
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -41,6 +42,14 @@ from django.utils import timezone
 from consent.models import Channel, Contact, Source
 from consent.selectors import audience_consents
 from consent.webhooks.references import DELIVERY, twilio_status_callback
+from messaging.providers import (
+    InvalidRecipientError,
+    OutgoingMessage,
+    PermanentProviderError,
+    RecipientOptedOutError,
+    TransientProviderError,
+    get_provider,
+)
 
 from . import content, quiet_hours, throttle
 from .conf import setting
@@ -53,14 +62,6 @@ from .models import (
     Delivery,
     DeliveryStatus,
     SkipReason,
-)
-from .providers import (
-    InvalidRecipientError,
-    OutgoingMessage,
-    PermanentProviderError,
-    RecipientOptedOutError,
-    TransientProviderError,
-    get_provider,
 )
 
 logger = logging.getLogger(__name__)
@@ -116,11 +117,11 @@ def _unshared_provider(channel: str):
     """A provider of its own for this thread: the per-process shared client keeps only ten
     pooled connections, too few for the sender threads, which would then reconnect per message."""
     if channel == Channel.SMS and settings.SMS_PROVIDER == "twilio":
-        from .providers.twilio import TwilioProvider
+        from messaging.providers.twilio import TwilioProvider
 
         return TwilioProvider.from_settings(shared=False)
     if channel == Channel.WHATSAPP and settings.WHATSAPP_PROVIDER == "cloud":
-        from .providers.whatsapp import WhatsAppCloudProvider
+        from messaging.providers.whatsapp import WhatsAppCloudProvider
 
         return WhatsAppCloudProvider.from_settings(shared=False)
     return get_provider(channel)
@@ -479,16 +480,16 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
     recorded = Recorded()
     if outcomes and connection.vendor == "postgresql" and all(outcome.kind == "sent" for outcome in outcomes):
         # The common case is one UPDATE, atomic on its own: no BEGIN / COMMIT round trips.
-        _mark_sent([(claim.delivery_id, outcome.provider_message_id[:128]) for claim, outcome in zip(claims, outcomes)], now)
+        _mark_sent([(claim.delivery_id, outcome.provider_message_id[:128]) for claim, outcome in zip(claims, outcomes, strict=True)], now)
         recorded.sent = len(claims)
         return recorded
     max_attempts = int(setting("BROADCAST_MAX_ATTEMPTS"))
-    used_up = any(outcome.kind == "retry" and claim.attempts >= max_attempts for claim, outcome in zip(claims, outcomes))
+    used_up = any(outcome.kind == "retry" and claim.attempts >= max_attempts for claim, outcome in zip(claims, outcomes, strict=True))
     with transaction.atomic():
         resumed = used_up and _resumed_since_claim(broadcast)
         sent = []
         feedback = []  # (claim, outcome) whose error acts on consent, after every row is written
-        for claim, outcome in zip(claims, outcomes):
+        for claim, outcome in zip(claims, outcomes, strict=True):
             if outcome.kind == "sent":
                 sent.append((claim.delivery_id, outcome.provider_message_id[:128]))
                 continue

@@ -6,7 +6,9 @@ field → reason mapping for anything a caller could fix.
 """
 
 import logging
-from datetime import datetime, time as dtime, timedelta
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from itertools import pairwise
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -307,7 +309,7 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
             bounds = [cursor] + [ids[i] for i in range(batch - 1, len(ids), batch)]
             if bounds[-1] != high:
                 bounds.append(high)
-            ranges = list(zip(bounds, bounds[1:]))
+            ranges = list(pairwise(bounds))
             transaction.on_commit(
                 lambda ranges=ranges: [broadcast_send_range_task.delay(broadcast_id, lo, hi) for lo, hi in ranges]
             )

@@ -5,7 +5,6 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from . import services
-
 from .models import (
     Consent,
     ConsentEvent,

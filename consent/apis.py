@@ -17,7 +17,6 @@ from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
 from .serializers import (
     AttributesField,
     ChannelField,
-    ConsentOutputSerializer,
     ConsentWithPhoneSerializer,
     ContactOutputSerializer,
     EvidenceSerializer,

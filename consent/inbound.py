@@ -22,10 +22,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import keywords as kw
-from . import rows
 from . import selectors, services
 from .messaging import messages_store, outbound
-from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic
+from .models import Channel, Consent, Contact, Message, Source, Topic
 from .phones import InvalidPhoneNumber, parse_phone
 from .webhooks import references
 from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from . import rows
 from .hashing import GENESIS_HASH, chain_hash, format_instant, phone_pseudonym
-from .models import ChainHead, Contact, ConsentEvent, Topic, TopicText
+from .models import ChainHead, ConsentEvent, Contact, Topic, TopicText
 from .pseudonym_key import pseudonym_key
 
 

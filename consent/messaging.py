@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from broadcasts.providers import (
+from messaging.providers import (
     InvalidRecipientError,
     OutgoingMessage,
     PermanentProviderError,

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from broadcasts.providers import TransientProviderError
+from messaging.providers import TransientProviderError
 
 from . import messaging, services
 from .audit.tasks import ledger_checkpoint_task  # noqa: F401  (registered for autodiscovery)

@@ -17,10 +17,11 @@ def clear_pumping_limits():
 @pytest.fixture
 def make_user(db):
     """A user with an API role and its token: make_user("marketer") -> (user, token)."""
+    import io
+
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
-    from django.contrib.auth import get_user_model
-    import io
 
     def make(role, name=None):
         name = name or f"{role}-user"

@@ -13,7 +13,7 @@ import json
 import re
 from unittest import mock
 
-from broadcasts.providers.console import ConsoleProvider
+from messaging.providers.console import ConsoleProvider
 
 TOKEN_IN_LINK = re.compile(r"/optin/confirm/([^/\s\"'?#]+)/")
 

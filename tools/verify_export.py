@@ -108,7 +108,7 @@ def records_from_csv(path: str):
         for line, cells in enumerate(reader, start=2):
             if len(cells) != len(header):
                 raise ValueError(f"line {line}: {len(cells)} cells, expected {len(header)}")
-            record = {name: unneutralise(cell) for name, cell in zip(header, cells)}
+            record = {name: unneutralise(cell) for name, cell in zip(header, cells, strict=True)}
             record["sequence"] = int(record["sequence"])
             record["text_version"] = int(record["text_version"]) if record["text_version"] != "" else None
             record["evidence"] = json.loads(record["evidence"])

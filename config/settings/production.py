@@ -2,6 +2,8 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
+from config.keys import parse_private_key, parse_public_key, public_key_pem
+
 from .base import *  # noqa: F401,F403
 from .base import DEBUG, SECRET_KEY, SMS_PROVIDER, WHATSAPP_PROVIDER, env, env_bool, env_int
 
@@ -29,8 +31,6 @@ if not env("AUDIT_SIGNING_KEY") and not env("AUDIT_PUBLIC_KEY"):
         "`celery -A config worker -Q audit-signer`) or AUDIT_PUBLIC_KEY (its public key: every other process).")
 else:
     # A key that does not load would fail only at the first checkpoint: refuse it at start-up.
-    from consent.audit.signing import parse_private_key, parse_public_key, public_key_pem
-
     private = parse_private_key(env("AUDIT_SIGNING_KEY")) if env("AUDIT_SIGNING_KEY") else None
     public = parse_public_key(env("AUDIT_PUBLIC_KEY")) if env("AUDIT_PUBLIC_KEY") else None
     if private and public and public_key_pem(private.public_key()) != public_key_pem(public):

@@ -21,9 +21,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from consent.hashing import GENESIS_HASH, format_instant
-from consent.ledger import ledger_head
+from consent.ledger import ROW_FIELDS, chained_fields_from_row, ledger_head
 from consent.models import Channel, ConsentEvent, Topic, TopicText
-from consent.ledger import ROW_FIELDS, chained_fields_from_row
 from consent.verification import ledger_rows
 
 from . import signing

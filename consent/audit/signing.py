@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from config import keys
+
 ALGORITHM = "Ed25519"
 _lock = threading.Lock()
 
@@ -29,29 +31,6 @@ _lock = threading.Lock()
 def canonical_json(payload: dict) -> bytes:
     """The bytes a signature covers: JSON, sorted keys, no white space, UTF-8."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def _parse_key(text: str, *, load_pem, from_raw, kind: type, invalid: str, wrong_kind: str):
-    """An Ed25519 key of `kind` from PEM (newlines may be written as \\n) or base64 raw bytes."""
-    text = text.strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = load_pem(text.replace("\\n", "\n").encode())
-        else:
-            key = from_raw(base64.b64decode(text, validate=True))
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"{invalid}: {exc}") from None
-    if not isinstance(key, kind):
-        raise ImproperlyConfigured(wrong_kind)
-    return key
-
-
-def parse_private_key(text: str) -> Ed25519PrivateKey:
-    """An Ed25519 private key from PEM (newlines may be written as \\n) or base64 raw bytes."""
-    return _parse_key(text, load_pem=lambda pem: serialization.load_pem_private_key(pem, password=None),
-                      from_raw=Ed25519PrivateKey.from_private_bytes, kind=Ed25519PrivateKey,
-                      invalid="AUDIT_SIGNING_KEY is not an Ed25519 private key",
-                      wrong_kind="AUDIT_SIGNING_KEY must be an Ed25519 private key.")
 
 
 def _load_or_create_key_file(path) -> Ed25519PrivateKey:
@@ -70,13 +49,13 @@ def _load_or_create_key_file(path) -> Ed25519PrivateKey:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(pem)
         with open(path, encoding="ascii") as handle:
-            return parse_private_key(handle.read())
+            return keys.parse_private_key(handle.read())
 
 
 @lru_cache(maxsize=4)
 def _key_for(configured: str, path: str) -> Ed25519PrivateKey:
     if configured:
-        return parse_private_key(configured)
+        return keys.parse_private_key(configured)
     return _load_or_create_key_file(path)
 
 
@@ -104,9 +83,7 @@ def private_key() -> Ed25519PrivateKey:
 @lru_cache(maxsize=4)
 def parse_public_key(text: str) -> Ed25519PublicKey:
     """An Ed25519 public key (AUDIT_PUBLIC_KEY) from PEM or base64 raw bytes."""
-    return _parse_key(text, load_pem=serialization.load_pem_public_key, from_raw=Ed25519PublicKey.from_public_bytes,
-                      kind=Ed25519PublicKey, invalid="AUDIT_PUBLIC_KEY is not an Ed25519 public key",
-                      wrong_kind="AUDIT_PUBLIC_KEY must be an Ed25519 public key.")
+    return keys.parse_public_key(text)
 
 
 def public_key() -> Ed25519PublicKey:
@@ -117,8 +94,7 @@ def public_key() -> Ed25519PublicKey:
 
 
 def public_key_pem(key: Ed25519PublicKey | None = None) -> str:
-    key = key or public_key()
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return keys.public_key_pem(key or public_key())
 
 
 def key_id(key: Ed25519PublicKey | None = None) -> str:
@@ -128,16 +104,10 @@ def key_id(key: Ed25519PublicKey | None = None) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _parse_public_key(text: str) -> Ed25519PublicKey:
-    return _parse_key(text, load_pem=serialization.load_pem_public_key, from_raw=Ed25519PublicKey.from_public_bytes,
-                      kind=Ed25519PublicKey,
-                      invalid="AUDIT_PREVIOUS_PUBLIC_KEYS holds something that is not a public key",
-                      wrong_kind="AUDIT_PREVIOUS_PUBLIC_KEYS must hold Ed25519 public keys.")
-
-
 @lru_cache(maxsize=4)
 def _previous_keys(configured: str) -> tuple[Ed25519PublicKey, ...]:
-    return tuple(_parse_public_key(item) for item in configured.split(",") if item.strip())
+    return tuple(keys.parse_public_key(item, setting="An item of AUDIT_PREVIOUS_PUBLIC_KEYS")
+                 for item in configured.split(",") if item.strip())
 
 
 def previous_public_keys() -> tuple[Ed25519PublicKey, ...]:

@@ -7,7 +7,6 @@ import hashlib
 import logging
 
 import phonenumbers
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from messaging.providers import twilio, whatsapp
+
 from .references import Reference, parse_reference
 
 SMS = "sms"
@@ -28,10 +30,9 @@ MAX_TEXT_CHARS = 4096  # an inbound text (WhatsApp allows 4096; SMS concatenates
 MAX_ID_CHARS = 128  # a provider message id
 MAX_ITEMS = 1000  # records in one WhatsApp batch
 
-# Provider error codes (strings) and what they mean to the consent rules.
-OPT_OUT_ERROR_CODES = frozenset({"21610", "131050"})  # the person opted out at the provider
-# The same sets as broadcasts/providers (twilio.py, whatsapp.py) use for synchronous replies.
-INVALID_NUMBER_ERROR_CODES = frozenset({"21211", "21614", "21635", "30005", "30006", "131026"})
+# Provider error codes (strings, kept in each provider's module) and what they mean to the consent rules.
+OPT_OUT_ERROR_CODES = twilio.OPT_OUT_CODES | whatsapp.OPT_OUT_CODES  # the person opted out at the provider
+INVALID_NUMBER_ERROR_CODES = twilio.INVALID_RECIPIENT_CODES | whatsapp.INVALID_RECIPIENT_CODES
 
 # Twilio's MessageStatus and WhatsApp's status, in the vocabulary of our records.
 STATUS_MAP = {

@@ -18,8 +18,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from consent import inbound
-
-from . import parsers
 from consent.signatures import (
     TWILIO_SIGNATURE_HEADER,
     TWILIO_SIGNATURE_SETTINGS_HEADER,
@@ -28,6 +26,8 @@ from consent.signatures import (
     verify_twilio_signature,
     verify_whatsapp_signature,
 )
+
+from . import parsers
 
 logger = logging.getLogger(__name__)
 

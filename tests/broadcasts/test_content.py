@@ -4,7 +4,8 @@ placeholders named with their position, missing attributes, template size caps."
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broadcasts import content
 from broadcasts.content import MissingAttributes, Placeholder, PlaceholderError, compile_content, parse
@@ -157,7 +158,7 @@ def test_a_very_deep_template_is_refused_without_recursion():
 @given(st.text(alphabet='{} ab1_|"\\\t', max_size=40))
 def test_the_pattern_and_the_explaining_scanner_agree(text):
     """PLACEHOLDER accepts exactly what the step-by-step scanner accepts, with the same result."""
-    from broadcasts.content import PLACEHOLDER, _UNESCAPE, _placeholder_at
+    from broadcasts.content import _UNESCAPE, PLACEHOLDER, _placeholder_at
 
     start = text.find("{{")
     if start < 0:

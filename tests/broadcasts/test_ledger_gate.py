@@ -14,7 +14,6 @@ from broadcasts.models import Delivery, DeliveryStatus, SkipReason
 from consent import services as consent_services
 from consent.models import Consent, ConsentEvent, ConsentStatus, EventKind, Source
 from consent.selectors import audience_consents, contact_may_receive_promotion
-
 from tests.prompts import deliver_prompts
 
 from .conftest import phone_for
@@ -236,7 +235,7 @@ def test_the_backfill_points_active_consents_at_their_latest_standing_authorisat
 
 
 def test_a_row_retried_after_a_transient_error_then_stopped_keeps_no_authorisation(topic, fake_provider, time_machine):
-    from broadcasts.providers import TransientProviderError
+    from messaging.providers import TransientProviderError
 
     contact, event = confirmed(topic, 1)
     fake_provider.on_send = lambda message, n: (_ for _ in ()).throw(TransientProviderError("busy", http_status=503))

@@ -4,7 +4,9 @@ from datetime import datetime, time, timedelta, timezone
 
 import pytest
 import time_machine
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from broadcasts.quiet_hours import (
     DEFAULT_POLICY,

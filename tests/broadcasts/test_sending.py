@@ -1,7 +1,8 @@
 """The send path: consent gate at send time, never twice, provider feedback, pause/resume/cancel,
 quiet hours, local time, frequency cap, error-rate pause, status callbacks (eager tasks)."""
 
-from datetime import datetime, time, timedelta, timezone as dt_timezone
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from types import SimpleNamespace
 
 import pytest
@@ -10,11 +11,11 @@ from django.utils import timezone
 
 from broadcasts import sending, services
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
-from broadcasts.providers import SendResult
 from broadcasts.selectors import broadcast_stats
 from broadcasts.tasks import broadcast_send_range_task, broadcasts_tick_task
 from consent import services as consent_services
 from consent.models import Consent, ConsentStatus, Source, Suppression
+from messaging.providers import SendResult, get_provider
 
 from .conftest import phone_for
 
@@ -940,3 +941,13 @@ def test_quiet_hours_waits_say_when_they_are_due(topic, consented, fake_provider
         broadcast = run(make(topic, respect_quiet_hours=True), run_on_commit)
         stats = broadcast_stats(broadcast=broadcast)
     assert stats["deferred"] == 1 and stats["next_due_at"] == datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+
+
+def test_twilio_status_callback_of_a_broadcast_delivery_carries_its_reference(use_stand_in, settings):
+    settings.PUBLIC_BASE_URL = "https://consent.example.com"
+    broadcast = Broadcast(channel="sms", body="Hi", template=None)
+    message = sending.outgoing_for(broadcast=broadcast, phone=phone_for(1), country="US", attributes=None,
+                                   reference="delivery-456")
+    get_provider("sms").send(message)
+    [sent] = use_stand_in.messages(to=phone_for(1))
+    assert sent["status_callback"] == "https://consent.example.com/webhooks/twilio/status/?ref=delivery-456"

@@ -4,6 +4,7 @@ import multiprocessing
 import threading
 import time
 import uuid
+from itertools import pairwise
 
 import pytest
 
@@ -155,7 +156,7 @@ def test_processes_sharing_redis_are_held_to_one_rate(redis_throttle):
 
     # 24 sends at 40/s, evenly spaced: at least 23 intervals of 25 ms, and no two sends bunched up.
     assert grants[-1] - grants[0] >= 23 / 40 - 0.03
-    gaps = [b - a for a, b in zip(grants, grants[1:])]
+    gaps = [b - a for a, b in pairwise(grants)]
     assert sorted(gaps)[len(gaps) // 2] >= 0.02  # median gap close to 25 ms, not a burst
 
 

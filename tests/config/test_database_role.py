@@ -108,11 +108,12 @@ def connected_as_the_role():
 
 @pytest.mark.django_db(transaction=True)
 def test_opt_in_confirm_stop_and_a_broadcast_work_as_the_role(connected_as_the_role, topic, monkeypatch, run_on_commit):
-    from broadcasts import sending, services as broadcast_services
+    from broadcasts import sending
+    from broadcasts import services as broadcast_services
     from broadcasts.models import Delivery, DeliveryStatus
-    from broadcasts.providers import SendResult
     from consent import services
     from consent.models import ConsentEvent, EventKind, Source
+    from messaging.providers import SendResult
 
     sent = []
     provider = type("Provider", (), {"send": lambda self, m: sent.append(m.to) or SendResult(provider_message_id=f"p{len(sent)}")})()

@@ -336,7 +336,8 @@ def early(status, message, *, error_code="", recipient="", channel="sms", sid=SI
 
 def test_early_opt_out_keeps_consents_given_after_the_message_was_handed_over(topic, news):
     """Rule 10 through our reference: only consents that existed when the refused message left."""
-    from datetime import datetime, timezone as dt_timezone
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
 
     with time_machine.travel(datetime(2026, 3, 2, 10, 0, tzinfo=dt_timezone.utc)):
         promo = subscribe(topic)
@@ -378,8 +379,8 @@ def test_an_early_queued_callback_records_the_provider_id_only(topic):
 @pytest.mark.parametrize("outcome", ["unknown", "failed", "transient"])
 def test_the_senders_failure_or_unknown_outcome_does_not_undo_an_early_callback(topic, outcome):
     """A read timeout (or any error) after the provider took the message and called back."""
-    from broadcasts.providers import PermanentProviderError, TransientProviderError
     from consent import messaging
+    from messaging.providers import PermanentProviderError, TransientProviderError
 
     prompt = handed_over_prompt(topic)
     early("delivered", prompt)

@@ -23,7 +23,7 @@ def test_sent_through_twilio_stand_in(topic, use_stand_in):
 
 
 def test_transient_error_requeues_then_fails_on_final_attempt(topic, use_stand_in):
-    from broadcasts.providers import TransientProviderError
+    from messaging.providers import TransientProviderError
 
     use_stand_in.configure(faults=[{"kind": "500", "count": 2}])
     message = _queued_prompt(topic)

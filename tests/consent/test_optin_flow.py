@@ -1,11 +1,12 @@
 """Double opt-in through the services: request, prompt, confirm by reply or token, revoke."""
 
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
@@ -151,7 +152,7 @@ def test_every_change_is_chained_and_verifies(topic):
     services.consent_revoke(contact=result.consent.contact, channel="sms", source=Source.API)
     events = list(ConsentEvent.objects.order_by("seq"))
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    for previous, event in zip(events, events[1:]):
+    for previous, event in pairwise(events):
         assert event.prev_hash == previous.hash
     assert "+14155550123" not in str([e.evidence for e in events]) + "".join(e.subject for e in events)
     report = verify_chain()
@@ -161,14 +162,14 @@ def test_every_change_is_chained_and_verifies(topic):
 def test_database_refuses_update_and_delete_of_events(topic):
     request(topic)
     event = ConsentEvent.objects.first()
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(DatabaseError) as exc:
         with transaction.atomic():
             ConsentEvent.objects.filter(pk=event.pk).update(kind="confirmed")
     assert "append-only" in str(exc.value)
-    with pytest.raises(Exception):
+    with pytest.raises(DatabaseError):
         with transaction.atomic():
             ConsentEvent.objects.filter(pk=event.pk).delete()
-    with pytest.raises(Exception):
+    with pytest.raises(DatabaseError):
         with transaction.atomic():
             topic.current_text.__class__.objects.filter(pk=topic.current_text_id).update(consent_text="changed")
 
@@ -238,8 +239,8 @@ def test_a_token_confirms_only_the_consent_it_was_issued_for(topic):
 
 
 def test_yes_confirms_only_consents_whose_prompt_was_handed_over(topic, monkeypatch):
-    from broadcasts.providers import PermanentProviderError
-    from broadcasts.providers.console import ConsoleProvider
+    from messaging.providers import PermanentProviderError
+    from messaging.providers.console import ConsoleProvider
 
     news, third = news_topic(), services.topic_create(slug="third", name="Third", keywords=["THIRD"], consent_text="c",
                                                       confirmation_message="reply YES", help_message="h",

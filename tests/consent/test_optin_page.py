@@ -168,8 +168,9 @@ def test_per_ip_limit(client, topic, settings):
 
 
 def test_per_number_hourly_limit(client, topic, settings):
-    import time_machine
     from datetime import datetime, timedelta, timezone
+
+    import time_machine
 
     settings.OPTIN_MAX_PER_NUMBER_PER_HOUR = 2
     settings.OPTIN_MAX_PER_IP_PER_HOUR = 100
@@ -218,8 +219,9 @@ def test_a_repeat_inside_the_repeat_window_sends_no_second_prompt(client, topic)
 
 
 def test_daily_cap_per_number_across_hours(client, topic, settings):
-    import time_machine
     from datetime import datetime, timedelta, timezone
+
+    import time_machine
 
     settings.OPTIN_MAX_PER_NUMBER_PER_HOUR = 10
     settings.OPTIN_MAX_PER_NUMBER_PER_DAY = 3
@@ -320,8 +322,9 @@ def test_bad_tokens_are_explained(client, topic, token):
 
 
 def test_expired_link(client, topic):
-    import time_machine
     from datetime import timedelta
+
+    import time_machine
 
     token = request_token(topic)
     with time_machine.travel(timedelta(hours=49)):

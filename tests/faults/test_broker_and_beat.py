@@ -21,7 +21,7 @@ from django.utils import timezone
 from broadcasts import services
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
 
-from .conftest import celery_sends_to, on_postgres_and_redis, wait_until
+from .conftest import celery_sends_to, on_postgres_and_redis, wait_until  # noqa: F401 — the skipif condition names it
 
 pytestmark = [
     pytest.mark.postgres,

@@ -25,7 +25,7 @@ from consent.signatures import twilio_signature
 from tests.plugins.worker import ROOT
 from tests.prompts import deliver_prompts
 
-from .conftest import TcpProxy, on_postgres_and_redis, wait_until
+from .conftest import TcpProxy, on_postgres_and_redis, wait_until  # noqa: F401 — the skipif condition names it
 
 pytestmark = [
     pytest.mark.postgres,

@@ -15,7 +15,7 @@ import pytest
 from broadcasts import services
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
 
-from .conftest import celery_sends_to, on_postgres_and_redis, wait_until
+from .conftest import celery_sends_to, on_postgres_and_redis, wait_until  # noqa: F401 — the skipif condition names it
 
 pytestmark = [
     pytest.mark.postgres,
@@ -46,7 +46,7 @@ def test_flaky_provider_then_success(topic, consented, use_stand_in, settings, p
     use_stand_in.configure(faults=FLAKY)
     processes.env.update(PROVIDER_READ_TIMEOUT="1", PROVIDER_CONNECT_TIMEOUT="1")
     for broadcast in _run_broadcast(topic, settings, processes):
-        def completed():
+        def completed(broadcast=broadcast):
             # The beat: wakes rows whose retry is due after their send task has finished.
             services.broadcasts_tick()
             return Broadcast.objects.get(pk=broadcast.pk).status == BroadcastStatus.COMPLETED
@@ -71,7 +71,7 @@ def test_provider_down_for_good_pauses_the_broadcast_and_says_why(topic, consent
     use_stand_in.configure(faults=[{"kind": "500", "count": 100_000}])
     processes.env.update(BROADCAST_MAX_ATTEMPTS="2", BROADCAST_ERROR_RATE_MIN_SAMPLE="10")
     for broadcast in _run_broadcast(topic, settings, processes):
-        def paused():
+        def paused(broadcast=broadcast):
             services.broadcasts_tick()  # the beat
             return Broadcast.objects.get(pk=broadcast.pk).status == BroadcastStatus.PAUSED
 

@@ -15,7 +15,8 @@ After every step:
   4. the hash chain verifies.
 """
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from itertools import count
 
 import pytest
@@ -24,11 +25,12 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from broadcasts import sending, services as broadcast_services
+from broadcasts import sending
+from broadcasts import services as broadcast_services
 from broadcasts.models import Delivery
-from broadcasts.providers import SendResult
 from broadcasts.tasks import broadcasts_tick_task
 from consent import inbound, services
 from consent.erasure import contact_erase
@@ -36,6 +38,7 @@ from consent.ledger import pseudonym_for
 from consent.models import Contact, Source, Suppression
 from consent.verification import verify_ledger
 from consent.webhooks.parsers import InboundMessage
+from messaging.providers import SendResult
 from tests.prompts import Outbox
 
 from .conftest import PROFILE

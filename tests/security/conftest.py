@@ -23,7 +23,7 @@ def app_log():
     try:
         yield buffer
     finally:
-        for handler, stream in zip(handlers, previous):
+        for handler, stream in zip(handlers, previous, strict=True):
             handler.setStream(stream)
 
 

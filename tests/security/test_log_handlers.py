@@ -223,7 +223,7 @@ def test_a_real_workers_log_is_masked(topic, celery_worker_process):
     from consent import services
     from consent.models import Message, Source
 
-    result = services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={})
+    services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.API, evidence={})
     celery_worker_process(lambda: Message.objects.filter(kind=Message.Kind.CONFIRMATION_PROMPT,
                                                          status=Message.Status.SENT).exists(), what="the prompt")
     celery_worker_process(lambda: "console provider" in celery_worker_process.log.read_text(), what="its log line")

@@ -108,6 +108,17 @@ def test_production_starts_with_its_secrets_and_turns_security_on():
     assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
 
 
+def test_production_settings_check_the_audit_keys_without_importing_an_app():
+    """Settings sit below every app: a start-up key check that imported one would load it before Django."""
+    code = ("import sys, config.settings.production\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'messaging', 'consent', 'broadcasts'}))\n")
+    # Both keys, so that every parse and the pair check run (the public key of GOOD_ENV's private key).
+    both = {**GOOD_ENV, "AUDIT_PUBLIC_KEY": "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="}
+    result = _run(both, code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 _HEADERS_PROBE = """
 import json, django
 django.setup()

@@ -84,8 +84,9 @@ def test_simultaneous_join_copies_start_one_opt_in(topic, webhook_settings):
 
 
 def test_simultaneous_whatsapp_yes_copies_confirm_once(topic, webhook_settings):
-    import time_machine
     from datetime import datetime, timezone
+
+    import time_machine
 
     with time_machine.travel(datetime(2025, 11, 25, 18, 10, tzinfo=timezone.utc), tick=True):
         services.optin_request(phone="+33612345678", topic=topic, channel="whatsapp", source=Source.WEB_FORM,

@@ -20,7 +20,6 @@ from consent.webhooks.parsers import (
     parse_whatsapp,
     parse_whatsapp_body,
 )
-
 from consent.webhooks.references import Reference
 
 from .payloads import FIXTURES, twilio_form, whatsapp_body, whatsapp_json
@@ -278,9 +277,8 @@ def test_whatsapp_body_size_and_record_count_are_capped():
 
 
 def test_error_code_sets_agree_with_the_provider_clients():
-    from broadcasts.providers import twilio, whatsapp
-
     from consent.webhooks.parsers import INVALID_NUMBER_ERROR_CODES, OPT_OUT_ERROR_CODES
+    from messaging.providers import twilio, whatsapp
 
     assert OPT_OUT_ERROR_CODES == twilio.OPT_OUT_CODES | whatsapp.OPT_OUT_CODES
     assert INVALID_NUMBER_ERROR_CODES == twilio.INVALID_RECIPIENT_CODES | whatsapp.INVALID_RECIPIENT_CODES

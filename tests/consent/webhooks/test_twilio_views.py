@@ -347,7 +347,7 @@ class CallbackFirst:
         self.responses, self.seen = [], []
 
     def send(self, message):
-        from broadcasts.providers import SendResult
+        from messaging.providers import SendResult
 
         self.responses.append(self.post(path_of(message.status_callback, self.settings),
                                         twilio_form(self.fixture, MessageSid=self.sid, SmsSid=self.sid, **self.changes)))

@@ -288,9 +288,9 @@ def wamid_of(name):
 
 def test_early_status_finds_the_message_by_the_callback_data_we_sent(topic, whatsapp_post, monkeypatch):
     """The Cloud API returns our biz_opaque_callback_data in the statuses of the message."""
-    from broadcasts.providers import SendResult
-    from broadcasts.providers.whatsapp import WhatsAppCloudProvider
     from consent import messaging
+    from messaging.providers import SendResult
+    from messaging.providers.whatsapp import WhatsAppCloudProvider
 
     services.optin_request(phone=PHONE, topic=topic, channel="whatsapp", source=Source.API, evidence={"ip": "192.0.2.1"})
     prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 import pytest
 import urllib3
 
-from broadcasts.providers import (
+from messaging.providers import (
     InvalidRecipientError,
     OutgoingMessage,
     PermanentProviderError,
@@ -20,9 +20,9 @@ from broadcasts.providers import (
     TransientProviderError,
     get_provider,
 )
-from broadcasts.providers.http import parse_retry_after
-from broadcasts.providers.twilio import TwilioProvider
-from broadcasts.providers.whatsapp import WhatsAppCloudProvider
+from messaging.providers.http import parse_retry_after
+from messaging.providers.twilio import TwilioProvider
+from messaging.providers.whatsapp import WhatsAppCloudProvider
 
 TWILIO_PATH = "/2010-04-01/Accounts/AC123/Messages.json"
 WHATSAPP_PATH = "/v23.0/555000/messages"
@@ -477,8 +477,8 @@ def test_whatsapp_round_trip_through_the_stand_in(use_stand_in):
 
 
 def test_console_provider_shows_the_whole_message_in_development_only(settings, capsys):
-    from broadcasts.providers import OutgoingMessage
-    from broadcasts.providers.console import ConsoleProvider
+    from messaging.providers import OutgoingMessage
+    from messaging.providers.console import ConsoleProvider
 
     message = OutgoingMessage(to="+14155550123", channel="sms", body="Reply YES http://x/optin/confirm/tok3n/")
     settings.DEBUG = True
@@ -490,7 +490,7 @@ def test_console_provider_shows_the_whole_message_in_development_only(settings, 
 
 
 def test_proxies_come_from_the_environment_once_per_client(monkeypatch):
-    from broadcasts.providers.http import HttpClient
+    from messaging.providers.http import HttpClient
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "graph.test")
@@ -539,18 +539,6 @@ def test_whatsapp_sends_our_reference_as_callback_data_for_its_status_webhooks(c
                                           reference="delivery-456"))
     [request] = canned.requests
     assert json.loads(request["body"])["biz_opaque_callback_data"] == "delivery-456"
-
-
-def test_twilio_status_callback_of_a_broadcast_delivery_carries_its_reference(use_stand_in, settings):
-    from broadcasts.models import Broadcast
-    from broadcasts.sending import outgoing_for
-
-    settings.PUBLIC_BASE_URL = "https://consent.example.com"
-    broadcast = Broadcast(channel="sms", body="Hi", template=None)
-    message = outgoing_for(broadcast=broadcast, phone=SMS.to, country="US", attributes=None, reference="delivery-456")
-    get_provider("sms").send(message)
-    [sent] = use_stand_in.messages(to=SMS.to)
-    assert sent["status_callback"] == "https://consent.example.com/webhooks/twilio/status/?ref=delivery-456"
 
 
 def test_whatsapp_callback_data_reaches_the_stand_in(use_stand_in):

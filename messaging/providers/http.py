@@ -37,6 +37,8 @@ except ImportError:  # pragma: no cover - urllib3 without its own hostname match
     _HostnameMismatch = ssl.CertificateError
 
 USER_AGENT = f"consent-manager/1 {requests.utils.default_user_agent()}"  # e.g. "consent-manager/1 python-requests/2.34.2"
+# Provider calls in flight at once per worker process; settings may override it (BROADCAST_SEND_CONCURRENCY).
+SEND_CONCURRENCY_DEFAULT = 32
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -147,10 +149,10 @@ def per_process(key: tuple, factory):
 
 def shared_pool_size() -> int:
     """Connections to keep alive in a process-wide client: the broadcast send concurrency."""
-    try:
-        from broadcasts.conf import setting
+    from django.conf import settings
 
-        return max(1, int(setting("BROADCAST_SEND_CONCURRENCY")))
+    try:
+        return max(1, int(getattr(settings, "BROADCAST_SEND_CONCURRENCY", SEND_CONCURRENCY_DEFAULT)))
     except Exception:  # settings not configured (a script): requests' default pool
         return 10
 
@@ -221,7 +223,7 @@ class HttpClient:
         prepared.prepare_body(body, None)  # bytes as they are, Content-Length set
         try:
             response = self._adapter.send(prepared, stream=False, timeout=self.timeout, **self.send_options)
-            response.content  # read the whole reply now, so that the connection goes back to the pool
+            _ = response.content  # read the whole reply now, so that the connection goes back to the pool
         except requests.RequestException as exc:
             raise transport_error(exc, provider) from exc
         return response

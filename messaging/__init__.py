@@ -1,0 +1,1 @@
+"""Outbound messaging below consent and broadcasts: provider clients behind one interface."""
