@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 PRIVATE = 0o077  # group and other permission bits
@@ -43,3 +45,28 @@ def private_file(path: str | Path) -> None:
     for sibling in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         if sibling.exists():
             _tighten(sibling)
+
+
+_secret_lock = threading.Lock()
+
+
+def development_secret(path: str | Path, make: Callable[[], bytes]) -> bytes:
+    """The secret in `path`, written once with make() (0600) when it does not exist yet: development defaults.
+
+    O_EXCL: when two processes race to create it, one writes and the other reads what it wrote.
+    """
+    path = Path(path)
+    with _secret_lock:
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(make())
+        secret = path.read_bytes()
+    if not secret.strip():  # a reader that raced the writer saw the file before its content
+        raise RuntimeError(f"{path} is empty: remove it, or set the setting it stands in for")
+    return secret

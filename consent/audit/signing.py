@@ -9,8 +9,6 @@ In development, when both are unset, a key is generated once under the ignored d
 import base64
 import hashlib
 import json
-import os
-import threading
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
@@ -23,9 +21,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from config import keys
+from config.datadir import development_secret
 
 ALGORITHM = "Ed25519"
-_lock = threading.Lock()
 
 
 def canonical_json(payload: dict) -> bytes:
@@ -33,30 +31,16 @@ def canonical_json(payload: dict) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _load_or_create_key_file(path) -> Ed25519PrivateKey:
-    with _lock:
-        if not os.path.exists(path):
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            # O_EXCL: when two processes race to create the key, one wins and the other reads it.
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(pem)
-        with open(path, encoding="ascii") as handle:
-            return keys.parse_private_key(handle.read())
+def _new_private_key_pem() -> bytes:
+    return Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption())
 
 
 @lru_cache(maxsize=4)
 def _key_for(configured: str, path: str) -> Ed25519PrivateKey:
     if configured:
         return keys.parse_private_key(configured)
-    return _load_or_create_key_file(path)
+    return keys.parse_private_key(development_secret(path, _new_private_key_pem).decode("ascii"))
 
 
 class SigningKeyMissing(ImproperlyConfigured):
