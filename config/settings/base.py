@@ -1,45 +1,43 @@
 """Settings shared by every environment. Everything that varies comes from the environment."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import dj_database_url
+import environ
 
 from config.datadir import private_dir, private_file
 
+
+class SetVariables(Mapping):
+    """The process environment without its empty variables: an empty value means "unset, use the default"."""
+
+    def __getitem__(self, name):
+        value = os.environ[name]
+        if value == "":
+            raise KeyError(name)
+        return value
+
+    def __iter__(self):
+        return (name for name, value in os.environ.items() if value != "")
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+
+env = environ.Env()
+env.ENVIRON = SetVariables()
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-DATA_DIR = private_dir(Path(os.environ.get("DATA_DIR", BASE_DIR / "data")))  # 0700: database and keys
+DATA_DIR = private_dir(Path(env.str("DATA_DIR", str(BASE_DIR / "data"))))  # 0700: database and keys
 
-
-def env(name, default=None):
-    value = os.environ.get(name)
-    return default if value in (None, "") else value
-
-
-def env_bool(name, default=False):
-    value = os.environ.get(name)
-    if value in (None, ""):
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name, default):
-    value = os.environ.get(name)
-    return default if value in (None, "") else int(value)
-
-
-def env_list(name, default=()):
-    value = os.environ.get(name)
-    if value in (None, ""):
-        return list(default)
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-development-key-change-me")
-DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
-PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [PUBLIC_BASE_URL])
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", "insecure-development-key-change-me")
+DEBUG = env.bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", cast=str.strip,
+                         default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", cast=str.strip, default=[PUBLIC_BASE_URL])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -90,8 +88,8 @@ TEMPLATES = [
 # Database: DATABASE_URL, else an SQLite file under the data folder.
 DATABASES = {
     "default": dj_database_url.parse(
-        env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'consent.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        env.str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'consent.sqlite3'}"),
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
 }
@@ -101,8 +99,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Parameters bound by the server, and statements run often (every webhook's handful) prepared
     # once per connection: PostgreSQL then skips parsing and planning them on each request.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        server_side_binding=env_bool("DATABASE_SERVER_SIDE_BINDING", True),
-        prepare_threshold=env_int("DATABASE_PREPARE_THRESHOLD", 5),
+        server_side_binding=env.bool("DATABASE_SERVER_SIDE_BINDING", True),
+        prepare_threshold=env.int("DATABASE_PREPARE_THRESHOLD", 5),
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE makes every transaction take the write lock at BEGIN, so concurrent
@@ -119,7 +117,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # PostgreSQL: the role web, worker and beat log in as (migrate, run as the owner, creates it and grants
 # it what the application needs, and only appending on the ledger tables). DATABASE_APP_PASSWORD sets
 # its password when migrate creates it.
-DATABASE_APP_ROLE = env("DATABASE_APP_ROLE", "consent_app")
+DATABASE_APP_ROLE = env.str("DATABASE_APP_ROLE", "consent_app")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -137,7 +135,7 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Cache: Redis when REDIS_URL is set (shared by every process), otherwise the database.
-REDIS_URL = env("REDIS_URL")
+REDIS_URL = env.str("REDIS_URL", None)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -151,7 +149,7 @@ else:
 # Celery: the broker from CELERY_BROKER_URL, else a file-system broker under the data folder
 # that needs no server (worker, beat and web share it on one machine).
 # The folder transport ignores the host; without one kombu warns "No hostname was supplied" on every publish.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://localhost/")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker"
     _queue_dir.mkdir(mode=0o700, exist_ok=True)
@@ -166,10 +164,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     # Seconds before Redis redelivers a task whose worker died without acking it (acks_late tasks).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 if CELERY_BROKER_URL.startswith("redis://"):
     CELERY_BROKER_TRANSPORT = "config.broker:Transport"  # kombu's, with one publishing client per channel
-CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -184,7 +182,7 @@ CELERY_BEAT_SCHEDULE = {
     "ledger-checkpoint": {"task": "consent.audit.tasks.ledger_checkpoint_task", "schedule": 900.0},
     "ledger-verify-full": {"task": "consent.audit.tasks.ledger_verify_task", "schedule": 86400.0},
     "broadcasts-tick": {"task": "broadcasts.tasks.broadcasts_tick_task",
-                        "schedule": float(env("BROADCAST_TICK_SECONDS", "5"))},
+                        "schedule": env.float("BROADCAST_TICK_SECONDS", 5.0)},
 }
 # Only the signer (`celery -A config worker -Q audit-signer --concurrency 1`) holds AUDIT_SIGNING_KEY.
 CELERY_TASK_ROUTES = {"consent.audit.tasks.ledger_checkpoint_task": {"queue": "audit-signer"}}
@@ -203,7 +201,7 @@ REST_FRAMEWORK = {
 }
 
 # The largest page of any list (`?limit=`, `?page_size=`): a larger value is clamped to it.
-API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", 1000)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Consent manager API",
@@ -227,46 +225,46 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Providers. "console" logs and stores messages; it is the default without credentials.
-TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", "")
-TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", "")
-TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", "")
-TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", "")
-TWILIO_API_BASE = env("TWILIO_API_BASE", "https://api.twilio.com").rstrip("/")
-SMS_PROVIDER = env("SMS_PROVIDER", "twilio" if TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN else "console")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", "")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", "")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", "")
+TWILIO_API_BASE = env.str("TWILIO_API_BASE", "https://api.twilio.com").rstrip("/")
+SMS_PROVIDER = env.str("SMS_PROVIDER", "twilio" if TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN else "console")
 
-WHATSAPP_ACCESS_TOKEN = env("WHATSAPP_ACCESS_TOKEN", "")
-WHATSAPP_PHONE_NUMBER_ID = env("WHATSAPP_PHONE_NUMBER_ID", "")
-WHATSAPP_APP_SECRET = env("WHATSAPP_APP_SECRET", "")
-WHATSAPP_VERIFY_TOKEN = env("WHATSAPP_VERIFY_TOKEN", "")
-WHATSAPP_OPTIN_TEMPLATE = env("WHATSAPP_OPTIN_TEMPLATE", "optin_confirmation")
-WHATSAPP_OPTIN_TEMPLATE_LANGUAGE = env("WHATSAPP_OPTIN_TEMPLATE_LANGUAGE", "en_US")
-WHATSAPP_API_BASE = env("WHATSAPP_API_BASE", "https://graph.facebook.com/v23.0").rstrip("/")
-WHATSAPP_PROVIDER = env("WHATSAPP_PROVIDER", "cloud" if WHATSAPP_ACCESS_TOKEN else "console")
+WHATSAPP_ACCESS_TOKEN = env.str("WHATSAPP_ACCESS_TOKEN", "")
+WHATSAPP_PHONE_NUMBER_ID = env.str("WHATSAPP_PHONE_NUMBER_ID", "")
+WHATSAPP_APP_SECRET = env.str("WHATSAPP_APP_SECRET", "")
+WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", "")
+WHATSAPP_OPTIN_TEMPLATE = env.str("WHATSAPP_OPTIN_TEMPLATE", "optin_confirmation")
+WHATSAPP_OPTIN_TEMPLATE_LANGUAGE = env.str("WHATSAPP_OPTIN_TEMPLATE_LANGUAGE", "en_US")
+WHATSAPP_API_BASE = env.str("WHATSAPP_API_BASE", "https://graph.facebook.com/v23.0").rstrip("/")
+WHATSAPP_PROVIDER = env.str("WHATSAPP_PROVIDER", "cloud" if WHATSAPP_ACCESS_TOKEN else "console")
 
 # Connect and read timeouts (seconds) for every provider call.
-PROVIDER_TIMEOUT = (float(env("PROVIDER_CONNECT_TIMEOUT", "3.05")), float(env("PROVIDER_READ_TIMEOUT", "10")))
+PROVIDER_TIMEOUT = (env.float("PROVIDER_CONNECT_TIMEOUT", 3.05), env.float("PROVIDER_READ_TIMEOUT", 10.0))
 
 # Consent rules.
-CONSENT_CONFIRMATION_WINDOW_HOURS = env_int("CONSENT_CONFIRMATION_WINDOW_HOURS", 48)
-CONSENT_TOKEN_MAX_AGE_HOURS = env_int("CONSENT_TOKEN_MAX_AGE_HOURS", CONSENT_CONFIRMATION_WINDOW_HOURS)
+CONSENT_CONFIRMATION_WINDOW_HOURS = env.int("CONSENT_CONFIRMATION_WINDOW_HOURS", 48)
+CONSENT_TOKEN_MAX_AGE_HOURS = env.int("CONSENT_TOKEN_MAX_AGE_HOURS", CONSENT_CONFIRMATION_WINDOW_HOURS)
 # Key for the pseudonym of a phone number in the ledger and the suppression list (HMAC-SHA256):
 # its own secret, so rotating DJANGO_SECRET_KEY changes no pseudonym. Unset: a development key
 # generated under the data folder on first use (production refuses to start without it).
-CONSENT_PSEUDONYM_KEY = env("CONSENT_PSEUDONYM_KEY", "")
+CONSENT_PSEUDONYM_KEY = env.str("CONSENT_PSEUDONYM_KEY", "")
 CONSENT_PSEUDONYM_KEY_FILE = DATA_DIR / "consent-pseudonym-key"
-DEFAULT_PHONE_REGION = env("DEFAULT_PHONE_REGION", None)
+DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", None)
 
 # Ed25519 private key (PEM) that signs ledger checkpoints and export manifests: the signer's only.
-AUDIT_SIGNING_KEY = env("AUDIT_SIGNING_KEY", "")
+AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY", "")
 # Its public key (PEM or raw base64), for every process that verifies but does not sign.
-AUDIT_PUBLIC_KEY = env("AUDIT_PUBLIC_KEY", "")
+AUDIT_PUBLIC_KEY = env.str("AUDIT_PUBLIC_KEY", "")
 # Where signed checkpoints are also written, write-once, outside the database (a directory, or scheme://).
-AUDIT_CHECKPOINT_SINK = env("AUDIT_CHECKPOINT_SINK", str(DATA_DIR / "checkpoints"))
+AUDIT_CHECKPOINT_SINK = env.str("AUDIT_CHECKPOINT_SINK", str(DATA_DIR / "checkpoints"))
 if AUDIT_CHECKPOINT_SINK == str(DATA_DIR / "checkpoints"):
     (DATA_DIR / "checkpoints").mkdir(mode=0o700, exist_ok=True)
 AUDIT_SIGNING_KEY_FILE = DATA_DIR / "audit-signing-key.pem"
 # After a key rotation: the retired public keys (PEM or raw base64, comma-separated) whose checkpoints still count.
-AUDIT_PREVIOUS_PUBLIC_KEYS = env("AUDIT_PREVIOUS_PUBLIC_KEYS", "")
+AUDIT_PREVIOUS_PUBLIC_KEYS = env.str("AUDIT_PREVIOUS_PUBLIC_KEYS", "")
 
 LOGGING = {
     "version": 1,
@@ -282,7 +280,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["personal_data"]},
                  "django.server": {"class": "logging.StreamHandler", "formatter": "django.server",
                                    "filters": ["personal_data"]}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
     # Django's default handlers mask nothing, and "django" also propagates to root: every warning came
     # twice in development, once unmasked. Here "django" only propagates; runserver's access log masks.
     "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True},
@@ -305,21 +303,22 @@ CONSENT_KEYWORDS = {
 # Broadcasts (defaults and the rest in broadcasts/conf.py). Messages per second per sender,
 # shared by every worker; 0 turns the limit off.
 BROADCAST_RATE_LIMITS = {
-    "sms": float(env("BROADCAST_SMS_RATE_PER_SECOND", "10")),
-    "whatsapp": float(env("BROADCAST_WHATSAPP_RATE_PER_SECOND", "80")),
+    "sms": env.float("BROADCAST_SMS_RATE_PER_SECOND", 10.0),
+    "whatsapp": env.float("BROADCAST_WHATSAPP_RATE_PER_SECOND", 80.0),
 }
-BROADCAST_SEND_CONCURRENCY = env_int("BROADCAST_SEND_CONCURRENCY", 32)
-BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 500)
-BROADCAST_CLAIM_SIZE = env_int("BROADCAST_CLAIM_SIZE", 32)
+BROADCAST_SEND_CONCURRENCY = env.int("BROADCAST_SEND_CONCURRENCY", 32)
+BROADCAST_BATCH_SIZE = env.int("BROADCAST_BATCH_SIZE", 500)
+BROADCAST_CLAIM_SIZE = env.int("BROADCAST_CLAIM_SIZE", 32)
 
 # Customers' side: SMS-pumping limits on prompts (every source; the per-IP one on the hosted page), webhooks.
-TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])  # addresses/networks whose X-Forwarded-For is believed
-OPTIN_ALLOWED_COUNTRIES = env_list("OPTIN_ALLOWED_COUNTRIES", [])  # empty: every country
-OPTIN_MAX_PER_IP_PER_HOUR = env_int("OPTIN_MAX_PER_IP_PER_HOUR", 10)
-OPTIN_MAX_PER_NUMBER_PER_HOUR = env_int("OPTIN_MAX_PER_NUMBER_PER_HOUR", 3)
-OPTIN_MAX_PER_NUMBER_PER_DAY = env_int("OPTIN_MAX_PER_NUMBER_PER_DAY", 5)
-OPTIN_MAX_PER_API_USER_PER_HOUR = env_int("OPTIN_MAX_PER_API_USER_PER_HOUR", 1000)
-OPTIN_REPEAT_PROMPT_AFTER_MINUTES = env_int("OPTIN_REPEAT_PROMPT_AFTER_MINUTES", 10)  # a fresh pending prompt is not resent
-WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 262144)
+# Addresses/networks whose X-Forwarded-For is believed.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", cast=str.strip, default=[])
+OPTIN_ALLOWED_COUNTRIES = env.list("OPTIN_ALLOWED_COUNTRIES", cast=str.strip, default=[])  # empty: every country
+OPTIN_MAX_PER_IP_PER_HOUR = env.int("OPTIN_MAX_PER_IP_PER_HOUR", 10)
+OPTIN_MAX_PER_NUMBER_PER_HOUR = env.int("OPTIN_MAX_PER_NUMBER_PER_HOUR", 3)
+OPTIN_MAX_PER_NUMBER_PER_DAY = env.int("OPTIN_MAX_PER_NUMBER_PER_DAY", 5)
+OPTIN_MAX_PER_API_USER_PER_HOUR = env.int("OPTIN_MAX_PER_API_USER_PER_HOUR", 1000)
+OPTIN_REPEAT_PROMPT_AFTER_MINUTES = env.int("OPTIN_REPEAT_PROMPT_AFTER_MINUTES", 10)  # a fresh pending prompt is not resent
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", 262144)
 # Queued transactional messages older than this are handed to the broker again (broker outages).
-MESSAGE_REQUEUE_AFTER_SECONDS = env_int("MESSAGE_REQUEUE_AFTER_SECONDS", 900)
+MESSAGE_REQUEUE_AFTER_SECONDS = env.int("MESSAGE_REQUEUE_AFTER_SECONDS", 900)
