@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from config.pagination import CursorPagination
 from consent.models import actor_for
-from consent.permissions import IsMarketerOrAdmin, ReadAnyRoleWriteMarketer
+from consent.permissions import IsAdminRole, IsMarketerRole, ReadAnyRoleWriteMarketer
 from consent.serializers import ChannelField, PhoneField, TopicSlugField
 
 from . import selectors, services
@@ -124,7 +124,7 @@ class BroadcastDetailApi(APIView):
 class BroadcastScheduleApi(APIView):
     """draft → scheduled (at `send_at`, the broadcast's own, or now)."""
 
-    permission_classes = [IsMarketerOrAdmin]
+    permission_classes = [IsAdminRole | IsMarketerRole]
 
     class InputSerializer(serializers.Serializer):
         send_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -138,7 +138,7 @@ class BroadcastScheduleApi(APIView):
 
 
 class _ActionApi(APIView):
-    permission_classes = [IsMarketerOrAdmin]
+    permission_classes = [IsAdminRole | IsMarketerRole]
 
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
@@ -205,7 +205,7 @@ class BroadcastAudienceApi(APIView):
 class BroadcastTestSendApi(APIView):
     """Send the broadcast once to one contact whose consent is current (a proof, not a delivery)."""
 
-    permission_classes = [IsMarketerOrAdmin]
+    permission_classes = [IsAdminRole | IsMarketerRole]
 
     class InputSerializer(serializers.Serializer):
         phone = PhoneField()

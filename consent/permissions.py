@@ -18,35 +18,37 @@ def user_roles(user) -> set[str]:
     return cached
 
 
-def _has(request, *roles) -> bool:
-    return bool(user_roles(request.user) & set(roles))
+def _has(request, role) -> bool:
+    return role in user_roles(request.user)
 
 
 class IsAdminRole(BasePermission):
-    """Admins only (the default for any endpoint that names nothing else)."""
+    """Admins (the default for any endpoint that names nothing else)."""
 
     def has_permission(self, request, view):
-        return _has(request, ApiRole.ADMIN)
+        return bool(_has(request, ApiRole.ADMIN))
 
 
-class IsMarketerOrAdmin(BasePermission):
-    """Marketers and admins."""
-
-    def has_permission(self, request, view):
-        return _has(request, ApiRole.ADMIN, ApiRole.MARKETER)
-
-
-class IsAuditorOrAdmin(BasePermission):
-    """Auditors and admins."""
+class IsMarketerRole(BasePermission):
+    """Marketers."""
 
     def has_permission(self, request, view):
-        return _has(request, ApiRole.ADMIN, ApiRole.AUDITOR)
+        return bool(_has(request, ApiRole.MARKETER))
 
 
-class ReadAnyRoleWriteMarketer(BasePermission):
-    """Every role reads; marketers and admins write."""
+class IsAuditorRole(BasePermission):
+    """Auditors."""
 
     def has_permission(self, request, view):
-        if request.method in SAFE_METHODS:
-            return _has(request, ApiRole.ADMIN, ApiRole.MARKETER, ApiRole.AUDITOR)
-        return _has(request, ApiRole.ADMIN, ApiRole.MARKETER)
+        return bool(_has(request, ApiRole.AUDITOR))
+
+
+class IsReadOnly(BasePermission):
+    """Safe methods only (GET, HEAD, OPTIONS)."""
+
+    def has_permission(self, request, view):
+        return bool(request.method in SAFE_METHODS)
+
+
+# Every role reads; marketers and admins write.
+ReadAnyRoleWriteMarketer = IsAdminRole | IsMarketerRole | (IsReadOnly & IsAuditorRole)

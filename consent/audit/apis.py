@@ -24,7 +24,7 @@ from consent.models import (
     TopicText,
     actor_for,
 )
-from consent.permissions import IsAdminRole, IsAuditorOrAdmin
+from consent.permissions import IsAdminRole, IsAuditorRole
 from consent.verification import verify_ledger, verify_state
 
 from . import signing
@@ -97,7 +97,7 @@ class EventCursorPagination(CursorPagination):
 class AuditEventListApi(APIView):
     """Ledger events in sequence order, filtered, cursor-paginated (auditors and admins)."""
 
-    permission_classes = [IsAuditorOrAdmin]
+    permission_classes = [IsAdminRole | IsAuditorRole]
     pagination_class = EventCursorPagination
 
     @extend_schema(
@@ -132,7 +132,7 @@ class AuditEventListApi(APIView):
 class AuditVerifyApi(APIView):
     """Verify the chain (or, with ?resume=true, from the latest valid signed checkpoint) and the consent rows."""
 
-    permission_classes = [IsAuditorOrAdmin]
+    permission_classes = [IsAdminRole | IsAuditorRole]
 
     @extend_schema(parameters=[OpenApiParameter("resume", bool)],
                    responses=inline_serializer("VerifyReport", {
@@ -153,7 +153,7 @@ class AuditVerifyApi(APIView):
 class AuditExportApi(APIView):
     """The ledger (or part of it) as CSV or JSON Lines, streamed up to the head at request time."""
 
-    permission_classes = [IsAuditorOrAdmin]
+    permission_classes = [IsAdminRole | IsAuditorRole]
     content_negotiation_class = FormatParameterIgnored
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=FORMATS)] + [
@@ -177,7 +177,7 @@ class AuditExportApi(APIView):
 class AuditTextListApi(APIView):
     """Every version of every topic's texts with its SHA-256, to resolve an event's text_sha256."""
 
-    permission_classes = [IsAuditorOrAdmin]
+    permission_classes = [IsAdminRole | IsAuditorRole]
 
     @extend_schema(responses=inline_serializer("AuditText", {
         "topic": serializers.CharField(), "version": serializers.IntegerField(),
@@ -232,7 +232,7 @@ def _contact_or_404(phone: str):
 class ContactProofApi(APIView):
     """A contact's signed proof of consent (JSON, or ?format=html for a printable page)."""
 
-    permission_classes = [IsAuditorOrAdmin]
+    permission_classes = [IsAdminRole | IsAuditorRole]
     content_negotiation_class = FormatParameterIgnored
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["json", "html"])],
