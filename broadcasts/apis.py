@@ -10,13 +10,15 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from config.filters import filter_or_400
 from config.pagination import CursorPagination
 from consent.models import actor_for
 from consent.permissions import IsAdminRole, IsMarketerRole, ReadAnyRoleWriteMarketer
 from consent.serializers import ChannelField, PhoneField, TopicSlugField
 
 from . import selectors, services
-from .models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
+from .filters import BroadcastFilter, DeliveryFilter
+from .models import Broadcast, Delivery, SkipReason
 
 
 class BroadcastOutputSerializer(serializers.ModelSerializer):
@@ -93,12 +95,7 @@ class BroadcastListApi(APIView):
 
     @extend_schema(responses=BroadcastOutputSerializer(many=True))
     def get(self, request):
-        broadcasts = Broadcast.objects.select_related("topic").order_by("-id")
-        wanted = request.query_params.get("status")
-        if wanted:
-            if wanted not in BroadcastStatus.values:
-                raise serializers.ValidationError({"status": f"One of {', '.join(BroadcastStatus.values)}."})
-            broadcasts = broadcasts.filter(status=wanted)
+        broadcasts = filter_or_400(BroadcastFilter, request, Broadcast.objects.select_related("topic").order_by("-id"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(broadcasts, request, view=self)
         return paginator.get_paginated_response(BroadcastOutputSerializer(page, many=True).data)
@@ -244,12 +241,7 @@ class BroadcastDeliveryListApi(APIView):
     @extend_schema(responses=DeliveryOutputSerializer(many=True))
     def get(self, request, pk):
         broadcast = _broadcast(pk)
-        rows = Delivery.objects.filter(broadcast=broadcast).select_related("contact")
-        wanted = request.query_params.get("status")
-        if wanted:
-            if wanted not in DeliveryStatus.values:
-                raise serializers.ValidationError({"status": f"One of {', '.join(DeliveryStatus.values)}."})
-            rows = rows.filter(status=wanted)
+        rows = filter_or_400(DeliveryFilter, request, Delivery.objects.filter(broadcast=broadcast).select_related("contact"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(DeliveryOutputSerializer(page, many=True).data)

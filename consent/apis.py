@@ -9,10 +9,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.filters import filter_or_400
 from config.pagination import LimitOffsetPagination
 
 from . import selectors, services
-from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic, actor_for
+from .filters import ConsentFilter, ContactFilter, MessageFilter
+from .models import Consent, Contact, Message, Source, Topic, actor_for
 from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
 from .serializers import (
     AttributesField,
@@ -223,18 +225,7 @@ class ConsentListApi(APIView):
                                OpenApiParameter("channel", str), OpenApiParameter("status", str)],
                    responses=ConsentWithPhoneSerializer(many=True))
     def get(self, request):
-        qs = Consent.objects.select_related("contact", "topic", "text").order_by("id")
-        params = request.query_params
-        if params.get("phone"):
-            qs = qs.filter(contact__phone=services.phone_normalise(params["phone"]))
-        if params.get("topic"):
-            qs = qs.filter(topic__slug=params["topic"])
-        if params.get("channel"):
-            qs = qs.filter(channel=params["channel"])
-        if params.get("status"):
-            if params["status"] not in ConsentStatus.values:
-                raise serializers.ValidationError({"status": f"One of {', '.join(ConsentStatus.values)}."})
-            qs = qs.filter(selectors._effective_status_q(params["status"], selectors.timezone.now()))
+        qs = filter_or_400(ConsentFilter, request, Consent.objects.select_related("contact", "topic", "text").order_by("id"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ConsentWithPhoneSerializer(page, many=True).data)
@@ -256,23 +247,12 @@ class MessageListApi(APIView):
             fields = ["id", "phone", "channel", "direction", "kind", "topic", "body", "template", "status",
                       "provider_message_id", "error_code", "created_at", "sent_at", "status_at"]
 
-    FILTERS = {"channel": Channel, "direction": Message.Direction, "kind": Message.Kind, "status": Message.Status}
-
     @extend_schema(parameters=[OpenApiParameter("phone", str), OpenApiParameter("channel", str),
                                OpenApiParameter("direction", str), OpenApiParameter("kind", str),
                                OpenApiParameter("status", str)],
                    responses=OutputSerializer(many=True))
     def get(self, request):
-        qs = Message.objects.select_related("contact", "topic").order_by("-id")
-        params = request.query_params
-        if params.get("phone"):
-            qs = qs.filter(contact__phone=services.phone_normalise(params["phone"]))
-        for name, choices in self.FILTERS.items():
-            value = params.get(name)
-            if value:
-                if value not in choices.values:
-                    raise serializers.ValidationError({name: f"One of {', '.join(choices.values)}."})
-                qs = qs.filter(**{name: value})
+        qs = filter_or_400(MessageFilter, request, Message.objects.select_related("contact", "topic").order_by("-id"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
@@ -346,11 +326,7 @@ class ContactListApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("phone", str), OpenApiParameter("topic", str),
                                OpenApiParameter("status", str)], responses=ContactOutputSerializer(many=True))
     def get(self, request):
-        params = request.query_params
-        phone = services.phone_normalise(params["phone"]) if params.get("phone") else None
-        if params.get("status") and params["status"] not in ConsentStatus.values:
-            raise serializers.ValidationError({"status": f"One of {', '.join(ConsentStatus.values)}."})
-        qs = selectors.contact_list(phone=phone, topic=params.get("topic"), status=params.get("status"))
+        qs = filter_or_400(ContactFilter, request, Contact.objects.order_by("id"))
         qs = qs.prefetch_related(
             Prefetch("consents", queryset=Consent.objects.select_related("topic", "text").order_by("topic__slug", "channel"))
         )

@@ -150,3 +150,8 @@ def topics_by_keyword() -> dict[str, Topic]:
         for keyword in topic.keywords or []:
             mapping[str(keyword).upper()] = topic
     return mapping
+
+
+def consents_with_status(queryset: QuerySet[Consent], *, status: str, now: datetime | None = None) -> QuerySet[Consent]:
+    """The consents of `queryset` whose effective status is `status` (a pending one past its window is expired)."""
+    return queryset.filter(_effective_status_q(status, now or timezone.now()))

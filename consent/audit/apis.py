@@ -12,6 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.filters import filter_or_400
 from config.pagination import CursorPagination
 from consent import services
 from consent.erasure import contact_erase
@@ -19,7 +20,6 @@ from consent.hashing import format_instant, text_sha256
 from consent.ledger import ledger_head
 from consent.models import (
     ConsentEvent,
-    EventKind,
     LedgerCheckpoint,
     TopicText,
     actor_for,
@@ -32,11 +32,11 @@ from .checkpoints import checkpoint_as_dict, checkpoint_signature_valid
 from .export import (
     CONTENT_TYPES,
     FORMATS,
-    ExportFilters,
     ExportStream,
     event_record,
     filters_from_params,
 )
+from .filters import AuditEventFilter
 from .proof import contact_for_proof, contact_proof
 
 
@@ -106,24 +106,7 @@ class AuditEventListApi(APIView):
             "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
             "results": EventRecordSerializer(many=True)}))
     def get(self, request):
-        params = request.query_params
-        filters = filters_from_params(params)
-        extra, errors = {}, {}
-        if params.get("kind"):
-            if params["kind"] not in EventKind.values:
-                errors["kind"] = f"One of {', '.join(EventKind.values)}."
-            extra["kind"] = params["kind"]
-        if params.get("phone"):
-            try:
-                contact = contact_for_proof(services.phone_normalise(params["phone"]))
-            except ValidationError as exc:
-                errors.update(exc.message_dict)
-            else:
-                extra["contact_id"] = contact.pk if contact else 0  # found by pseudonym, so erased ones too
-        if errors:
-            raise ValidationError(errors)
-        filters = ExportFilters(**{**filters.__dict__, **extra})
-        queryset = filters.apply(ConsentEvent.objects.select_related("contact"))
+        queryset = filter_or_400(AuditEventFilter, request, ConsentEvent.objects.select_related("contact"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response([event_record(event) for event in page])
