@@ -9,13 +9,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def twilio_form(name: str, **changes) -> QueryDict:
-    """A recorded Twilio form post as Django parses it, with some fields replaced."""
+    """A recorded Twilio form post as Django parses it, with some fields replaced (None: removed)."""
     form = QueryDict((FIXTURES / name).read_text().strip(), mutable=True)
     for key, value in changes.items():
         if value is None:
             form.pop(key, None)
         else:
-            form[key] = value
+            form.setlist(key, value if isinstance(value, list) else [value])  # a list: the field repeated
     return form
 
 

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 INBOUND = "/webhooks/twilio/inbound/"
 STATUS = "/webhooks/twilio/status/"
 PHONE = "+14155550123"
+TEN_MB = 10 * 1024 * 1024
 
 
 def inbound_form(body, sid="SM00000000000000000000000000000001", phone=PHONE, **changes):
@@ -48,31 +49,62 @@ def test_stop_revokes_and_answers_empty_twiml_and_one_confirmation(topic, twilio
     assert "unsubscribed" in reply.body
 
 
-def test_redelivered_stop_changes_nothing_twice(topic, twilio_post, run_on_commit):
+@pytest.mark.parametrize("redeliveries", [1, 5])
+def test_redelivered_stop_changes_nothing_twice(topic, twilio_post, run_on_commit, redeliveries):
     active_consent(topic)
     with run_on_commit():
         first = twilio_post(INBOUND, twilio_form("twilio_inbound_stop.txt"))
         events = ConsentEvent.objects.count()
-        second = twilio_post(INBOUND, twilio_form("twilio_inbound_stop.txt"))
-    assert first.status_code == second.status_code == 200
+        again = [twilio_post(INBOUND, twilio_form("twilio_inbound_stop.txt")) for _ in range(redeliveries)]
+    assert {first.status_code, *(r.status_code for r in again)} == {200}
     assert ConsentEvent.objects.count() == events
     assert Message.objects.filter(kind=Message.Kind.STOP_REPLY).count() == 1
     assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
 
 
-@pytest.mark.parametrize(
-    "signature",
-    ["", "bm90IGEgc2lnbmF0dXJl", None],
-)
-def test_bad_or_missing_signature_is_403_and_changes_nothing(topic, client, webhook_settings, signature):
+# The signature sent for a form (None: no header at all).
+BAD_SIGNATURES = {
+    "missing": lambda form: None,
+    "empty": lambda form: "",
+    "garbage": lambda form: "bm90IGEgc2lnbmF0dXJl",
+    "wrong token": lambda form: twilio_signature("0" * 32, "http://testserver" + INBOUND, form),
+    "other path": lambda form: twilio_signature(TWILIO_TOKEN, "http://testserver" + STATUS, form),
+    "other host": lambda form: twilio_signature(TWILIO_TOKEN, "https://evil.example" + INBOUND, form),
+    "sha256 of the same": lambda form: "c2hhMjU2" * 5,
+    "very long": lambda form: "A" * 100_000,
+    "non-ascii": lambda form: "sïgnatüre",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SIGNATURES))
+def test_bad_or_missing_signature_is_403_and_changes_nothing(topic, client, webhook_settings, name):
     consent = active_consent(topic)
+    events = ConsentEvent.objects.count()
+    form = twilio_form("twilio_inbound_stop.txt")
+    signature = BAD_SIGNATURES[name](form)
     headers = {} if signature is None else {"HTTP_X_TWILIO_SIGNATURE": signature}
-    response = client.post(INBOUND, data=twilio_form("twilio_inbound_stop.txt").urlencode(),
-                           content_type="application/x-www-form-urlencoded", **headers)
+    response = client.post(INBOUND, data=form.urlencode(), content_type="application/x-www-form-urlencoded", **headers)
     assert response.status_code == 403
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.ACTIVE
+    assert ConsentEvent.objects.count() == events
     assert not Message.objects.filter(direction=Message.Direction.INBOUND).exists()
+
+
+def test_signature_replayed_on_a_changed_body_is_403(topic, twilio_post):
+    consent = active_consent(topic)
+    stolen = twilio_signature(TWILIO_TOKEN, "http://testserver" + INBOUND, inbound_form("hello"))
+    assert twilio_post(INBOUND, inbound_form("STOP"), signature=stolen).status_code == 403
+    assert twilio_post(INBOUND, inbound_form("hello", phone="+14155550999"), signature=stolen).status_code == 403
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+    assert not Message.objects.filter(direction=Message.Direction.INBOUND).exists()
+
+
+def test_signature_replayed_on_the_status_url_is_403(topic, twilio_post):
+    form = twilio_form("twilio_inbound_stop.txt")
+    stolen = twilio_signature(TWILIO_TOKEN, "http://testserver" + INBOUND, form)
+    assert twilio_post(STATUS, form, signature=stolen).status_code == 403
 
 
 def test_signature_of_another_url_or_token_is_403(topic, twilio_post):
@@ -112,7 +144,11 @@ def test_get_is_not_allowed(client):
 
 @pytest.mark.parametrize(
     "changes",
-    [{"From": None}, {"From": "hello"}, {"MessageSid": None, "SmsMessageSid": None, "SmsSid": None}],
+    [{"From": None}, {"From": "hello"}, {"MessageSid": None, "SmsMessageSid": None, "SmsSid": None},
+     # Twilio never repeats a field: a form that does is ambiguous and must not change consent.
+     {"Body": ["hello", "STOP"]}, {"From": ["+14155550999", PHONE]},
+     {"MessageSid": ["SM" + "b" * 32, "SM4f1a2b3c4d5e6f708192a3b4c5d6e7f8"]}],
+    ids=["no From", "From not a number", "no sid", "Body repeated", "From repeated", "MessageSid repeated"],
 )
 def test_malformed_signed_form_is_400_without_change(topic, twilio_post, changes):
     consent = active_consent(topic)
@@ -122,9 +158,34 @@ def test_malformed_signed_form_is_400_without_change(topic, twilio_post, changes
     assert consent.status == ConsentStatus.ACTIVE
 
 
-def test_oversized_body_is_413(twilio_post):
-    form = inbound_form("x" * 300_000)
-    assert twilio_post(INBOUND, form).status_code == 413
+@pytest.mark.parametrize("size", [300_000, TEN_MB])
+def test_oversized_body_is_413(topic, twilio_post, size):
+    consent = active_consent(topic)
+    assert twilio_post(INBOUND, inbound_form("x" * size)).status_code == 413
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+
+
+def test_oversized_body_with_a_lying_content_length_never_applies(topic, client, webhook_settings):
+    consent = active_consent(topic)
+    form = inbound_form("STOP")
+    body = form.urlencode().encode() + b"&Padding=" + b"x" * TEN_MB
+    response = client.generic("POST", INBOUND, body, content_type="application/x-www-form-urlencoded",
+                              CONTENT_LENGTH="100",
+                              HTTP_X_TWILIO_SIGNATURE=twilio_signature(TWILIO_TOKEN, "http://testserver" + INBOUND, form))
+    assert 400 <= response.status_code < 500
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+
+
+def test_broken_utf8_is_refused_or_harmless(topic, client, webhook_settings):
+    consent = active_consent(topic)
+    body = inbound_form("STOP").urlencode().encode().replace(b"Body=STOP", b"Body=ST%FF%FEOP%C3%28")
+    response = client.generic("POST", INBOUND, body, content_type="application/x-www-form-urlencoded",
+                              HTTP_X_TWILIO_SIGNATURE="whatever")
+    assert response.status_code in (400, 403)
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
 
 
 def test_non_form_body_is_not_a_500(client, webhook_settings):
@@ -161,13 +222,18 @@ def test_join_then_yes_by_sms(topic, twilio_post, run_on_commit):
     assert Message.objects.filter(kind=Message.Kind.CONFIRMED_REPLY).count() == 1
 
 
-def test_customer_care_text_is_stored_and_changes_nothing(topic, twilio_post, run_on_commit):
+@pytest.mark.parametrize("form,stored_body", [
+    (lambda: twilio_form("twilio_inbound_customer_care.txt"), "stop sending me the red one please"),
+    # PostgreSQL cannot store NUL; control characters are dropped too.
+    (lambda: inbound_form("hel\x00lo\x07 there", sid="SM" + "c" * 32), "hello there"),
+], ids=["recorded", "NUL and control characters"])
+def test_customer_care_text_is_stored_and_changes_nothing(topic, twilio_post, run_on_commit, form, stored_body):
     consent = active_consent(topic)
     events = ConsentEvent.objects.count()
     with run_on_commit():
-        twilio_post(INBOUND, twilio_form("twilio_inbound_customer_care.txt"))
+        assert twilio_post(INBOUND, form()).status_code == 200
     stored = Message.objects.get(direction=Message.Direction.INBOUND)
-    assert stored.body == "stop sending me the red one please"
+    assert stored.body == stored_body
     assert stored.kind == Message.Kind.INBOUND
     assert ConsentEvent.objects.count() == events
     consent.refresh_from_db()

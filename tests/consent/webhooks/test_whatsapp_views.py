@@ -9,8 +9,10 @@ import time_machine
 
 from consent import services
 from consent.models import ConsentEvent, ConsentStatus, Contact, EventKind, Message, Source
+from consent.signatures import whatsapp_signature
 from tests.prompts import deliver_prompts
 
+from .conftest import WHATSAPP_SECRET
 from .payloads import whatsapp_body, whatsapp_json
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +29,8 @@ def at_recording_time():
 
 URL = "/webhooks/whatsapp/"
 PHONE = "+33612345678"
+WA_ID = PHONE[1:]
+TEN_MB = 10 * 1024 * 1024
 
 
 def active_consent(topic, phone=PHONE, channel="whatsapp"):
@@ -72,14 +76,30 @@ def test_verification_without_a_configured_token_refuses(client, webhook_setting
 # signature and malformed input -----------------------------------------------------------
 
 
-def test_bad_signature_is_403_and_changes_nothing(topic, whatsapp_post):
+# The X-Hub-Signature-256 sent for a body (False: no header at all).
+BAD_SIGNATURES = {
+    "missing": lambda body: False,
+    "empty": lambda body: "",
+    "zeros": lambda body: "sha256=" + "0" * 64,
+    "no prefix": lambda body: whatsapp_signature(WHATSAPP_SECRET, body).split("=", 1)[1],
+    "sha1": lambda body: "sha1=" + "0" * 40,
+    "wrong secret": lambda body: whatsapp_signature("not-the-secret", body),
+    "of another body": lambda body: whatsapp_signature(WHATSAPP_SECRET, b"{}"),
+    "uppercase garbage": lambda body: "SHA256=" + "Z" * 64,
+    "very long": lambda body: "sha256=" + "a" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SIGNATURES))
+def test_bad_signature_is_403_and_changes_nothing(topic, whatsapp_post, name):
     consent = active_consent(topic)
+    events = ConsentEvent.objects.count()
     body = whatsapp_body("whatsapp_text_stop.json")
-    assert whatsapp_post(body, signature="sha256=" + "0" * 64).status_code == 403
-    assert whatsapp_post(body, secret="other").status_code == 403
-    assert whatsapp_post(body, signature="").status_code == 403
+    assert whatsapp_post(body, signature=BAD_SIGNATURES[name](body)).status_code == 403
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.ACTIVE
+    assert ConsentEvent.objects.count() == events
+    assert not Message.objects.filter(direction=Message.Direction.INBOUND).exists()
 
 
 def test_signature_over_a_different_body_is_403(topic, whatsapp_post):
@@ -89,13 +109,60 @@ def test_signature_over_a_different_body_is_403(topic, whatsapp_post):
     assert whatsapp_post(whatsapp_body("whatsapp_text_stop.json"), signature=signature).status_code == 403
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b"[]", b'{"object":"page"}', b"\xff\xfe\x00"])
-def test_malformed_signed_bodies_are_400(whatsapp_post, body):
+def stop_json(message_id="wamid.HOSTILE1", text="STOP"):
+    return {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550000000", "phone_number_id": "123"},
+        "contacts": [{"profile": {"name": "A"}, "wa_id": WA_ID}],
+        "messages": [{"from": WA_ID, "id": message_id, "timestamp": "1700000000", "type": "text", "text": {"body": text}}],
+    }}]}]}
+
+
+def nesting_bomb(depth):
+    return b'{"object": "whatsapp_business_account", "entry": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"{", b"[]", b'{"object":"page"}', b"\xff\xfe\x00",
+    body_of(stop_json()).replace(b'"STOP"', b'"ST\xff\xfeOP\xc3\x28"'),  # broken UTF-8 inside a text
+    nesting_bomb(1_000), nesting_bomb(100_000),
+], ids=["empty", "unclosed", "list", "other object", "not UTF-8", "broken UTF-8 in a text", "nested 1000",
+        "nested 100000"])
+def test_malformed_signed_bodies_are_400(topic, whatsapp_post, body):
+    consent = active_consent(topic)
     assert whatsapp_post(body).status_code == 400
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
 
 
-def test_oversized_body_is_413(whatsapp_post):
-    assert whatsapp_post(b" " * 400_000).status_code == 413
+def _message_payload(message):
+    return body_of({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": {
+        "messages": [message]}}]}]})
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"null", b"[]", b'"STOP"', b"1e999999", b"{" + b'"a":1,' * 20_000 + b'"a":2}',
+    _message_payload({"from": WA_ID, "id": ["not", "a", "string"], "type": "text", "text": {"body": "STOP"}}),
+    _message_payload({"from": {"x": 1}, "id": "wamid.X", "type": "text", "text": {"body": "STOP"}}),
+    _message_payload({"from": WA_ID, "id": "wamid.X", "type": "text", "text": "STOP"}),
+    body_of({"object": "whatsapp_business_account", "entry": "x" * 1000}),
+], ids=["empty", "null", "list", "string", "huge number", "20000 repeated keys", "id a list", "from an object",
+        "text a string", "entry a string"])
+def test_malformed_signed_bodies_never_5xx_nor_change_consent(topic, whatsapp_post, body):
+    consent = active_consent(topic)
+    events = ConsentEvent.objects.count()
+    assert whatsapp_post(body).status_code in (200, 400)
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
+    assert ConsentEvent.objects.count() == events
+
+
+@pytest.mark.parametrize("body", [b" " * 400_000, body_of({**stop_json(), "padding": "x" * TEN_MB})],
+                         ids=["400 kB", "10 MB"])
+def test_oversized_body_is_413(topic, whatsapp_post, body):
+    consent = active_consent(topic)
+    assert whatsapp_post(body).status_code == 413
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.ACTIVE
 
 
 def test_other_methods_are_405(client):
@@ -122,13 +189,14 @@ def test_stop_text_revokes_whatsapp_consent_only(topic, whatsapp_post, run_on_co
     assert (reply.channel, reply.template) == ("whatsapp", None)  # free text inside the 24-hour window
 
 
-def test_redelivery_changes_nothing(topic, whatsapp_post, run_on_commit):
+@pytest.mark.parametrize("redeliveries", [1, 5])
+def test_redelivery_changes_nothing(topic, whatsapp_post, run_on_commit, redeliveries):
     active_consent(topic)
     with run_on_commit():
         whatsapp_post(whatsapp_body("whatsapp_text_stop.json"))
         events = ConsentEvent.objects.count()
-        second = whatsapp_post(whatsapp_body("whatsapp_text_stop.json"))
-    assert second.json()["duplicates"] == 1
+        again = [whatsapp_post(whatsapp_body("whatsapp_text_stop.json")) for _ in range(redeliveries)]
+    assert [r.json()["duplicates"] for r in again] == [1] * redeliveries
     assert ConsentEvent.objects.count() == events
     assert Message.objects.filter(kind=Message.Kind.STOP_REPLY).count() == 1
 
