@@ -28,6 +28,8 @@ class SetVariables(Mapping):
 
 env = environ.Env()
 env.ENVIRON = SetVariables()
+# django-environ reads a value starting with "$" as the name of another variable; "\$" is a literal "$".
+env.escape_proxy = True
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = private_dir(Path(env.str("DATA_DIR", str(BASE_DIR / "data"))))  # 0700: database and keys

@@ -56,3 +56,9 @@ def test_empty_variables_leave_the_settings_at_their_defaults(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [True, ["localhost", "127.0.0.1", "[::1]", "testserver"], 1000, 5.0, None,
                                          "django.db.backends.sqlite3", "filesystem://localhost/", None, []]
+
+
+def test_an_escaped_dollar_is_a_literal_dollar(monkeypatch):
+    """A secret may start with "$" (Django's own generator uses it): written "\\$", it is read as written."""
+    monkeypatch.setenv("EDGE_PROBE", r"\$ecret-with-$-inside")
+    assert env.str("EDGE_PROBE", "") == "$ecret-with-$-inside"
