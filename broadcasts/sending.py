@@ -39,8 +39,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from consent.models import Channel, Contact, Source
-from consent.selectors import audience_consents
+from consent.models import Channel, Consent, ConsentQuerySet, Contact, Source
 from consent.webhooks.references import DELIVERY, twilio_status_callback
 from messaging.providers import (
     InvalidRecipientError,
@@ -284,8 +283,8 @@ def _claimable_rows_queryset(*, broadcast: Broadcast, lo: int, hi: int | None, l
         rows = rows.filter(contact_id__lte=hi)
     # Rule 7, the send-time gate: the one definition of a current consent, asked now. It reads the
     # sequence number of the event that made the consent current (rule 14); none: not allowed.
-    gate = audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now).filter(
-        contact_id=OuterRef("contact_id")).values("current_event__seq")[:1]
+    gate = (Consent.objects.filter(topic_id=broadcast.topic_id, channel=broadcast.channel, contact_id=OuterRef("contact_id"))
+            .may_receive_promotion(now).values("current_event__seq")[:1])
     return (rows.annotate(authorized_by_seq=Subquery(gate)).select_for_update(skip_locked=True, of=("self",))
             .order_by("contact_id").values_list(*_CLAIM_COLUMNS)[:limit])
 
@@ -311,8 +310,8 @@ def _compiled_claim(broadcast: Broadcast, hi: int | None, limit: int) -> _Compil
     Anything unexpected in where the marks land (another backend, a changed selector) falls back to
     compiling the query each time.
     """
-    # The gate function is part of the key: the statement embeds whatever audience_consents builds.
-    key = (connection.alias, connection.vendor, connection.settings_dict.get("NAME"), audience_consents,
+    # The gate's definition is part of the key: the statement embeds whatever it builds.
+    key = (connection.alias, connection.vendor, connection.settings_dict.get("NAME"), ConsentQuerySet.may_receive_promotion,
            broadcast.pk, broadcast.topic_id, broadcast.channel, hi is None, limit)
     if key in _compiled:
         return _compiled[key]

@@ -1,8 +1,11 @@
 """HTTP API for topics, opt-ins, revocations, imports and contacts: one view per endpoint."""
 
+import zoneinfo
+
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -234,7 +237,7 @@ class ConsentListApi(APIView):
         if params.get("status"):
             if params["status"] not in ConsentStatus.values:
                 raise serializers.ValidationError({"status": f"One of {', '.join(ConsentStatus.values)}."})
-            qs = qs.filter(selectors._effective_status_q(params["status"], selectors.timezone.now()))
+            qs = qs.with_status(params["status"], timezone.now())
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ConsentWithPhoneSerializer(page, many=True).data)
@@ -335,8 +338,6 @@ class ContactListApi(APIView):
         attributes = AttributesField(required=False, default=dict)
 
         def validate_timezone(self, value):
-            import zoneinfo
-
             try:
                 zoneinfo.ZoneInfo(value)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):

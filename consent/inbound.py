@@ -97,14 +97,6 @@ def _join_hint() -> str:
     return f" Text {' or '.join(keywords)} to subscribe." if keywords else ""
 
 
-def _may_message(contact: Contact) -> bool:
-    """Whether replies may go to `contact`, just looked up in this transaction (with its suppression flag)."""
-    if contact.erased_at is not None:
-        return False
-    suppressed = getattr(contact, "suppressed_when_read", None)
-    return not (selectors.is_suppressed(contact.phone_pseudonym) if suppressed is None else suppressed)
-
-
 def _intent_of(message: InboundMessage) -> tuple[kw.Intent, dict[str, Topic]]:
     """The first keyword among a button's payload and label (or the text); Twilio's own opt-out as a fallback.
 
@@ -164,7 +156,7 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     channel = message.channel
     # Twilio's Advanced Opt-Out already answered STOP and HELP itself: do not answer twice.
     provider_answered = message.provider_opt_out in {"STOP", "HELP"}
-    may_message = intent.is_keyword and _may_message(contact)
+    may_message = intent.is_keyword and selectors.contact_is_messageable(contact)
 
     def reply(kind, body, reply_topic=None, *, with_inbound=False):
         """Queue a reply; with_inbound stores it in one statement with the inbound message."""
@@ -215,8 +207,8 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         targets = [topic] if topic else services.topics_last_revoked(contact=contact, channel=channel)
         if not targets:
             reply(Message.Kind.REPLY, reply_text("nothing_to_restart", join_hint=_join_hint()))
-        current = {c.topic_id for c in Consent.objects.filter(contact=contact, channel=channel, topic__in=targets)
-                   if selectors.consent_is_current(c, now)}
+        current = set(Consent.objects.filter(contact=contact, channel=channel, topic__in=targets).current(now)
+                      .values_list("topic_id", flat=True))
         already = [t for t in targets if t.pk in current]
         if already:
             reply(Message.Kind.REPLY, reply_text("already_active", topics=_names(already)))

@@ -23,6 +23,7 @@ from messaging.providers import (
 
 from . import rows
 from .models import Channel, ConfirmationToken, Consent, ConsentStatus, Contact, EventKind, Message, Source, Topic
+from .selectors import effective_status
 from .webhooks.references import MESSAGE, twilio_status_callback
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def _prompted_consent(message: Message):
     now = timezone.now()
     consent = (message.topic.consents.filter(contact=message.contact, channel=message.channel)
                .select_related("text").first())
-    if consent is None or consent.status != ConsentStatus.PENDING or (consent.confirm_by and consent.confirm_by <= now):
+    if consent is None or effective_status(consent, now) != ConsentStatus.PENDING:
         return None
     return consent
 
