@@ -20,7 +20,6 @@ from . import limits, rows
 from .attributes import MAX_ATTRIBUTES, attributes_merge
 from .hashing import format_instant, text_sha256
 from .ledger import event_append, pseudonym_for
-from .messaging import message_queue, prompt_for
 from .models import (
     ConfirmationToken,
     Consent,
@@ -33,6 +32,7 @@ from .models import (
     Topic,
     TopicText,
 )
+from .outbox import message_queue, prompt_for
 from .phones import InvalidPhoneNumber, parse_phone
 from .selectors import consent_is_current, contact_by_pseudonym, contact_is_messageable, effective_status
 
