@@ -52,6 +52,8 @@ from messaging.providers import (
     TransientProviderError,
     get_provider,
 )
+from messaging.providers.twilio import TwilioProvider
+from messaging.providers.whatsapp import WhatsAppCloudProvider
 
 from . import content, quiet_hours, services, throttle
 from .conf import setting
@@ -119,12 +121,8 @@ def _unshared_provider(channel: str):
     """A provider of its own for this thread: the per-process shared client keeps only ten
     pooled connections, too few for the sender threads, which would then reconnect per message."""
     if channel == Channel.SMS and settings.SMS_PROVIDER == "twilio":
-        from messaging.providers.twilio import TwilioProvider
-
         return TwilioProvider.from_settings(shared=False)
     if channel == Channel.WHATSAPP and settings.WHATSAPP_PROVIDER == "cloud":
-        from messaging.providers.whatsapp import WhatsAppCloudProvider
-
         return WhatsAppCloudProvider.from_settings(shared=False)
     return get_provider(channel)
 
