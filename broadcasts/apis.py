@@ -16,7 +16,7 @@ from consent.models import actor_for
 from consent.permissions import IsAdminRole, IsMarketerRole, ReadAnyRoleWriteMarketer
 from consent.serializers import ChannelField, PhoneField, TopicSlugField
 
-from . import selectors, services
+from . import selectors, sending, services
 from .filters import BroadcastFilter, DeliveryFilter
 from .models import Broadcast, Delivery, SkipReason
 
@@ -214,7 +214,7 @@ class BroadcastTestSendApi(APIView):
         broadcast = _broadcast(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(services.broadcast_test_send(broadcast=broadcast, phone=data.validated_data["phone"]))
+        return Response(sending.broadcast_test_send(broadcast=broadcast, phone=data.validated_data["phone"]))
 
 
 class DeliveryOutputSerializer(serializers.ModelSerializer):

@@ -1,16 +1,13 @@
 from django.apps import AppConfig
 
+from consent.webhooks.registry import StatusHandler, status_handler_register
+
 
 class BroadcastsConfig(AppConfig):
     name = "broadcasts"
     verbose_name = "Broadcasts"
 
     def ready(self):
-        try:
-            from consent.webhooks.signals import provider_status_match, provider_status_received
-        except ImportError:  # the webhooks app is not there: delivery statuses come only through the service
-            return
-        from .services import provider_status_match_receiver, provider_status_receiver
+        from .services import delivery_record_for, delivery_status_apply  # why: models load after the app registry
 
-        provider_status_match.connect(provider_status_match_receiver, dispatch_uid="broadcasts.delivery_match")
-        provider_status_received.connect(provider_status_receiver, dispatch_uid="broadcasts.delivery_status")
+        status_handler_register("broadcasts", StatusHandler(find=delivery_record_for, apply=delivery_status_apply))

@@ -23,6 +23,8 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
+import phonenumbers
+from phonenumbers import timezone as phone_timezones
 
 ALL_DAYS = frozenset(range(7))  # Monday = 0 ... Sunday = 6
 MONDAY_TO_SATURDAY = frozenset(range(6))
@@ -133,9 +135,6 @@ def next_allowed_instant(instant_utc: datetime, timezones: Iterable[str | tzinfo
 
 def timezones_for_number(phone_e164: str) -> tuple[str, ...]:
     """The IANA zones the number's prefix may be in (several for some US/CA/AU/BR/RU prefixes)."""
-    import phonenumbers
-    from phonenumbers import timezone as phone_timezones
-
     try:
         number = phonenumbers.parse(phone_e164, None)
     except phonenumbers.NumberParseException:

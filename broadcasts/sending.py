@@ -35,12 +35,14 @@ from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from consent.models import Channel, Contact, Source
-from consent.selectors import audience_consents
+from consent.models import Channel, Consent, ConsentQuerySet, Contact, Source
+from consent.selectors import contact_get_by_phone, contact_may_receive_promotion
+from consent.services import consent_revoke, consents_lock, contact_suppress
 from consent.webhooks.references import DELIVERY, twilio_status_callback
 from messaging.providers import (
     InvalidRecipientError,
@@ -50,8 +52,10 @@ from messaging.providers import (
     TransientProviderError,
     get_provider,
 )
+from messaging.providers.twilio import TwilioProvider
+from messaging.providers.whatsapp import WhatsAppCloudProvider
 
-from . import content, quiet_hours, throttle
+from . import content, quiet_hours, services, throttle
 from .conf import setting
 from .models import (
     AWAITING_OUTCOME,
@@ -117,12 +121,8 @@ def _unshared_provider(channel: str):
     """A provider of its own for this thread: the per-process shared client keeps only ten
     pooled connections, too few for the sender threads, which would then reconnect per message."""
     if channel == Channel.SMS and settings.SMS_PROVIDER == "twilio":
-        from messaging.providers.twilio import TwilioProvider
-
         return TwilioProvider.from_settings(shared=False)
     if channel == Channel.WHATSAPP and settings.WHATSAPP_PROVIDER == "cloud":
-        from messaging.providers.whatsapp import WhatsAppCloudProvider
-
         return WhatsAppCloudProvider.from_settings(shared=False)
     return get_provider(channel)
 
@@ -199,8 +199,6 @@ class Claim:
     def contact(self):
         """The consent.models.Contact, loaded only when needed (provider opt-outs, invalid numbers)."""
         if self._contact is None:
-            from consent.models import Contact
-
             self._contact = Contact.objects.get(pk=self.contact_id)
         return self._contact
 
@@ -284,8 +282,8 @@ def _claimable_rows_queryset(*, broadcast: Broadcast, lo: int, hi: int | None, l
         rows = rows.filter(contact_id__lte=hi)
     # Rule 7, the send-time gate: the one definition of a current consent, asked now. It reads the
     # sequence number of the event that made the consent current (rule 14); none: not allowed.
-    gate = audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now).filter(
-        contact_id=OuterRef("contact_id")).values("current_event__seq")[:1]
+    gate = (Consent.objects.filter(topic_id=broadcast.topic_id, channel=broadcast.channel, contact_id=OuterRef("contact_id"))
+            .may_receive_promotion(now).values("current_event__seq")[:1])
     return (rows.annotate(authorized_by_seq=Subquery(gate)).select_for_update(skip_locked=True, of=("self",))
             .order_by("contact_id").values_list(*_CLAIM_COLUMNS)[:limit])
 
@@ -311,8 +309,8 @@ def _compiled_claim(broadcast: Broadcast, hi: int | None, limit: int) -> _Compil
     Anything unexpected in where the marks land (another backend, a changed selector) falls back to
     compiling the query each time.
     """
-    # The gate function is part of the key: the statement embeds whatever audience_consents builds.
-    key = (connection.alias, connection.vendor, connection.settings_dict.get("NAME"), audience_consents,
+    # The gate's definition is part of the key: the statement embeds whatever it builds.
+    key = (connection.alias, connection.vendor, connection.settings_dict.get("NAME"), ConsentQuerySet.may_receive_promotion,
            broadcast.pk, broadcast.topic_id, broadcast.channel, hi is None, limit)
     if key in _compiled:
         return _compiled[key]
@@ -474,8 +472,6 @@ def _resumed_since_claim(broadcast: Broadcast) -> bool:
 
 def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list[Outcome], now: datetime | None = None) -> Recorded:
     """Write each claimed row's outcome; provider opt-outs and invalid numbers act on consent (rule 10)."""
-    from consent.services import consent_revoke, consents_lock, contact_suppress
-
     now = now or timezone.now()
     recorded = Recorded()
     if outcomes and connection.vendor == "postgresql" and all(outcome.kind == "sent" for outcome in outcomes):
@@ -631,9 +627,7 @@ def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> Range
                 break  # the provider asked us to slow down: come back after Retry-After
             attempted = result.sent + result.failed + result.unknown
             if attempted >= min_sample and result.failed / attempted > threshold:
-                from .services import broadcast_pause_for_errors
-
-                broadcast_pause_for_errors(
+                services.broadcast_pause_for_errors(
                     broadcast_id=broadcast.pk,
                     reason=f"error rate {result.failed}/{attempted} ({result.failed / attempted:.0%}) passed {threshold:.0%}",
                 )
@@ -644,7 +638,33 @@ def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> Range
             touched = clock.monotonic()
     Broadcast.objects.filter(pk=broadcast.pk).update(progress_at=timezone.now())
     if not result.stopped and result.retry_in is None:
-        from .services import broadcast_finish_if_done
-
-        broadcast_finish_if_done(broadcast_id=broadcast.pk)
+        services.broadcast_finish_if_done(broadcast_id=broadcast.pk)
     return result
+
+
+# --- test send ------------------------------------------------------------------------------
+
+
+def broadcast_test_send(*, broadcast: Broadcast, phone: str, now: datetime | None = None) -> dict:
+    """Send the broadcast's content once to one contact whose consent is current (no delivery row).
+
+    The consent gate applies as to any promotional message; quiet hours do not (a person asked
+    for it). Returns what was sent and the provider's message id.
+    """
+    now = now or timezone.now()
+    contact = contact_get_by_phone(phone)
+    if contact is None:
+        raise ValidationError({"phone": "No contact with this phone number."})
+    if not contact_may_receive_promotion(contact_id=contact.pk, topic_id=broadcast.topic_id, channel=broadcast.channel, now=now):
+        raise ValidationError({"phone": f"This contact has no current {broadcast.channel} consent for {broadcast.topic.slug}."})
+    try:
+        message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
+                               attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")
+    except content.MissingAttributes as exc:
+        raise ValidationError({"phone": f"This contact has no value for {exc}, and the placeholder has no fallback: "
+                                        "the broadcast would skip it."}) from None
+    outcome = send_one(message)
+    if outcome.kind != "sent":
+        raise ValidationError({"phone": f"The provider refused the test message: {outcome.code} {outcome.message}".strip()})
+    return {"phone": contact.phone, "channel": broadcast.channel, "body": message.body, "template": message.template,
+            "provider_message_id": outcome.provider_message_id}

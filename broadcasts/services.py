@@ -12,13 +12,14 @@ from itertools import pairwise
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from config.enqueue import enqueue, enqueue_on_commit
 from consent.models import Channel, Topic
-from consent.selectors import audience_consents, contact_get_by_phone, contact_may_receive_promotion
+from consent.selectors import audience_consents
 from consent.webhooks import references
-from consent.webhooks.signals import OutboundRecord
+from consent.webhooks.registry import OutboundRecord
 
 from . import content
 from .conf import setting
@@ -26,6 +27,11 @@ from .models import AWAITING_OUTCOME, OPEN_STATUSES, Broadcast, BroadcastStatus,
 from .selectors import attribute_names_present, attribute_names_seen
 
 logger = logging.getLogger(__name__)
+
+# Queued by name (see config.enqueue): broadcasts.tasks imports this module.
+LAUNCH_TASK = "broadcasts.tasks.broadcast_launch_task"
+FANOUT_TASK = "broadcasts.tasks.broadcast_fanout_task"
+SEND_RANGE_TASK = "broadcasts.tasks.broadcast_send_range_task"
 
 # Audience rows inserted per fan-out transaction. Each chunk costs one audience query whatever its
 # size, so it is sized in rows, not in send batches: smaller send tasks must not mean more chunks.
@@ -123,10 +129,8 @@ def broadcast_schedule(*, broadcast: Broadcast, send_at: datetime | None = None,
     broadcast.status_reason = ""
     broadcast.save(update_fields=["send_at", "status", "scheduled_at", "status_reason", "updated_at"])
     if broadcast.send_at <= now:
-        from .tasks import broadcast_launch_task
-
         pk = broadcast.pk
-        transaction.on_commit(lambda: broadcast_launch_task.delay(pk))
+        enqueue_on_commit(LAUNCH_TASK, pk)
     return broadcast
 
 
@@ -166,19 +170,15 @@ def broadcast_resume(*, broadcast: Broadcast, now: datetime | None = None) -> Br
         pk, fanout_done = broadcast.pk, broadcast.fanout_done
         transaction.on_commit(lambda: _restart_sending(pk, fanout_done))
     elif broadcast.send_at and broadcast.send_at <= now:
-        from .tasks import broadcast_launch_task
-
         pk = broadcast.pk
-        transaction.on_commit(lambda: broadcast_launch_task.delay(pk))
+        enqueue_on_commit(LAUNCH_TASK, pk)
     return broadcast
 
 
 def _restart_sending(broadcast_id: int, fanout_done: bool) -> None:
-    from .tasks import broadcast_fanout_task
-
     broadcast = Broadcast.objects.get(pk=broadcast_id)
     if not fanout_done:
-        broadcast_fanout_task.delay(broadcast_id)
+        enqueue(FANOUT_TASK, broadcast_id)
     deliveries_enqueue_open(broadcast=broadcast)
 
 
@@ -201,7 +201,6 @@ def broadcast_cancel(*, broadcast: Broadcast, reason: str = "cancelled by a user
 
 def _commonest_failure(broadcast_id: int) -> str:
     """"provider error 20500 ×37: Internal Server Error" for the most frequent code among failed rows."""
-    from django.db.models import Count, Max
 
     row = (Delivery.objects.filter(broadcast_id=broadcast_id, status=DeliveryStatus.FAILED).order_by()
            .values("error_code").annotate(n=Count("id"), message=Max("error_message")).order_by("-n").first())
@@ -246,9 +245,7 @@ def broadcast_launch(*, broadcast_id: int, now: datetime | None = None) -> bool:
         broadcast.progress_at = now
         broadcast.audience_size = 0
         broadcast.save(update_fields=["status", "launched_at", "progress_at", "audience_size", "updated_at"])
-        from .tasks import broadcast_fanout_task
-
-        transaction.on_commit(lambda: broadcast_fanout_task.delay(broadcast_id))
+        enqueue_on_commit(FANOUT_TASK, broadcast_id)
     logger.info("broadcast %s launched", broadcast_id)
     return True
 
@@ -270,8 +267,6 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
     chunk into send batches), committed with the cursor; its send tasks are enqueued on commit.
     Safe to run twice or to resume after a crash: rows are unique and the cursor only moves on.
     """
-    from .tasks import broadcast_send_range_task
-
     batch = int(setting("BROADCAST_BATCH_SIZE"))
     chunk = chunk or max(FANOUT_CHUNK_ROWS, batch)
     created = 0
@@ -310,9 +305,8 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
             if bounds[-1] != high:
                 bounds.append(high)
             ranges = list(pairwise(bounds))
-            transaction.on_commit(
-                lambda ranges=ranges: [broadcast_send_range_task.delay(broadcast_id, lo, hi) for lo, hi in ranges]
-            )
+            for lo, hi in ranges:
+                enqueue_on_commit(SEND_RANGE_TASK, broadcast_id, lo, hi)
 
 
 def deliveries_enqueue_open(*, broadcast: Broadcast, wake_only: bool = False, now: datetime | None = None) -> int:
@@ -321,8 +315,6 @@ def deliveries_enqueue_open(*, broadcast: Broadcast, wake_only: bool = False, no
     Walks the rows in keyset chunks; with `wake_only`, rows whose `not_before` has passed get it
     cleared in the same transaction so that the next upkeep does not enqueue them again.
     """
-    from .tasks import broadcast_send_range_task
-
     now = now or timezone.now()
     batch = int(setting("BROADCAST_BATCH_SIZE"))
     rows = Delivery.objects.filter(broadcast_id=broadcast.pk, status__in=OPEN_STATUSES)
@@ -339,7 +331,7 @@ def deliveries_enqueue_open(*, broadcast: Broadcast, wake_only: bool = False, no
             if wake_only:
                 rows.filter(contact_id__gt=cursor, contact_id__lte=ids[-1]).update(not_before=None)
             lo, hi = cursor, ids[-1]
-            transaction.on_commit(lambda lo=lo, hi=hi: broadcast_send_range_task.delay(broadcast.pk, lo, hi))
+            enqueue_on_commit(SEND_RANGE_TASK, broadcast.pk, lo, hi)
         cursor = ids[-1]
         tasks += 1
 
@@ -375,7 +367,6 @@ def deliveries_mark_stale_unknown(*, broadcast_id: int | None = None, now: datet
 
 def broadcast_check_error_rate(*, broadcast_id: int) -> bool:
     """Pause a broadcast whose permanent-failure rate passed the threshold; true if it did."""
-    from django.db.models import Count
 
     counts = dict(
         Delivery.objects.filter(broadcast_id=broadcast_id, status__in=[
@@ -412,9 +403,7 @@ def broadcasts_tick(*, now: datetime | None = None) -> dict:
             # Touch first, so that the next tick leaves these tasks time to run.
             Broadcast.objects.filter(pk=broadcast.pk).update(progress_at=now)
             if not broadcast.fanout_done:
-                from .tasks import broadcast_fanout_task
-
-                broadcast_fanout_task.delay(broadcast.pk)
+                enqueue(FANOUT_TASK, broadcast.pk)
             summary["restarted"] += deliveries_enqueue_open(broadcast=broadcast, now=now)
         elif Delivery.objects.filter(broadcast=broadcast, status__in=OPEN_STATUSES, not_before__lte=now).exists():
             summary["woken"] += deliveries_enqueue_open(broadcast=broadcast, wake_only=True, now=now)
@@ -493,10 +482,8 @@ def delivery_match_status(*, update) -> Delivery | None:
     )
 
 
-def provider_status_match_receiver(sender, update=None, **kwargs) -> OutboundRecord | None:
-    """consent.webhooks.signals.provider_status_match → the delivery's contact and when it was handed over."""
-    if update is None:
-        return None
+def delivery_record_for(update) -> OutboundRecord | None:
+    """The status handler's finder: the delivery's contact and when it was handed over."""
     delivery = delivery_match_status(update=update)
     if delivery is None:
         return None
@@ -504,41 +491,11 @@ def provider_status_match_receiver(sender, update=None, **kwargs) -> OutboundRec
                           evidence={"broadcast_id": delivery.broadcast_id, "delivery_id": delivery.pk})
 
 
-def provider_status_receiver(sender, update=None, message=None, **kwargs) -> None:
-    """consent.webhooks.signals.provider_status_received → delivery_status_update."""
-    if update is None or message is not None:
+def delivery_status_apply(*, provider: str, update, contact=None, message=None) -> None:
+    """The status handler's applier: a status not about a transactional Message → delivery_status_update."""
+    if message is not None:
         return
     delivery_status_update(channel=update.channel, provider_message_id=update.provider_message_id,
                            status=update.status, error_code=getattr(update, "error_code", "") or "",
                            error_message=getattr(update, "error_message", "") or "",
                            occurred_at=getattr(update, "occurred_at", None))
-
-
-# --- test send ------------------------------------------------------------------------------
-
-
-def broadcast_test_send(*, broadcast: Broadcast, phone: str, now: datetime | None = None) -> dict:
-    """Send the broadcast's content once to one contact whose consent is current (no delivery row).
-
-    The consent gate applies as to any promotional message; quiet hours do not (a person asked
-    for it). Returns what was sent and the provider's message id.
-    """
-    from .sending import outgoing_for, send_one
-
-    now = now or timezone.now()
-    contact = contact_get_by_phone(phone)
-    if contact is None:
-        raise ValidationError({"phone": "No contact with this phone number."})
-    if not contact_may_receive_promotion(contact_id=contact.pk, topic_id=broadcast.topic_id, channel=broadcast.channel, now=now):
-        raise ValidationError({"phone": f"This contact has no current {broadcast.channel} consent for {broadcast.topic.slug}."})
-    try:
-        message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
-                               attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")
-    except content.MissingAttributes as exc:
-        raise ValidationError({"phone": f"This contact has no value for {exc}, and the placeholder has no fallback: "
-                                        "the broadcast would skip it."}) from None
-    outcome = send_one(message)
-    if outcome.kind != "sent":
-        raise ValidationError({"phone": f"The provider refused the test message: {outcome.code} {outcome.message}".strip()})
-    return {"phone": contact.phone, "channel": broadcast.channel, "body": message.body, "template": message.template,
-            "provider_message_id": outcome.provider_message_id}

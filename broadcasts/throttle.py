@@ -22,6 +22,10 @@ import threading
 import time
 import uuid
 
+import redis
+from django.conf import settings
+from django.core.cache import cache as default_cache
+
 DEFAULT_PREFIX = "throttle:"
 EPSILON = 1e-6  # waits below a microsecond are float noise, not a reason to refuse
 
@@ -74,8 +78,6 @@ class RedisThrottle:
 
     def __init__(self, client=None, *, url: str = "", prefix: str = DEFAULT_PREFIX):
         if client is None:
-            import redis
-
             client = redis.Redis.from_url(url)
         self.client = client
         self.prefix = prefix
@@ -99,8 +101,6 @@ class CacheThrottle:
 
     def __init__(self, cache=None, *, prefix: str = DEFAULT_PREFIX, clock=time.time, lock_timeout: int = 2):
         if cache is None:
-            from django.core.cache import cache as default_cache
-
             cache = default_cache
         self.cache = cache
         self.prefix = prefix
@@ -134,7 +134,6 @@ _backend_lock = threading.Lock()
 def get_throttle():
     """The throttle for this process: Redis when settings.REDIS_URL is set, else the cache."""
     global _backend, _backend_key
-    from django.conf import settings
 
     url = getattr(settings, "REDIS_URL", None) or ""
     with _backend_lock:

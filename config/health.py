@@ -5,6 +5,7 @@ import logging
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from kombu import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ def _check_database() -> str:
 
 
 def _check_broker() -> str:
-    from kombu import Connection
-
     try:
         with Connection(settings.CELERY_BROKER_URL, transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
                         connect_timeout=2) as conn:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import re
 
+from django.conf import settings
+
 MASK = "[masked]"
 
 # Secrets by shape.
@@ -55,8 +57,6 @@ def _mask_plus(match: re.Match) -> str:
 def _configured_secrets() -> list[str]:
     """The secret values in settings, longest first, so that a value is masked wherever it appears."""
     try:
-        from django.conf import settings
-
         if not settings.configured:
             return []
         names = ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "WHATSAPP_ACCESS_TOKEN", "WHATSAPP_APP_SECRET",

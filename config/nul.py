@@ -6,7 +6,7 @@ while SQLite stored it. A JSON body nested thousands deep overflowed the decoder
 (RecursionError, 500). The API promises a 400 for bad input, so both are refused before any view runs.
 """
 
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, JsonResponse
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -89,7 +89,5 @@ class RejectNulMiddleware:
         if NUL in request.path or contains_nul(request.GET):
             if request.path.startswith(("/api/", "/webhooks/")):
                 return JsonResponse({"detail": MESSAGE}, status=400)
-            from django.http import HttpResponseBadRequest
-
             return HttpResponseBadRequest(MESSAGE, content_type="text/plain; charset=utf-8")
         return self.get_response(request)

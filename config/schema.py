@@ -1,6 +1,7 @@
 """OpenAPI generation: nested InputSerializer/OutputSerializer classes get their view's name."""
 
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
+from drf_spectacular.settings import spectacular_settings
 
 
 class AutoSchema(BaseAutoSchema):
@@ -19,8 +20,6 @@ class AutoSchema(BaseAutoSchema):
         return name
 
     def _is_split_request_name_needed(self, serializer) -> bool:
-        from drf_spectacular.settings import spectacular_settings
-
         return spectacular_settings.COMPONENT_SPLIT_REQUEST
 
     def _get_pagination_parameters(self):

@@ -1,5 +1,7 @@
 """HTTP API for topics, opt-ins, revocations, imports and contacts: one view per endpoint."""
 
+import zoneinfo
+
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -315,8 +317,6 @@ class ContactListApi(APIView):
         attributes = AttributesField(required=False, default=dict)
 
         def validate_timezone(self, value):
-            import zoneinfo
-
             try:
                 zoneinfo.ZoneInfo(value)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):

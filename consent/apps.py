@@ -1,13 +1,12 @@
 from django.apps import AppConfig
+from django.db import connections
 from django.db.models.signals import post_migrate
+
+from .database_role import app_role_grant
 
 
 def _app_role_grant(sender, using="default", **kwargs):
     # After every migrate: tables added since (by any owner) get the application role's grants too.
-    from django.db import connections
-
-    from .database_role import app_role_grant
-
     app_role_grant(connections[using])
 
 

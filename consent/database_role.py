@@ -10,6 +10,7 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from psycopg import sql
 
 # Tables the application may only read and append to; the chain head it moves but never deletes.
 APPEND_ONLY_TABLES = ("consent_consentevent", "consent_ledgercheckpoint", "consent_topictext")
@@ -71,8 +72,6 @@ def _role_create(connection, cursor, name: str) -> None:
     password = os.environ.get("DATABASE_APP_PASSWORD", "")
     statement = f"CREATE ROLE {name} LOGIN"
     if password:
-        from psycopg import sql
-
         # DDL takes no bound parameters: the password is quoted as a literal by the driver.
         statement += " PASSWORD " + sql.Literal(password).as_string(connection.connection)
     try:

@@ -3,6 +3,7 @@
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from config.filters import choice_errors
 
@@ -43,7 +44,7 @@ class ConsentFilter(django_filters.FilterSet):
         fields = ["phone", "topic", "channel", "status"]
 
     def filter_status(self, queryset, name, value):
-        return selectors.consents_with_status(queryset, status=value)
+        return queryset.with_status(value, timezone.now())
 
 
 class MessageFilter(django_filters.FilterSet):

@@ -23,12 +23,12 @@ from django.utils import timezone
 
 from . import keywords as kw
 from . import selectors, services
-from .messaging import messages_store, outbound
 from .models import Channel, Consent, Contact, Message, Source, Topic
+from .outbox import messages_store, outbound
 from .phones import InvalidPhoneNumber, parse_phone
 from .webhooks import references
 from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate
-from .webhooks.signals import OutboundRecord, provider_status_match, provider_status_received
+from .webhooks.registry import OutboundRecord, outbound_record_for, status_apply
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +97,6 @@ def _join_hint() -> str:
     return f" Text {' or '.join(keywords)} to subscribe." if keywords else ""
 
 
-def _may_message(contact: Contact) -> bool:
-    """Whether replies may go to `contact`, just looked up in this transaction (with its suppression flag)."""
-    if contact.erased_at is not None:
-        return False
-    suppressed = getattr(contact, "suppressed_when_read", None)
-    return not (selectors.is_suppressed(contact.phone_pseudonym) if suppressed is None else suppressed)
-
-
 def _intent_of(message: InboundMessage) -> tuple[kw.Intent, dict[str, Topic]]:
     """The first keyword among a button's payload and label (or the text); Twilio's own opt-out as a fallback.
 
@@ -164,7 +156,7 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     channel = message.channel
     # Twilio's Advanced Opt-Out already answered STOP and HELP itself: do not answer twice.
     provider_answered = message.provider_opt_out in {"STOP", "HELP"}
-    may_message = intent.is_keyword and _may_message(contact)
+    may_message = intent.is_keyword and selectors.contact_is_messageable(contact)
 
     def reply(kind, body, reply_topic=None, *, with_inbound=False):
         """Queue a reply; with_inbound stores it in one statement with the inbound message."""
@@ -215,8 +207,8 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         targets = [topic] if topic else services.topics_last_revoked(contact=contact, channel=channel)
         if not targets:
             reply(Message.Kind.REPLY, reply_text("nothing_to_restart", join_hint=_join_hint()))
-        current = {c.topic_id for c in Consent.objects.filter(contact=contact, channel=channel, topic__in=targets)
-                   if selectors.consent_is_current(c, now)}
+        current = set(Consent.objects.filter(contact=contact, channel=channel, topic__in=targets).current(now)
+                      .values_list("topic_id", flat=True))
         already = [t for t in targets if t.pk in current]
         if already:
             reply(Message.Kind.REPLY, reply_text("already_active", topics=_names(already)))
@@ -285,14 +277,6 @@ def _message_for(update: StatusUpdate) -> Message | None:
     )
 
 
-def _outbound_record_for(update: StatusUpdate, provider: str) -> OutboundRecord | None:
-    """What another app (broadcast deliveries) says the update is about, if it owns that message."""
-    for _receiver, record in provider_status_match.send(sender=provider, update=update):
-        if isinstance(record, OutboundRecord):
-            return record
-    return None
-
-
 @transaction.atomic
 def provider_status_apply(*, update: StatusUpdate, provider: str, now: datetime | None = None) -> dict:
     """Apply a delivery status: move our message forward, honour opt-out and invalid-number errors.
@@ -300,14 +284,13 @@ def provider_status_apply(*, update: StatusUpdate, provider: str, now: datetime 
     The message is found by the provider's message id, or by our own reference on the callback
     when the callback came before the provider id was recorded; an opt-out then acts on the
     message's own contact. Idempotent: a status only moves a message forward, and revoking or
-    suppressing twice changes nothing the second time. Receivers of `provider_status_match` and
-    `provider_status_received` (broadcast deliveries) run in this transaction and must be
-    idempotent too.
+    suppressing twice changes nothing the second time. The registered status handlers (broadcast
+    deliveries, see webhooks/registry.py) run in this transaction and must be idempotent too.
     """
     now = now or timezone.now()
     summary = {"message_updated": False, "revoked": 0, "suppressed": False}
     message = _message_for(update)
-    record = _outbound_record_for(update, provider) if message is None else None
+    record: OutboundRecord | None = outbound_record_for(update) if message is None else None
     new_status = _UPDATE_TO_MESSAGE_STATUS.get(update.status)
     if message is not None and new_status is not None:
         changes = {"status": new_status, "status_at": update.occurred_at or now}
@@ -336,7 +319,7 @@ def provider_status_apply(*, update: StatusUpdate, provider: str, now: datetime 
             services.contact_suppress(contact=contact, reason="invalid_number", source=Source.PROVIDER,
                                       evidence=evidence)
             summary["suppressed"] = True
-    provider_status_received.send(sender=provider, update=update, contact=contact, message=message)
+    status_apply(provider=provider, update=update, contact=contact, message=message)
     return summary
 
 

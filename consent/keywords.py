@@ -25,6 +25,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from django.conf import settings
+
 STOP = "stop"
 START = "start"
 JOIN = "join"
@@ -87,12 +89,7 @@ def fold(text: str) -> str:
 def configured_keywords() -> dict[str, tuple[str, ...]]:
     """The defaults, with any kind given in settings.CONSENT_KEYWORDS replacing its default list."""
     merged = dict(DEFAULT_KEYWORDS)
-    try:
-        from django.conf import settings
-
-        overrides = getattr(settings, "CONSENT_KEYWORDS", None) if settings.configured else None
-    except ImportError:  # pragma: no cover - Django is always installed here
-        overrides = None
+    overrides = getattr(settings, "CONSENT_KEYWORDS", None) if settings.configured else None
     if overrides:
         unknown = set(overrides) - set(DEFAULT_KEYWORDS)
         if unknown:

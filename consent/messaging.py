@@ -1,17 +1,17 @@
-"""Transactional messages (prompts and replies): queue, render, and hand to the provider.
+"""Transactional messages (prompts and replies): hand to the provider and record the outcome.
 
-Promotional broadcasts have their own pipeline in `broadcasts`; these messages are the
-service's answers to a person and are never promotional.
+Stored and queued by `consent.outbox`; provider feedback (opt-out, invalid number) changes consent here.
 """
 
 import logging
-from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.enqueue import enqueue
 from messaging.providers import (
     InvalidRecipientError,
     OutgoingMessage,
@@ -21,21 +21,14 @@ from messaging.providers import (
     get_provider,
 )
 
-from . import rows
-from .models import Channel, ConfirmationToken, Consent, ConsentStatus, Contact, EventKind, Message, Source, Topic
+from .ledger import event_append
+from .models import Channel, ConfirmationToken, Consent, ConsentStatus, EventKind, Message, Source
+from .outbox import DELIVER_TASK, REDACTED_TOKEN
+from .selectors import effective_status
+from .services import confirmation_token_issue, consent_revoke, contact_suppress
 from .webhooks.references import MESSAGE, twilio_status_callback
 
 logger = logging.getLogger(__name__)
-
-CONFIRM_INSTRUCTION = "Reply YES to confirm, STOP to cancel."
-
-
-# What is stored, listed and exported in place of the token: only the provider gets a usable link.
-REDACTED_TOKEN = "[redacted]"
-
-
-def confirmation_link(token: str = REDACTED_TOKEN) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/optin/confirm/{token}/"
 
 
 def _with_token(value, token: str):
@@ -47,64 +40,6 @@ def _with_token(value, token: str):
     if isinstance(value, list):
         return [_with_token(item, token) for item in value]
     return value
-
-
-def whatsapp_window_open(contact: Contact, now: datetime) -> bool:
-    return contact.whatsapp_window_until is not None and contact.whatsapp_window_until > now
-
-
-def prompt_for(*, contact: Contact, topic: Topic, channel: str, now: datetime) -> tuple[str, dict | None]:
-    """The confirmation prompt: the topic's text, the reply instruction and the link (token redacted).
-
-    On WhatsApp outside the 24-hour window, only a template may be sent: the configured
-    utility template, with the topic name and the link as its body parameters. The sender
-    puts a fresh token into the link when it hands the prompt over.
-    """
-    link = confirmation_link()
-    text = topic.current_text.confirmation_message.strip()
-    if "{link}" in text:
-        text = text.replace("{link}", link)
-    else:
-        text = f"{text} {link}"
-    if "YES" not in text.upper():
-        text = f"{text} {CONFIRM_INSTRUCTION}"
-    if channel == Channel.WHATSAPP and not whatsapp_window_open(contact, now):
-        template = {
-            "name": settings.WHATSAPP_OPTIN_TEMPLATE,
-            "language": {"code": settings.WHATSAPP_OPTIN_TEMPLATE_LANGUAGE},
-            "components": [
-                {"type": "body", "parameters": [{"type": "text", "text": topic.name}, {"type": "text", "text": link}]}
-            ],
-        }
-        return text, template
-    return text, None
-
-
-def outbound(*, contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None,
-             template: dict | None = None) -> Message:
-    """An outbound message, not stored yet: `messages_store` stores and sends it."""
-    return Message(contact=contact, channel=channel, direction=Message.Direction.OUTBOUND, kind=kind, topic=topic,
-                   body=body, template=template, status=Message.Status.QUEUED)
-
-
-def message_queue(**fields) -> Message:
-    """Store an outbound message and send it once the surrounding transaction commits."""
-    return messages_store([outbound(**fields)])[0]
-
-
-def messages_store(messages: list[Message]) -> list[Message]:
-    """Store messages in one statement; the outbound ones are sent once the surrounding transaction commits."""
-    from .tasks import message_deliver_task
-
-    stored = rows.insert_many(messages)
-    for message in stored:
-        if message.direction == Message.Direction.OUTBOUND:
-            # robust: a broker outage must not turn an applied change into an error; the upkeep
-            # job hands messages still queued later to the broker again. That is also why the publish
-            # does not retry (kombu's retry wrapper costs more than the publish on every webhook).
-            transaction.on_commit(lambda pk=message.pk: message_deliver_task.apply_async((pk,), retry=False),
-                                  robust=True)
-    return stored
 
 
 def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
@@ -130,8 +65,6 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
                 message.save(update_fields=["status", "error_message", "status_at"])
                 return "failed"
             # Made at each hand-over and put only into what the provider gets: nobody can read it back.
-            from .services import confirmation_token_issue
-
             token, token_id = confirmation_token_issue(consent=consent, now=timezone.now())
         message.status = Message.Status.SENDING
         message.attempts += 1
@@ -170,8 +103,6 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     with transaction.atomic():
         _record_sent(message, result.provider_message_id)
         if consent is not None:
-            from .ledger import event_append
-
             # YES confirms only consents whose prompt was handed over since they were requested.
             sent_at = timezone.now()
             Consent.objects.filter(pk=consent.pk, status=ConsentStatus.PENDING).update(prompted_at=sent_at)
@@ -188,7 +119,7 @@ def _prompted_consent(message: Message):
     now = timezone.now()
     consent = (message.topic.consents.filter(contact=message.contact, channel=message.channel)
                .select_related("text").first())
-    if consent is None or consent.status != ConsentStatus.PENDING or (consent.confirm_by and consent.confirm_by <= now):
+    if consent is None or effective_status(consent, now) != ConsentStatus.PENDING:
         return None
     return consent
 
@@ -239,8 +170,6 @@ def _record_unknown(message: Message, exc) -> str:
 
 
 def _record_permanent_failure(message: Message, exc: PermanentProviderError) -> None:
-    from .services import consent_revoke, contact_suppress
-
     with transaction.atomic():
         _awaiting_outcome(message).update(
             status=Message.Status.FAILED, error_code=exc.code, error_message=str(exc)[:255], status_at=timezone.now()
@@ -262,10 +191,6 @@ def messages_requeue_stale(*, older_than_seconds: int | None = None) -> int:
     Longer than the longest retry backoff, so a message waiting for its retry is left alone;
     a duplicate task is harmless (the claim lets one through).
     """
-    from django.db.models.functions import Coalesce
-
-    from .tasks import message_deliver_task
-
     older_than_seconds = older_than_seconds or settings.MESSAGE_REQUEUE_AFTER_SECONDS
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
     ids = list(
@@ -276,7 +201,7 @@ def messages_requeue_stale(*, older_than_seconds: int | None = None) -> int:
         .values_list("id", flat=True)[:5000]
     )
     for message_id in ids:
-        message_deliver_task.delay(message_id)
+        enqueue(DELIVER_TASK, message_id)
     return len(ids)
 
 

@@ -3,7 +3,7 @@
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 
 class Channel(models.TextChoices):
@@ -110,6 +110,60 @@ class TopicText(models.Model):
         return f"{self.topic.slug} v{self.version}"
 
 
+# The ledger events that make a consent current, and those that end it after them.
+AUTHORISING_KINDS = (EventKind.CONFIRMED, EventKind.IMPORTED)
+ENDING_KINDS = (EventKind.REVOKED, EventKind.EXPIRED)
+
+
+def _expired_q(now) -> Q:
+    return Q(status=ConsentStatus.ACTIVE, expires_at__lte=now) | Q(status=ConsentStatus.PENDING, confirm_by__lt=now)
+
+
+class ConsentQuerySet(models.QuerySet):
+    """The one definition of *current*, *expired* and *may receive a promotion* for consents."""
+
+    def current(self, now):
+        """Active and not past `expires_at`."""
+        return self.filter(Q(status=ConsentStatus.ACTIVE) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now)))
+
+    def expired(self, now):
+        """Active past its lifetime, or pending past its confirmation window (not yet recorded as expired)."""
+        return self.filter(_expired_q(now))
+
+    def with_status(self, status, now):
+        """Consents whose effective status (what a reader sees at `now`) is `status`."""
+        if status == ConsentStatus.ACTIVE:
+            return self.current(now)
+        if status == ConsentStatus.EXPIRED:
+            return self.filter(Q(status=ConsentStatus.EXPIRED) | _expired_q(now))
+        if status == ConsentStatus.PENDING:
+            return self.filter(Q(status=ConsentStatus.PENDING) & (Q(confirm_by__isnull=True) | Q(confirm_by__gte=now)))
+        return self.filter(status=status)
+
+    def messageable(self):
+        """Of contacts that may be messaged at all: not erased, not on the suppression list."""
+        suppressed = Suppression.objects.filter(phone_pseudonym=OuterRef("contact__phone_pseudonym"))
+        return self.filter(contact__erased_at__isnull=True).exclude(Exists(suppressed))
+
+    def authorised(self):
+        """No event, no send: the pointer is a confirmed or imported event of its own contact, topic
+        and channel with no revocation, expiry or erasure after it (annotated `authorising_seq`)."""
+        ended = ConsentEvent.objects.filter(contact_id=OuterRef("contact_id"), seq__gt=OuterRef("seq")).filter(
+            Q(kind__in=ENDING_KINDS, topic_id=OuterRef("topic_id"), channel=OuterRef("channel")) | Q(kind=EventKind.ERASED)
+        )
+        authorising = ConsentEvent.objects.filter(
+            pk=OuterRef("current_event_id"), contact_id=OuterRef("contact_id"), topic_id=OuterRef("topic_id"),
+            channel=OuterRef("channel"), kind__in=AUTHORISING_KINDS,
+        ).exclude(Exists(ended))
+        # A scalar subquery, not EXISTS or a join: PostgreSQL would turn those into a join on these
+        # equal columns, multiply their selectivities, and sort the whole audience.
+        return self.alias(authorising_seq=Subquery(authorising.values("seq")[:1])).filter(authorising_seq__isnull=False)
+
+    def may_receive_promotion(self, now):
+        """Current at `now`, backed by the ledger, of a contact that may be messaged (rule 7's gate)."""
+        return self.current(now).authorised().messageable()
+
+
 class Consent(models.Model):
     """Current consent state for one contact × topic × channel (a projection of the ledger)."""
 
@@ -132,6 +186,8 @@ class Consent(models.Model):
     current_event = models.ForeignKey("ConsentEvent", null=True, blank=True, on_delete=models.DO_NOTHING,
                                       related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConsentQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

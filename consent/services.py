@@ -14,14 +14,12 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from . import limits, rows
 from .attributes import MAX_ATTRIBUTES, attributes_merge
 from .hashing import format_instant, text_sha256
 from .ledger import event_append, pseudonym_for
-from .messaging import message_queue, prompt_for
 from .models import (
     ConfirmationToken,
     Consent,
@@ -34,8 +32,9 @@ from .models import (
     Topic,
     TopicText,
 )
+from .outbox import message_queue, prompt_for
 from .phones import InvalidPhoneNumber, parse_phone
-from .selectors import contact_by_pseudonym, is_suppressed
+from .selectors import consent_is_current, contact_by_pseudonym, contact_is_messageable, effective_status
 
 TOKEN_SALT = "consent.optin.confirm"
 OPEN_STATUSES = (ConsentStatus.PENDING, ConsentStatus.ACTIVE)
@@ -107,7 +106,7 @@ def contact_attributes_update(*, contact: Contact, changes: dict) -> Contact:
 
 
 def _ensure_messageable(contact: Contact, field: str = "phone") -> None:
-    if contact.erased_at is not None or is_suppressed(contact.phone_pseudonym):
+    if not contact_is_messageable(contact):
         raise ValidationError({field: "This number is on the suppression list and cannot be messaged."})
 
 
@@ -242,9 +241,7 @@ class OptinLimited(Exception):
 
 def _prompt_is_fresh(consent: Consent | None, now: datetime) -> bool:
     """A prompt for this consent is pending and recent enough that another one would only be noise."""
-    if consent is None or consent.status != ConsentStatus.PENDING or consent.requested_at is None:
-        return False
-    if consent.confirm_by is not None and consent.confirm_by <= now:
+    if consent is None or effective_status(consent, now) != ConsentStatus.PENDING or consent.requested_at is None:
         return False
     return consent.requested_at > now - timedelta(minutes=settings.OPTIN_REPEAT_PROMPT_AFTER_MINUTES)
 
@@ -265,9 +262,7 @@ def optin_request(*, phone: str, topic: Topic, channel: str, source: str, eviden
         raise ValidationError({"phone": "We do not send messages to numbers in this country."})
     text = topic.current_text
     consent = Consent.objects.select_for_update().filter(contact=contact, topic=topic, channel=channel).first()
-    if consent is not None and consent.status == ConsentStatus.ACTIVE and (
-        consent.expires_at is None or consent.expires_at > now
-    ):
+    if consent is not None and consent_is_current(consent, now):
         return OptinResult(consent=consent, created=False)
     if _prompt_is_fresh(consent, now):
         return OptinResult(consent=consent, created=False)
@@ -500,7 +495,7 @@ def consents_import(*, records: list[ImportRecord], actor: str, now: datetime | 
         raise ValidationError(errors)
     for index, record in enumerate(records):
         contact = contact_get_or_create(phone=record.phone)
-        if contact.erased_at is not None or is_suppressed(contact.phone_pseudonym):
+        if not contact_is_messageable(contact):
             summary["skipped"].append({"index": index, "reason": "suppressed"})
             continue
         consent = Consent.objects.select_for_update().filter(contact=contact, topic=record.topic, channel=record.channel).first()
@@ -552,10 +547,7 @@ def consents_expire_due(*, now: datetime | None = None, batch_size: int = 500) -
             due = list(
                 Consent.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("contact", "topic", "text")
-                .filter(
-                    Q(status=ConsentStatus.ACTIVE, expires_at__lte=now)
-                    | Q(status=ConsentStatus.PENDING, confirm_by__lt=now)
-                )
+                .expired(now)
                 .order_by("id")[:batch_size]
             )
             if not due:

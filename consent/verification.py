@@ -19,6 +19,8 @@ from django.db import connection
 from django.db.models import Count, F, Max, Min
 from django.db.models.fields.json import KT
 
+from .audit.sink import CheckpointSinkError, checkpoint_sink
+from .audit.trust import latest_valid_checkpoint, sink_record_signature_valid
 from .hashing import GENESIS_HASH, chain_hash, format_instant
 from .ledger import ROW_FIELDS, chained_fields_from_row, ledger_head  # noqa: F401 (re-exported)
 from .models import Consent, ConsentEvent, ConsentStatus, Contact, EventKind, Source, Suppression, Topic
@@ -229,9 +231,6 @@ def verify_ledger(*, resume: bool = False, chunk_size: int = 10000) -> Verificat
     Either way the ledger must still pass through the latest checkpoint kept in the sink outside
     the database, with its head at or after it.
     """
-    from .audit.checkpoints import latest_valid_checkpoint
-    from .audit.sink import CheckpointSinkError, checkpoint_sink
-
     try:  # before the head is read, so that a checkpoint signed meanwhile is never ahead of it
         sink = checkpoint_sink()
         external = sink.latest()
@@ -264,8 +263,6 @@ def verify_ledger(*, resume: bool = False, chunk_size: int = 10000) -> Verificat
 
 def _external_checkpoint_problem(record: dict, head_seq: int) -> tuple[int | None, str] | None:
     """Why the ledger does not pass through the sink's latest checkpoint, or None if it does."""
-    from .audit.checkpoints import sink_record_signature_valid
-
     where = record.get("location") or "the checkpoint sink"
     if not sink_record_signature_valid(record):
         return None, (f"the latest checkpoint in the sink ({where}) carries no valid signature by a trusted key "

@@ -26,6 +26,7 @@ from consent.models import Channel, ConsentEvent, Topic, TopicText
 from consent.verification import ledger_rows
 
 from . import signing
+from .checkpoints import LedgerNotIntact, checkpoint_as_dict, checkpoint_create
 
 EXPORT_FORMAT_VERSION = "consent-ledger-export/1"
 FORMATS = ("csv", "jsonl")
@@ -283,8 +284,6 @@ def export_to_file(*, path: str, fmt: str, filters: ExportFilters, chunk_size: i
     If the ledger does not verify, the file is still written (it is evidence), but the manifest
     carries no checkpoint and records the verification failure.
     """
-    from .checkpoints import LedgerNotIntact, checkpoint_as_dict, checkpoint_create
-
     ledger_problem, verification = "", None
     try:
         checkpoint = checkpoint_create()

@@ -1,6 +1,10 @@
 """Beat tasks: sign the ledger head periodically (signer queue only), and verify everything daily."""
 
+import logging
+
 from celery import shared_task
+
+from consent.verification import verify_ledger, verify_state
 
 from .checkpoints import LedgerNotIntact, checkpoint_create
 
@@ -21,10 +25,6 @@ def ledger_checkpoint_task() -> int | None:
 @shared_task(ignore_result=True)
 def ledger_verify_task() -> bool:
     """Walk the whole chain (beat, daily): resumed runs trust the signed prefix, this one does not."""
-    import logging
-
-    from consent.verification import verify_ledger, verify_state
-
     log = logging.getLogger(__name__)
     ok = True
     for report in (verify_ledger(), verify_state()):

@@ -15,8 +15,8 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from consent import limits, selectors, services
-from consent.messaging import confirmation_link
 from consent.models import ConfirmationToken, Source, Topic
+from consent.outbox import confirmation_link
 
 from .client_ip import client_ip
 from .forms import OptinForm

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
+
 from consent.phones import InvalidPhoneNumber, parse_phone
 
 logger = logging.getLogger(__name__)
@@ -53,8 +55,6 @@ def parse_reference(value: Any) -> Reference | None:
 
 def twilio_status_callback(reference: str = "") -> str:
     """The StatusCallback URL for one message: our status webhook, with the message's reference when it is one of ours."""
-    from django.conf import settings
-
     url = settings.PUBLIC_BASE_URL + TWILIO_STATUS_PATH
     return f"{url}?{urlencode({'ref': reference})}" if parse_reference(reference) else url
 

@@ -12,6 +12,9 @@ from .base import (
     SendResult,
     TransientProviderError,
 )
+from .console import ConsoleProvider
+from .twilio import TwilioProvider
+from .whatsapp import WhatsAppCloudProvider
 
 __all__ = [
     "InvalidRecipientError",
@@ -28,18 +31,12 @@ __all__ = [
 
 def get_provider(channel: str) -> Provider:
     """The provider configured for `channel` ("sms" or "whatsapp")."""
-    from .console import ConsoleProvider
-
     if channel == "sms":
         if settings.SMS_PROVIDER == "twilio":
-            from .twilio import TwilioProvider
-
             return TwilioProvider.from_settings()
         return ConsoleProvider("sms")
     if channel == "whatsapp":
         if settings.WHATSAPP_PROVIDER == "cloud":
-            from .whatsapp import WhatsAppCloudProvider
-
             return WhatsAppCloudProvider.from_settings()
         return ConsoleProvider("whatsapp")
     raise ValueError(f"unknown channel {channel!r}")

@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 
 import requests
 import urllib3
+from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from .base import TransientProviderError
@@ -149,8 +150,6 @@ def per_process(key: tuple, factory):
 
 def shared_pool_size() -> int:
     """Connections to keep alive in a process-wide client: the broadcast send concurrency."""
-    from django.conf import settings
-
     try:
         return max(1, int(getattr(settings, "BROADCAST_SEND_CONCURRENCY", SEND_CONCURRENCY_DEFAULT)))
     except Exception:  # settings not configured (a script): requests' default pool

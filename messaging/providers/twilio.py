@@ -20,6 +20,7 @@ that the delivery-status webhook can classify `ErrorCode` the same way as a sync
 from __future__ import annotations
 
 import requests
+from django.conf import settings
 
 from .base import (
     InvalidRecipientError,
@@ -103,8 +104,6 @@ class TwilioProvider(Provider):
         `shared=True` returns this process's instance for the current settings, so successive
         sends reuse its keep-alive connections.
         """
-        from django.conf import settings
-
         options = dict(
             account_sid=settings.TWILIO_ACCOUNT_SID,
             auth_token=settings.TWILIO_AUTH_TOKEN,

@@ -21,6 +21,7 @@ Opt-outs and undeliverable numbers mostly arrive later on the status webhook; us
 from __future__ import annotations
 
 import requests
+from django.conf import settings
 
 from .base import (
     InvalidRecipientError,
@@ -101,8 +102,6 @@ class WhatsAppCloudProvider(Provider):
     @classmethod
     def from_settings(cls, *, shared: bool = True, pool_maxsize: int = 10) -> WhatsAppCloudProvider:
         """A provider configured from settings WHATSAPP_* and PROVIDER_TIMEOUT (shared: see TwilioProvider)."""
-        from django.conf import settings
-
         options = dict(
             access_token=settings.WHATSAPP_ACCESS_TOKEN,
             phone_number_id=settings.WHATSAPP_PHONE_NUMBER_ID,

@@ -401,12 +401,12 @@ def test_status_callbacks_move_deliveries_forward_only(topic, consented, use_sta
                                     error_code="30003")
     first.refresh_from_db()
     assert first.status == DeliveryStatus.DELIVERED and first.error_code == ""
-    # Through the webhook's signal, as the Twilio status callback sends it.
-    from consent.webhooks.signals import provider_status_received
+    # Through the status handler registry, as the Twilio status callback calls it.
+    from consent.webhooks import registry
 
     update = SimpleNamespace(channel="sms", provider_message_id=second.provider_message_id, status="failed",
                              error_code="30006", error_message="landline", occurred_at=timezone.now())
-    provider_status_received.send(sender="twilio", update=update, contact=None, message=None)
+    registry.status_apply(provider="twilio", update=update, contact=None, message=None)
     second.refresh_from_db()
     assert second.status == DeliveryStatus.FAILED and second.error_code == "30006"
     assert services.delivery_status_update(channel="whatsapp", provider_message_id=second.provider_message_id,
@@ -420,7 +420,7 @@ def test_lost_send_tasks_are_enqueued_again_by_the_beat(topic, consented, fake_p
     from broadcasts import tasks
 
     consented(7, topic)
-    monkeypatch.setattr(tasks.broadcast_send_range_task, "delay", lambda *a, **k: None)  # the broker lost them
+    monkeypatch.setattr(tasks.broadcast_send_range_task, "apply_async", lambda *a, **k: None)  # the broker lost them
     broadcast = run(make(topic), run_on_commit)
     assert broadcast.status == BroadcastStatus.SENDING and fake_provider.sent == []
     monkeypatch.undo()
@@ -763,18 +763,16 @@ def test_the_sends_answer_never_replaces_a_provider_id_recorded_by_a_callback(to
 def test_outcomes_write_every_row_before_any_consent_change(topic, consented, monkeypatch):
     """The ledger's head lock is held from the first append to the commit; a status callback locks its
     delivery row first and the ledger next: the sender takes them in that order too."""
-    from consent import services as consent_services_module
-
     contacts, broadcast = _launched(topic, 3, consented)
     claims = _claim_all(broadcast)
     seen = []
-    real_revoke = consent_services_module.consent_revoke
+    real_revoke = sending.consent_revoke
 
     def revoke(**kwargs):
         seen.append(sorted(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)))
         return real_revoke(**kwargs)
 
-    monkeypatch.setattr(consent_services_module, "consent_revoke", revoke)
+    monkeypatch.setattr(sending, "consent_revoke", revoke)
     outcomes = [sending.Outcome("opted_out", code="21610"), sending.Outcome("sent", provider_message_id="SMa"),
                 sending.Outcome("sent", provider_message_id="SMb")]
     sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=outcomes)

@@ -1,14 +1,13 @@
 """The interleaving test is not vacuous: with the send-time gate broken it must fail.
 
-Two mutants of the gate (broadcasts.sending.audience_consents): one lets every consent row
+Two mutants of the gate (`Consent.objects.may_receive_promotion`): one lets every consent row
 through, one forgets expiry and suppression. The property test, run against each, must find a
 message handed over without a current consent.
 """
 
 import pytest
-from django.db.models import Q
 
-from consent.models import Consent
+from consent.models import ConsentQuerySet
 
 from .test_consent_interleavings import fast_broadcasts, sending, topics  # noqa: F401  (fixtures)
 from .test_consent_interleavings import test_rules_hold_under_random_interleavings as property_test
@@ -16,14 +15,13 @@ from .test_consent_interleavings import test_rules_hold_under_random_interleavin
 pytestmark = pytest.mark.django_db
 
 MUTANTS = {
-    "gate lets everyone through": lambda topic, channel, now: Consent.objects.filter(topic=topic, channel=channel),
-    "gate forgets expiry and suppression": lambda topic, channel, now: Consent.objects.filter(
-        Q(topic=topic, channel=channel, status="active")),
+    "gate lets everyone through": lambda consents, now: consents,
+    "gate forgets expiry and suppression": lambda consents, now: consents.filter(status="active"),
 }
 
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
 def test_broken_gate_is_caught(mutant, topics, fast_broadcasts, run_on_commit, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(sending, "audience_consents", MUTANTS[mutant])
+    monkeypatch.setattr(ConsentQuerySet, "may_receive_promotion", MUTANTS[mutant])
     with pytest.raises(AssertionError, match="handed over to contact"):
         property_test(topics=topics, fast_broadcasts=None, run_on_commit=run_on_commit, monkeypatch=monkeypatch)

@@ -6,6 +6,8 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from consent.audit.signing import public_key_pem
+
 
 def load_offline_verifier():
     """tools/verify_export.py, the standalone verifier an auditor can run anywhere."""
@@ -33,8 +35,6 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"Cannot read {options['public_key']}: {exc}") from None
         else:
-            from consent.audit.signing import public_key_pem
-
             pem = public_key_pem()
         result = verifier.verify_export(options["file"], options.get("manifest"), pem)
         for warning in result.warnings:

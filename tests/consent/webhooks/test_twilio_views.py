@@ -5,6 +5,7 @@ import pytest
 from consent import services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
 from consent.signatures import twilio_signature
+from consent.webhooks import registry
 from tests.prompts import deliver_prompts
 
 from .conftest import TWILIO_TOKEN
@@ -327,35 +328,31 @@ def test_invalid_number_error_suppresses(topic, twilio_post):
     assert ConsentEvent.objects.filter(kind=EventKind.SUPPRESSED).count() == 1
 
 
-def test_status_signal_reaches_subscribers(topic, twilio_post):
-    from consent.webhooks.signals import provider_status_received
-
+def test_status_reaches_registered_handlers(topic, twilio_post):
     received = []
 
-    def receiver(sender, update, contact, message, **kwargs):
-        received.append((sender, update.provider_message_id, update.status, contact))
+    def apply(*, provider, update, contact, message):
+        received.append((provider, update.provider_message_id, update.status, contact))
 
-    provider_status_received.connect(receiver)
+    registry.status_handler_register("test", registry.StatusHandler(find=lambda update: None, apply=apply))
     try:
         active_consent(topic)
         twilio_post(STATUS, twilio_form("twilio_status_delivered.txt"))
     finally:
-        provider_status_received.disconnect(receiver)
+        registry.status_handler_unregister("test")
     assert received == [("twilio", "SM1234567890abcdef1234567890abcdef", "delivered", topic.consents.get().contact)]
 
 
-def test_a_failing_subscriber_rolls_back_and_asks_for_a_retry(topic, twilio_post):
-    from consent.webhooks.signals import provider_status_received
-
-    def receiver(**kwargs):
+def test_a_failing_handler_rolls_back_and_asks_for_a_retry(topic, twilio_post):
+    def apply(**kwargs):
         raise RuntimeError("boom")
 
     consent = active_consent(topic)
-    provider_status_received.connect(receiver)
+    registry.status_handler_register("test", registry.StatusHandler(find=lambda update: None, apply=apply))
     try:
         response = twilio_post(STATUS, twilio_form("twilio_status_failed_21610.txt"))
     finally:
-        provider_status_received.disconnect(receiver)
+        registry.status_handler_unregister("test")
     assert response.status_code == 503
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.ACTIVE

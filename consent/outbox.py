@@ -1,0 +1,83 @@
+"""Transactional messages (prompts and replies) before they leave: render, store, queue.
+
+Promotional broadcasts have their own pipeline in `broadcasts`; these messages are the
+service's answers to a person and are never promotional. `consent.messaging` hands them over.
+"""
+
+from datetime import datetime
+
+from django.conf import settings
+
+from config.enqueue import enqueue_on_commit
+
+from . import rows
+from .models import Channel, Contact, Message, Topic
+
+DELIVER_TASK = "consent.tasks.message_deliver_task"
+
+CONFIRM_INSTRUCTION = "Reply YES to confirm, STOP to cancel."
+
+
+# What is stored, listed and exported in place of the token: only the provider gets a usable link.
+REDACTED_TOKEN = "[redacted]"
+
+
+def confirmation_link(token: str = REDACTED_TOKEN) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/optin/confirm/{token}/"
+
+
+def whatsapp_window_open(contact: Contact, now: datetime) -> bool:
+    return contact.whatsapp_window_until is not None and contact.whatsapp_window_until > now
+
+
+def prompt_for(*, contact: Contact, topic: Topic, channel: str, now: datetime) -> tuple[str, dict | None]:
+    """The confirmation prompt: the topic's text, the reply instruction and the link (token redacted).
+
+    On WhatsApp outside the 24-hour window, only a template may be sent: the configured
+    utility template, with the topic name and the link as its body parameters. The sender
+    puts a fresh token into the link when it hands the prompt over.
+    """
+    link = confirmation_link()
+    text = topic.current_text.confirmation_message.strip()
+    if "{link}" in text:
+        text = text.replace("{link}", link)
+    else:
+        text = f"{text} {link}"
+    if "YES" not in text.upper():
+        text = f"{text} {CONFIRM_INSTRUCTION}"
+    if channel == Channel.WHATSAPP and not whatsapp_window_open(contact, now):
+        template = {
+            "name": settings.WHATSAPP_OPTIN_TEMPLATE,
+            "language": {"code": settings.WHATSAPP_OPTIN_TEMPLATE_LANGUAGE},
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": topic.name}, {"type": "text", "text": link}]}
+            ],
+        }
+        return text, template
+    return text, None
+
+
+def outbound(*, contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None,
+             template: dict | None = None) -> Message:
+    """An outbound message, not stored yet: `messages_store` stores and sends it."""
+    return Message(contact=contact, channel=channel, direction=Message.Direction.OUTBOUND, kind=kind, topic=topic,
+                   body=body, template=template, status=Message.Status.QUEUED)
+
+
+def message_queue(**fields) -> Message:
+    """Store an outbound message and send it once the surrounding transaction commits."""
+    return messages_store([outbound(**fields)])[0]
+
+
+def messages_store(messages: list[Message]) -> list[Message]:
+    """Store messages in one statement; the outbound ones are sent once the surrounding transaction commits."""
+    stored = rows.insert_many(messages)
+    for message in stored:
+        if message.direction == Message.Direction.OUTBOUND:
+            # robust: a broker outage must not turn an applied change into an error; the upkeep
+            # job hands messages still queued later to the broker again. That is also why the publish
+            # does not retry (kombu's retry wrapper costs more than the publish on every webhook).
+            enqueue_on_commit(DELIVER_TASK, message.pk, retry=False, robust=True)
+    return stored
+
+
