@@ -520,7 +520,7 @@ def test_a_broken_record_in_the_reply_leaves_the_outcome_unknown(tmp_path):
 def test_a_tls_reason_a_broken_record_can_also_raise_leaves_the_outcome_unknown(tmp_path):
     """WRONG_VERSION_NUMBER comes from a plain HTTP server on the https port during the handshake, and
     from a garbled record header after the request left: the exception alone cannot tell which."""
-    provider, received = _tls_server(tmp_path)  # plain HTTP
+    provider, _ = _tls_server(tmp_path)  # plain HTTP
 
     with pytest.raises(TransientProviderError) as raised:
         provider.send(SMS)
