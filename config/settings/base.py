@@ -167,8 +167,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Seconds before Redis redelivers a task whose worker died without acking it (acks_late tasks).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
-if CELERY_BROKER_URL.startswith("redis://"):
-    CELERY_BROKER_TRANSPORT = "config.broker:Transport"  # kombu's, with one publishing client per channel
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
