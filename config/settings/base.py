@@ -96,8 +96,6 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend with a health check that asks the socket, not the server (config/postgresql).
-    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # Parameters bound by the server, and statements run often (every webhook's handful) prepared
     # once per connection: PostgreSQL then skips parsing and planning them on each request.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
