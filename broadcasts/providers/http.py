@@ -92,7 +92,7 @@ def _tls_failed_before_sending(exc: requests.exceptions.SSLError) -> bool:
     does not match (`ssl.SSLCertVerificationError`, urllib3's `CertificateError`), or an OpenSSL
     reason only a handshake raises (TLS_HANDSHAKE_REASONS). Any other TLS error (a bad record, an
     abrupt EOF, a reason we do not know) may have come after the request left: the outcome is unknown.
-    A TLS 1.2 server renegotiating mid-reply could raise a handshake reason late; neither provider does.
+    Left open: a TLS 1.2 server renegotiating mid-reply (TLS 1.3 has no renegotiation) raises those late.
     """
     error = _reason(exc)
     while error is not None:
