@@ -96,8 +96,6 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend with a health check that asks the socket, not the server (config/postgresql).
-    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # Parameters bound by the server, and statements run often (every webhook's handful) prepared
     # once per connection: PostgreSQL then skips parsing and planning them on each request.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -167,8 +165,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Seconds before Redis redelivers a task whose worker died without acking it (acks_late tasks).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600)}
-if CELERY_BROKER_URL.startswith("redis://"):
-    CELERY_BROKER_TRANSPORT = "config.broker:Transport"  # kombu's, with one publishing client per channel
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None

@@ -72,24 +72,37 @@ def _reason(exc: requests.RequestException):
     return getattr(inner, "reason", inner)
 
 
+# OpenSSL reasons (`ssl.SSLError.reason`) that only negotiating a connection raises: alerts RFC 8446
+# §6.2 defines for the handshake, and no protocol, cipher or parameters in common. A reason a broken
+# record can also raise (WRONG_VERSION_NUMBER, BAD_RECORD_MAC, an EOF) is not one of them.
+TLS_HANDSHAKE_REASONS = frozenset({
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",  # handshake_failure (40): no acceptable security parameters
+    "TLSV1_ALERT_PROTOCOL_VERSION",  # protocol_version (70)
+    "TLSV1_ALERT_INSUFFICIENT_SECURITY",  # insufficient_security (71)
+    "TLSV1_ALERT_INAPPROPRIATE_FALLBACK",  # inappropriate_fallback (86)
+    "TLSV1_UNRECOGNIZED_NAME",  # unrecognized_name (112): the server name we asked for
+    "TLSV1_ALERT_NO_APPLICATION_PROTOCOL",  # no_application_protocol (120)
+    "TLSV1_ALERT_DECRYPT_ERROR",  # decrypt_error (51): a handshake signature or Finished that failed
+    "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE",  # our own side: nothing in common
+    "DH_KEY_TOO_SMALL", "UNSAFE_LEGACY_RENEGOTIATION_DISABLED",  # the server's key exchange refused
+})
+
+
 def _tls_failed_before_sending(exc: requests.exceptions.SSLError) -> bool:
     """Whether a TLS error happened while the connection was being set up (nothing sent yet).
 
-    A certificate the bundle does not trust, or a name that does not match, can only come from the
-    handshake; so can any error raised by the handshake itself. A TLS error while the reply was
-    being read (a bad record, an abrupt EOF) comes after the request left.
+    Decided from what the exceptions carry: a certificate the bundle does not trust or a name that
+    does not match (`ssl.SSLCertVerificationError`, urllib3's `CertificateError`), or an OpenSSL
+    reason only a handshake raises (TLS_HANDSHAKE_REASONS). Any other TLS error (a bad record, an
+    abrupt EOF, a reason we do not know) may have come after the request left: the outcome is unknown.
+    Left open: a TLS 1.2 server renegotiating mid-reply (TLS 1.3 has no renegotiation) raises those late.
     """
     error = _reason(exc)
     while error is not None:
         if isinstance(error, (ssl.SSLCertVerificationError, _HostnameMismatch)):
             return True
         if isinstance(error, ssl.SSLError):
-            tb = error.__traceback__
-            while tb is not None:
-                if tb.tb_frame.f_code.co_name == "do_handshake":
-                    return True
-                tb = tb.tb_next
-            return False
+            return getattr(error, "reason", None) in TLS_HANDSHAKE_REASONS
         error = error.args[0] if getattr(error, "args", None) and isinstance(error.args[0], BaseException) else None
     return False
 

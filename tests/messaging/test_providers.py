@@ -444,6 +444,133 @@ def test_an_untrusted_certificate_fails_before_anything_is_sent(canned, tmp_path
     assert canned.requests == []  # the handshake failed: nothing was sent
 
 
+def _tls_server(tmp_path, *, server_context=None, after_request=None):
+    """A loopback server for one connection: a TLS handshake with `server_context` (our certificate),
+    then it reads the request (kept in the returned list) and does `after_request(tls_socket)`.
+    With neither, a plain HTTP server on the https port."""
+    import ssl
+
+    cert_file, key_file = _self_signed_certificate(tmp_path)
+    context = server_context or ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    received = []
+
+    def serve():
+        raw, _ = listener.accept()
+        raw.settimeout(5)
+        try:
+            if after_request is None and server_context is None:  # no TLS at all: a plain HTTP server
+                received.append(raw.recv(65536))
+                raw.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                return
+            tls = context.wrap_socket(raw, server_side=True)
+            received.append(tls.recv(65536))
+            after_request(tls)
+            time.sleep(0.2)
+            tls.close()
+        except (OSError, ssl.SSLError):
+            pass  # the handshake the client refused
+        finally:
+            raw.close()
+            listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REQUESTS_CA_BUNDLE", cert_file)  # trusted: read once, when the client is built
+        provider = TwilioProvider("AC1", "t", from_number="+1555", api_base=f"https://127.0.0.1:{listener.getsockname()[1]}",
+                                  timeout=(2, 2))
+    return provider, received
+
+
+def _corrupt_record(tls):
+    """A TLS application-data record whose bytes were garbled on the way: it fails its integrity check."""
+    import os
+
+    socket.socket(fileno=os.dup(tls.fileno())).sendall(b"\x17\x03\x03\x00\x20" + os.urandom(32))
+
+
+def test_a_handshake_the_server_refuses_fails_before_anything_is_sent(tmp_path):
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("ECDHE-ECDSA-AES128-SHA")  # a SHA-1 suite only: the client offers none of those
+    provider, received = _tls_server(tmp_path, server_context=context, after_request=lambda tls: None)
+
+    with pytest.raises(TransientProviderError) as raised:
+        provider.send(SMS)
+
+    assert (raised.value.code, raised.value.outcome_unknown) == ("tls_error", False)
+    assert "HANDSHAKE_FAILURE" in str(raised.value) and received == []
+
+
+def test_a_broken_record_in_the_reply_leaves_the_outcome_unknown(tmp_path):
+    provider, received = _tls_server(tmp_path, after_request=_corrupt_record)
+
+    with pytest.raises(TransientProviderError) as raised:
+        provider.send(SMS)
+
+    assert (raised.value.code, raised.value.outcome_unknown) == ("connection_error", True)
+    assert len(received) == 1 and received[0].startswith(b"POST ")  # the request had arrived
+
+
+def test_a_tls_reason_a_broken_record_can_also_raise_leaves_the_outcome_unknown(tmp_path):
+    """WRONG_VERSION_NUMBER comes from a plain HTTP server on the https port during the handshake, and
+    from a garbled record header after the request left: the exception alone cannot tell which."""
+    provider, _ = _tls_server(tmp_path)  # plain HTTP
+
+    with pytest.raises(TransientProviderError) as raised:
+        provider.send(SMS)
+
+    assert "WRONG_VERSION_NUMBER" in str(raised.value)
+    assert (raised.value.code, raised.value.outcome_unknown) == ("connection_error", True)
+
+
+@pytest.mark.parametrize("reason, before_sending", [
+    ("SSLV3_ALERT_HANDSHAKE_FAILURE", True),
+    ("TLSV1_ALERT_PROTOCOL_VERSION", True),
+    ("TLSV1_UNRECOGNIZED_NAME", True),
+    ("DECRYPTION_FAILED_OR_BAD_RECORD_MAC", False),
+    ("WRONG_VERSION_NUMBER", False),
+    ("UNEXPECTED_EOF_WHILE_READING", False),
+    (None, False),
+])
+def test_the_tls_decision_reads_the_exceptions_not_where_they_were_raised(reason, before_sending):
+    """The chain requests and urllib3 build (requests SSLError > MaxRetryError > urllib3 SSLError >
+    ssl.SSLError), built here without ever being raised."""
+    import ssl
+
+    import requests
+
+    from messaging.providers.http import transport_error
+
+    tls = ssl.SSLError(1, f"[SSL: {reason}] ...")
+    tls.reason, tls.library = reason, "SSL"
+    inner = urllib3.exceptions.SSLError(tls)
+    exc = requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(None, "/x", inner))
+
+    error = transport_error(exc, "twilio")
+
+    assert error.outcome_unknown is (not before_sending)
+    assert error.code == ("tls_error" if before_sending else "connection_error")
+
+
+def test_a_certificate_verification_error_is_before_sending_wherever_it_was_built():
+    import ssl
+
+    import requests
+
+    from messaging.providers.http import transport_error
+
+    verify = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    exc = requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(None, "/x", urllib3.exceptions.SSLError(verify)))
+
+    assert (transport_error(exc, "twilio").code, transport_error(exc, "twilio").outcome_unknown) == ("tls_error", False)
+
+
 def test_twilio_round_trip_through_the_stand_in(use_stand_in):
     use_stand_in.configure(faults=[{"kind": "429", "count": 1, "retry_after": "2"}], recipients={"+15550000001": "opted_out"})
     assert isinstance(get_provider("sms"), TwilioProvider)
