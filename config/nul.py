@@ -17,35 +17,34 @@ MAX_JSON_DEPTH = 32
 DEPTH_MESSAGE = f"JSON body nested more than {MAX_JSON_DEPTH} levels deep."
 
 
-def json_depth_exceeds(value, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether decoded JSON nests lists/objects more than `limit` levels deep (iterative: no recursion)."""
+def body_problem(value, max_depth: int | None = None) -> str | None:
+    """Why a parsed body must be refused (a NUL anywhere, keys included; nesting past `max_depth`), or None.
+
+    One iterative walk (no recursion: a body may nest as deep as its parser allows).
+    """
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
+        if isinstance(item, str):
+            if NUL in item:
+                return MESSAGE
+            continue
+        if isinstance(item, (dict, list)) and max_depth is not None and depth > max_depth:
+            return DEPTH_MESSAGE
+        if hasattr(item, "lists"):  # QueryDict / MultiValueDict
+            for key, values in item.lists():
+                stack += [(key, depth), (values, depth)]
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack += [(key, depth), (child, depth + 1)]
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+    return None
 
 
 def contains_nul(value) -> bool:
     """Whether a parsed body (dicts, lists, strings, QueryDicts) holds a NUL anywhere, keys included."""
-    stack = [value]  # no recursion: a body may nest as deep as the JSON parser allows
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if NUL in item:
-                return True
-        elif hasattr(item, "lists"):  # QueryDict / MultiValueDict
-            for key, values in item.lists():
-                stack += [key, values]
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                stack += [key, child]
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return False
+    return body_problem(value) is not None
 
 
 class _RefuseNul:
@@ -57,17 +56,16 @@ class _RefuseNul:
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, refusing NUL in any string and nesting deeper than MAX_JSON_DEPTH."""
+    """DRF's JSON parser, refusing NUL in any string and nesting deeper than MAX_JSON_DEPTH (one walk)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError(DEPTH_MESSAGE) from None
-        if json_depth_exceeds(data):
-            raise ParseError(DEPTH_MESSAGE)
-        if contains_nul(data):
-            raise ParseError(MESSAGE)
+        problem = body_problem(data, MAX_JSON_DEPTH)
+        if problem:
+            raise ParseError(problem)
         return data
 
 
