@@ -599,8 +599,6 @@ def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> Range
     if rate > 0:
         size = max(1, min(size, int(rate / 10)))  # a claim is about a tenth of a second of the allowed rate
     key = throttle_key(broadcast.channel)
-    threshold = float(setting("BROADCAST_ERROR_RATE_THRESHOLD"))
-    min_sample = int(setting("BROADCAST_ERROR_RATE_MIN_SAMPLE"))
     touched = clock.monotonic()
     while True:
         if rate > 0:
@@ -625,12 +623,10 @@ def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> Range
                 result.retry_in = recorded.retry_in if result.retry_in is None else min(result.retry_in, recorded.retry_in)
             if recorded.rate_limited:
                 break  # the provider asked us to slow down: come back after Retry-After
-            attempted = result.sent + result.failed + result.unknown
-            if attempted >= min_sample and result.failed / attempted > threshold:
-                services.broadcast_pause_for_errors(
-                    broadcast_id=broadcast.pk,
-                    reason=f"error rate {result.failed}/{attempted} ({result.failed / attempted:.0%}) passed {threshold:.0%}",
-                )
+            reason = services.error_rate_exceeded(failed=result.failed,
+                                                  attempted=result.sent + result.failed + result.unknown)
+            if reason:
+                services.broadcast_pause_for_errors(broadcast_id=broadcast.pk, reason=reason)
                 result.stopped = True
                 break
         if clock.monotonic() - touched >= 1.0:

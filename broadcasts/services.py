@@ -373,15 +373,16 @@ def broadcast_check_error_rate(*, broadcast_id: int) -> bool:
             DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN,
         ]).order_by().values_list("status").annotate(n=Count("id"))
     )
-    attempted = sum(counts.values())
-    failed = counts.get(DeliveryStatus.FAILED, 0)
+    reason = error_rate_exceeded(failed=counts.get(DeliveryStatus.FAILED, 0), attempted=sum(counts.values()))
+    return broadcast_pause_for_errors(broadcast_id=broadcast_id, reason=reason) if reason else False
+
+
+def error_rate_exceeded(*, failed: int, attempted: int) -> str:
+    """Why a broadcast must pause on its failures ("" while the rate is under the threshold or the sample small)."""
     threshold = float(setting("BROADCAST_ERROR_RATE_THRESHOLD"))
     if attempted >= int(setting("BROADCAST_ERROR_RATE_MIN_SAMPLE")) and failed / attempted > threshold:
-        return broadcast_pause_for_errors(
-            broadcast_id=broadcast_id,
-            reason=f"error rate {failed}/{attempted} ({failed / attempted:.0%}) passed {threshold:.0%}",
-        )
-    return False
+        return f"error rate {failed}/{attempted} ({failed / attempted:.0%}) passed {threshold:.0%}"
+    return ""
 
 
 def broadcasts_tick(*, now: datetime | None = None) -> dict:
