@@ -1,33 +1,36 @@
 """OpenAPI generation: nested InputSerializer/OutputSerializer classes get their view's name."""
 
 from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
-from drf_spectacular.settings import spectacular_settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 
 
 class AutoSchema(BaseAutoSchema):
-    """Names a nested `SomeApi.InputSerializer` component `SomeApiInput` so that names never collide."""
+    """Names a nested `SomeApi.InputSerializer` component `SomeApiInput` so that names never collide,
+    documents the query parameters of APIViews that paginate by hand, and the errors every operation
+    answers with. Only drf-spectacular's public hooks are overridden."""
 
-    def _get_serializer_name(self, serializer, direction, bypass_extensions=False):
-        name = super()._get_serializer_name(serializer, direction, bypass_extensions)
+    def get_serializer_name(self, serializer, direction):
         qualname = type(serializer).__qualname__
-        if "." in qualname and not getattr(getattr(serializer, "Meta", None), "ref_name", None):
+        if "." in qualname:
+            # drf-spectacular then strips the "Serializer" suffix and adds "Request" where it splits.
             owner, inner = qualname.rsplit(".", 1)
-            owner = owner.replace(".", "")
-            inner = inner.removesuffix("Serializer")
-            name = f"{owner}{inner}"
-            if direction == "request" and self._is_split_request_name_needed(serializer):
-                name += "Request"
-        return name
+            return f"{owner.replace('.', '')}{inner}"
+        return super().get_serializer_name(serializer, direction)
 
-    def _is_split_request_name_needed(self, serializer) -> bool:
-        return spectacular_settings.COMPONENT_SPLIT_REQUEST
-
-    def _get_pagination_parameters(self):
-        """An APIView that paginates by hand declares `pagination_class`; document its query parameters."""
-        paginator = self._get_paginator()
-        if paginator is None or self.method != "GET":
-            return super()._get_pagination_parameters()
-        return paginator.get_schema_operation_parameters(self.view)
+    def get_override_parameters(self):
+        """An APIView that paginates by hand declares `pagination_class`: its query parameters."""
+        parameters = list(super().get_override_parameters())
+        pagination_class = getattr(self.view, "pagination_class", None)
+        if pagination_class is None or self.method != "GET":
+            return parameters
+        for spec in pagination_class().get_schema_operation_parameters(self.view):
+            kind = (spec.get("schema") or {}).get("type")
+            parameters.append(OpenApiParameter(
+                spec["name"], type=OpenApiTypes.INT if kind == "integer" else OpenApiTypes.STR,
+                location=spec.get("in", OpenApiParameter.QUERY), required=bool(spec.get("required")),
+                description=spec.get("description", "")))
+        return parameters
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         """Every operation also documents the errors the API answers with (DRF's shapes), so that

@@ -44,7 +44,7 @@ def _parse(text: str, default_region: str | None) -> ParsedPhone:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhoneNumber(f"Not a phone number: {exc._msg}") from None
+        raise InvalidPhoneNumber(f"Not a phone number: {exc.args[0] if exc.args else exc}") from None
     if not phonenumbers.is_possible_number(number):
         raise InvalidPhoneNumber("Not a possible phone number for its country (check the length).")
     if not phonenumbers.is_valid_number(number):
