@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils.functional import cached_property
 
 from consent.models import Channel, Contact, Topic
+from messaging.lifecycle import HANDED_OVER, OPEN, OutboundMessage, Status
 
 from . import content
 
@@ -24,33 +25,10 @@ class BroadcastStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-class DeliveryStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    DEFERRED = "deferred", "Deferred (waiting for local time, quiet hours or a limit)"
-    SENDING = "sending", "Handed to the provider"
-    SENT = "sent", "Sent"
-    DELIVERED = "delivered", "Delivered"
-    READ = "read", "Read"
-    FAILED = "failed", "Failed"
-    SKIPPED = "skipped", "Skipped"
-    UNKNOWN = "unknown", "Outcome unknown"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-# A row in one of these may still be claimed and sent.
-OPEN_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
-# A row in one of these counts as a message that went (or may have gone) out.
-HANDED_OVER_STATUSES = (
-    DeliveryStatus.SENDING,
-    DeliveryStatus.SENT,
-    DeliveryStatus.DELIVERED,
-    DeliveryStatus.READ,
-    DeliveryStatus.UNKNOWN,
-)
-# A handed-over row whose outcome the send has not recorded yet (`unknown`: upkeep's guess after a
-# crash). Only these may take the send's own outcome, or be found by our reference on a status
-# callback that comes before that outcome.
-AWAITING_OUTCOME = (DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
+# Deliveries go through the one outbound lifecycle (messaging.lifecycle), as prompts and replies do.
+DeliveryStatus = Status
+OPEN_STATUSES = OPEN  # may still be claimed and sent
+HANDED_OVER_STATUSES = HANDED_OVER  # went, or may have gone, out
 
 
 class SkipReason(models.TextChoices):
@@ -109,7 +87,7 @@ class Broadcast(models.Model):
         return content.compile_content(body=self.body, template=None)
 
 
-class Delivery(models.Model):
+class Delivery(OutboundMessage):
     """One broadcast to one contact: the claim before the provider call, then its outcome."""
 
     # No foreign-key constraints in the database on this high-volume table: fan-out inserts a
@@ -119,12 +97,8 @@ class Delivery(models.Model):
     # Django still cascades and protects as declared.
     broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False)
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False)
-    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Not to be sent before (deferral, retry, local time).")
     attempts = models.PositiveSmallIntegerField(default=0)
-    provider_message_id = models.CharField(max_length=128, null=True, blank=True)
-    error_code = models.CharField(max_length=32, blank=True)
-    error_message = models.CharField(max_length=255, blank=True)
     skip_reason = models.CharField(max_length=32, blank=True, choices=SkipReason.choices)
     authorized_by = models.BigIntegerField(
         null=True, blank=True, help_text="Ledger sequence number of the event that made the consent current when claimed."
@@ -134,8 +108,6 @@ class Delivery(models.Model):
     )
     created_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    status_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -40,25 +40,17 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from consent.models import Channel, Consent, ConsentQuerySet, Contact, Source
+from consent.models import Channel, Consent, ConsentQuerySet, Contact
 from consent.selectors import contact_get_by_phone, contact_may_receive_promotion
-from consent.services import consent_revoke, consents_lock, contact_suppress
+from consent.services import consents_lock, provider_refusal_apply
 from consent.webhooks.references import DELIVERY, twilio_status_callback
-from messaging.providers import (
-    InvalidRecipientError,
-    OutgoingMessage,
-    PermanentProviderError,
-    RecipientOptedOutError,
-    TransientProviderError,
-    get_provider,
-)
-from messaging.providers.twilio import TwilioProvider
-from messaging.providers.whatsapp import WhatsAppCloudProvider
+from messaging import lifecycle
+from messaging.lifecycle import Outcome
+from messaging.providers import OutgoingMessage, thread_provider
 
 from . import content, quiet_hours, services, throttle
 from .conf import setting
 from .models import (
-    AWAITING_OUTCOME,
     HANDED_OVER_STATUSES,
     OPEN_STATUSES,
     Broadcast,
@@ -93,75 +85,23 @@ def outgoing_for(*, broadcast: Broadcast, phone: str, country: str, attributes: 
 # --- provider calls -------------------------------------------------------------------------
 
 
-@dataclass
-class Outcome:
-    kind: str  # sent | retry | failed | opted_out | invalid | unknown
-    provider_message_id: str = ""
-    code: str = ""
-    message: str = ""
-    retry_after: float | None = None
-    rate_limited: bool = False
-
-
-_local = threading.local()
-
-
-def _provider(channel: str):
-    """One provider (and so one keep-alive session) per thread, rebuilt when settings change."""
-    key = (channel, settings.SMS_PROVIDER, settings.WHATSAPP_PROVIDER, settings.TWILIO_API_BASE,
-           settings.WHATSAPP_API_BASE, settings.TWILIO_ACCOUNT_SID, settings.WHATSAPP_PHONE_NUMBER_ID)
-    providers = _local.__dict__.setdefault("providers", {})
-    provider = providers.get(key)
-    if provider is None:
-        provider = providers[key] = _unshared_provider(channel)
-    return provider
-
-
-def _unshared_provider(channel: str):
-    """A provider of its own for this thread: the per-process shared client keeps only ten
-    pooled connections, too few for the sender threads, which would then reconnect per message."""
-    if channel == Channel.SMS and settings.SMS_PROVIDER == "twilio":
-        return TwilioProvider.from_settings(shared=False)
-    if channel == Channel.WHATSAPP and settings.WHATSAPP_PROVIDER == "cloud":
-        return WhatsAppCloudProvider.from_settings(shared=False)
-    return get_provider(channel)
-
-
 def send_one(message: OutgoingMessage) -> Outcome:
-    """Hand one message to the provider and classify what came back (never raises)."""
-    try:
-        result = _provider(message.channel).send(message)
-    except TransientProviderError as exc:
-        if getattr(exc, "outcome_unknown", False):
-            return Outcome("unknown", code=exc.code, message=str(exc))
-        return Outcome("retry", code=exc.code, message=str(exc), retry_after=exc.retry_after,
-                       rate_limited=exc.http_status == 429 or exc.code in {"20429", "130429", "4", "80007"})
-    except PermanentProviderError as exc:
-        if getattr(exc, "outcome_unknown", False):
-            return Outcome("unknown", code=exc.code, message=str(exc))
-        if isinstance(exc, RecipientOptedOutError):
-            return Outcome("opted_out", code=exc.code, message=str(exc))
-        if isinstance(exc, InvalidRecipientError):
-            return Outcome("invalid", code=exc.code, message=str(exc))
-        return Outcome("failed", code=exc.code, message=str(exc))
-    except Exception as exc:  # a bug or an unexpected library error: it may have left, so never resend
-        logger.exception("provider call for %s raised", message.reference)
-        return Outcome("unknown", code="exception", message=f"{type(exc).__name__}: {exc}")
-    return Outcome("sent", provider_message_id=result.provider_message_id)
+    """Hand one message to this thread's provider (its own keep-alive session) and classify what came back."""
+    return lifecycle.send(thread_provider(message.channel), message)
 
 
 _executor: ThreadPoolExecutor | None = None
-_executor_pid: int | None = None
+_executor_key: tuple[int, int] | None = None  # (process id, threads) it was made for
 _executor_lock = threading.Lock()
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
     """This process's sender threads (created after fork, never shared across processes)."""
-    global _executor, _executor_pid
+    global _executor, _executor_key
     with _executor_lock:
-        if _executor is None or _executor_pid != os.getpid() or _executor._max_workers != size:
+        if _executor is None or _executor_key != (os.getpid(), size):
             _executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="broadcast-send")
-            _executor_pid = os.getpid()
+            _executor_key = (os.getpid(), size)
         return _executor
 
 
@@ -439,12 +379,6 @@ class Recorded:
     rate_limited: bool = False
 
 
-def _retry_delay(outcome: Outcome, attempts: int) -> float:
-    if outcome.retry_after is not None:
-        return max(0.5, float(outcome.retry_after))
-    return float(min(300, 2 ** attempts))
-
-
 def _resumed_since_claim(broadcast: Broadcast) -> bool:
     """True if the broadcast is sending and was resumed after these rows were claimed.
 
@@ -474,9 +408,10 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
     """Write each claimed row's outcome; provider opt-outs and invalid numbers act on consent (rule 10)."""
     now = now or timezone.now()
     recorded = Recorded()
-    if outcomes and connection.vendor == "postgresql" and all(outcome.kind == "sent" for outcome in outcomes):
+    if outcomes and all(outcome.kind == "sent" for outcome in outcomes):
         # The common case is one UPDATE, atomic on its own: no BEGIN / COMMIT round trips.
-        _mark_sent([(claim.delivery_id, outcome.provider_message_id[:128]) for claim, outcome in zip(claims, outcomes, strict=True)], now)
+        lifecycle.record_sent(Delivery, [(claim.delivery_id, outcome.provider_message_id)
+                                         for claim, outcome in zip(claims, outcomes, strict=True)], now)
         recorded.sent = len(claims)
         return recorded
     max_attempts = int(setting("BROADCAST_MAX_ATTEMPTS"))
@@ -487,12 +422,13 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
         feedback = []  # (claim, outcome) whose error acts on consent, after every row is written
         for claim, outcome in zip(claims, outcomes, strict=True):
             if outcome.kind == "sent":
-                sent.append((claim.delivery_id, outcome.provider_message_id[:128]))
+                sent.append((claim.delivery_id, outcome.provider_message_id))
                 continue
-            fields = {"status_at": now, "error_code": outcome.code[:32], "error_message": outcome.message[:255]}
-            if outcome.kind == "retry" and (claim.attempts < max_attempts or resumed):
-                delay = _retry_delay(outcome, claim.attempts)
-                fields.update(status=DeliveryStatus.QUEUED, not_before=now + timedelta(seconds=delay))
+            retry = outcome.kind == "retry" and (claim.attempts < max_attempts or resumed)
+            fields = lifecycle.outcome_fields(outcome, now, retry=retry)
+            if retry:
+                delay = lifecycle.retry_delay(claim.attempts - 1, outcome.retry_after)
+                fields.update(not_before=now + timedelta(seconds=delay))
                 if claim.attempts >= max_attempts:
                     # What the resume does to the rows it finds failed on transient errors only.
                     fields.update(attempts=0, retryable=False)
@@ -500,18 +436,17 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
                 recorded.retry_in = delay if recorded.retry_in is None else min(recorded.retry_in, delay)
                 recorded.rate_limited |= outcome.rate_limited
             elif outcome.kind == "unknown":
-                fields.update(status=DeliveryStatus.UNKNOWN)
                 recorded.unknown += 1
             else:
                 # Retries used up on transient errors (429, 5xx, refused connections): the provider
                 # never took the message, so resuming the broadcast may try it again.
-                fields.update(status=DeliveryStatus.FAILED, retryable=outcome.kind == "retry")
+                fields.update(retryable=outcome.kind == "retry")
                 recorded.failed += 1
-            Delivery.objects.filter(pk=claim.delivery_id, status__in=AWAITING_OUTCOME).update(**fields)
+            lifecycle.record_outcome(Delivery, claim.delivery_id, fields)
             if outcome.kind in ("opted_out", "invalid"):
                 feedback.append((claim, outcome))
         if sent:
-            _mark_sent(sent, now)
+            lifecycle.record_sent(Delivery, sent, now)
             recorded.sent = len(sent)
         # Consent changes come last, as the ledger wants (its head row is locked until commit), and
         # after the delivery rows, in the order a status callback takes the same locks. When one
@@ -521,46 +456,9 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
             consents_lock(contacts=opted_out, channel=broadcast.channel)
         for claim, outcome in feedback:
             evidence = {"provider_error_code": outcome.code, "broadcast_id": broadcast.pk, "delivery_id": claim.delivery_id}
-            if outcome.kind == "opted_out":
-                consent_revoke(contact=claim.contact, channel=broadcast.channel, source=Source.PROVIDER,
-                               reason="provider reports opt-out", evidence=evidence, now=now)
-            else:
-                contact_suppress(contact=claim.contact, reason="invalid_number", source=Source.PROVIDER, evidence=evidence)
+            provider_refusal_apply(contact=claim.contact, channel=broadcast.channel, outcome=outcome.kind,
+                                   evidence=evidence, now=now)
     return recorded
-
-
-# Any status of a claimed row but AWAITING_OUTCOME was recorded by a status callback that came first
-# (through our reference on the message): newer news, which the send's own outcome must not move back.
-_AWAITING_SQL = ", ".join(f"'{status}'" for status in AWAITING_OUTCOME)  # constants, not input
-# `sent` only where no callback moved the row on; the provider id only where none is recorded (a
-# callback that came first recorded the same one). Every right-hand side reads the row as it was.
-_SENT_SET = (
-    f"status = CASE WHEN {{t}}status IN ({_AWAITING_SQL}) THEN %s ELSE {{t}}status END, "
-    f"status_at = CASE WHEN {{t}}status IN ({_AWAITING_SQL}) THEN %s ELSE {{t}}status_at END, "
-    f"error_code = CASE WHEN {{t}}status IN ({_AWAITING_SQL}) THEN '' ELSE {{t}}error_code END, "
-    f"error_message = CASE WHEN {{t}}status IN ({_AWAITING_SQL}) THEN '' ELSE {{t}}error_message END, "
-    f"sent_at = %s, provider_message_id = COALESCE({{t}}provider_message_id, {{pid}})"
-)
-
-
-def _mark_sent(rows: list[tuple[int, str]], now: datetime) -> None:
-    """One statement for a claim's worth of `sent` rows (the ORM's bulk_update costs more CPU than the sends)."""
-    table = Delivery._meta.db_table
-    if connection.vendor == "postgresql":
-        values = ", ".join(["(%s, %s)"] * len(rows))
-        params = [DeliveryStatus.SENT, now, now]
-        for pk, provider_id in rows:
-            params += [pk, provider_id]
-        sql = (f"UPDATE {table} AS d SET {_SENT_SET.format(t='d.', pid='v.pid')} "
-               f"FROM (VALUES {values}) AS v(id, pid) WHERE d.id = v.id")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-        return
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET {_SENT_SET.format(t='', pid='%s')} WHERE id = %s",
-            [(DeliveryStatus.SENT, now, now, provider_id, pk) for pk, provider_id in rows],
-        )
 
 
 # --- one range ------------------------------------------------------------------------------

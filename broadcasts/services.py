@@ -20,10 +20,11 @@ from consent.models import Channel, Topic
 from consent.selectors import audience_consents
 from consent.webhooks import references
 from consent.webhooks.registry import OutboundRecord
+from messaging import lifecycle
 
 from . import content
 from .conf import setting
-from .models import AWAITING_OUTCOME, OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from .models import OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
 from .selectors import attribute_names_present, attribute_names_seen
 
 logger = logging.getLogger(__name__)
@@ -358,11 +359,9 @@ def broadcast_finish_if_done(*, broadcast_id: int, now: datetime | None = None) 
 def deliveries_mark_stale_unknown(*, broadcast_id: int | None = None, now: datetime | None = None) -> int:
     """Rows left in `sending` by a crash between the provider call and the write: `unknown`, never resent."""
     now = now or timezone.now()
+    rows = Delivery.objects.all() if broadcast_id is None else Delivery.objects.filter(broadcast_id=broadcast_id)
     cutoff = now - timedelta(seconds=float(setting("BROADCAST_UNKNOWN_AFTER_SECONDS")))
-    rows = Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=cutoff)
-    if broadcast_id is not None:
-        rows = rows.filter(broadcast_id=broadcast_id)
-    return rows.update(status=DeliveryStatus.UNKNOWN, status_at=now, error_message="no outcome recorded (worker lost)")
+    return lifecycle.mark_stale_unknown(rows, cutoff=cutoff, now=now)
 
 
 def broadcast_check_error_rate(*, broadcast_id: int) -> bool:
@@ -421,48 +420,20 @@ def broadcasts_due_ids(*, now: datetime) -> list[int]:
 
 # --- provider status callbacks --------------------------------------------------------------
 
-# Forward-only: a callback may move a delivery up this order, never down (callbacks arrive late
-# and out of order). `failed` ends it unless it was already delivered.
-_STATUS_RANK = {
-    DeliveryStatus.SENDING: 0, DeliveryStatus.UNKNOWN: 0, DeliveryStatus.SENT: 1,
-    DeliveryStatus.DELIVERED: 2, DeliveryStatus.FAILED: 2, DeliveryStatus.READ: 3,
-}
-_CALLBACK_STATUS = {"sent": DeliveryStatus.SENT, "delivered": DeliveryStatus.DELIVERED, "read": DeliveryStatus.READ,
-                    "failed": DeliveryStatus.FAILED, "undelivered": DeliveryStatus.FAILED}
-
-
 @transaction.atomic
 def delivery_status_update(*, channel: str, provider_message_id: str, status: str, error_code: str = "",
-                           occurred_at: datetime | None = None, error_message: str = "") -> Delivery | None:
-    """Apply a provider's delivery status to the broadcast delivery with that message id (idempotent).
+                           occurred_at: datetime | None = None, error_message: str = "") -> bool:
+    """Apply a provider's delivery status to the broadcast delivery with that message id (idempotent,
+    forward only: the lifecycle's one transition map). True if it moved the delivery.
 
     Opt-out and invalid-number codes are acted on by the webhook itself (consent revoked or number
     suppressed) before this runs; here the delivery only records its status and code.
     """
-    new = _CALLBACK_STATUS.get(str(status or "").lower())
-    if new is None or not provider_message_id:
-        return None
-    delivery = (
-        Delivery.objects.select_for_update(of=("self",))
-        .filter(provider_message_id=provider_message_id, broadcast__channel=channel)
-        .first()
-    )
-    if delivery is None:
-        return None
-    current = delivery.status
-    if current not in _STATUS_RANK or _STATUS_RANK[new] <= _STATUS_RANK[current]:
-        return delivery
-    if new == DeliveryStatus.FAILED and current in (DeliveryStatus.DELIVERED, DeliveryStatus.READ):
-        return delivery
-    delivery.status = new
-    delivery.status_at = occurred_at or timezone.now()
-    fields = ["status", "status_at"]
-    if new == DeliveryStatus.FAILED:
-        delivery.error_code = str(error_code or "")[:32]
-        delivery.error_message = (error_message or "")[:255]
-        fields += ["error_code", "error_message"]
-    delivery.save(update_fields=fields)
-    return delivery
+    if not provider_message_id:
+        return False
+    rows = Delivery.objects.filter(provider_message_id=provider_message_id, broadcast__channel=channel)
+    return lifecycle.callback_status_apply(rows, status=status, occurred_at=occurred_at or timezone.now(),
+                                           error_code=error_code, error_message=error_message)
 
 
 def delivery_match_status(*, update) -> Delivery | None:
@@ -479,7 +450,7 @@ def delivery_match_status(*, update) -> Delivery | None:
         update, kind=references.DELIVERY,
         by_id=deliveries.select_for_update(of=("self",)).filter(provider_message_id=update.provider_message_id),
         by_reference=deliveries,
-        unclaimed=Delivery.objects.filter(provider_message_id__isnull=True, status__in=AWAITING_OUTCOME),
+        unclaimed=Delivery.objects.filter(lifecycle.UNANSWERED, status__in=lifecycle.AWAITING_OUTCOME),
     )
 
 

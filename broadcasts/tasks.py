@@ -6,6 +6,8 @@ not the broker, decide what is sent, so `acks_late` + `reject_on_worker_lost` ar
 
 from celery import shared_task
 
+from messaging.lifecycle import RETRY_POLICY
+
 from . import sending, services
 
 MAX_RANGE_RETRIES = 50
@@ -29,14 +31,15 @@ def broadcast_fanout_task(broadcast_id: int) -> int:
     return services.broadcast_fanout(broadcast_id=broadcast_id)
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RANGE_RETRIES)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RANGE_RETRIES, **RETRY_POLICY)
 def broadcast_send_range_task(self, broadcast_id: int, lo: int, hi: int | None) -> dict:
-    """Send the open deliveries of one contact-id range; transient provider errors come back after Retry-After."""
+    """Send the open deliveries of one contact-id range; rows that met a transient provider error wait
+    for the retry policy's backoff (or the provider's Retry-After), and the task comes back for them."""
     result = sending.broadcast_send_range(broadcast_id=broadcast_id, lo=lo, hi=hi)
     # Rows waiting for a retry carry their `not_before`; the beat wakes them too, so an eager run
     # (tests, tools) leaves them to it instead of retrying inline before they are due.
     if result.retry_in is not None and not result.stopped and not self.request.is_eager \
             and self.request.retries < self.max_retries:
-        raise self.retry(countdown=min(result.retry_in, 600))
+        raise self.retry(countdown=min(result.retry_in, RETRY_POLICY["retry_backoff_max"]))
     return {"claimed": result.claimed, "sent": result.sent, "failed": result.failed, "skipped": result.skipped,
             "deferred": result.deferred, "unknown": result.unknown, "stopped": result.stopped}

@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
+
+from messaging import lifecycle
 
 from . import keywords as kw
 from . import selectors, services
@@ -44,23 +45,6 @@ DEFAULT_REPLIES = {
     "nothing_to_restart": "You have no subscription to restart on this number.{join_hint}",
     "help_generic": "Reply STOP to unsubscribe from promotional messages, START to subscribe again.{join_hint}",
 }
-
-# Message.status a delivery status may move a message from (statuses only move forward).
-_STATUS_FROM = {
-    Message.Status.SENT: {Message.Status.QUEUED, Message.Status.SENDING, Message.Status.UNKNOWN},
-    Message.Status.DELIVERED: {Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT, Message.Status.UNKNOWN},
-    Message.Status.READ: {Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT, Message.Status.DELIVERED,
-                          Message.Status.UNKNOWN},
-    Message.Status.FAILED: {Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT, Message.Status.UNKNOWN},
-}
-_UPDATE_TO_MESSAGE_STATUS = {
-    "sent": Message.Status.SENT,
-    "delivered": Message.Status.DELIVERED,
-    "read": Message.Status.READ,
-    "failed": Message.Status.FAILED,
-    "canceled": Message.Status.FAILED,
-}
-
 
 @dataclass
 class InboundResult:
@@ -272,8 +256,7 @@ def _message_for(update: StatusUpdate) -> Message | None:
         update, kind=references.MESSAGE,
         by_id=messages.filter(provider_message_id=update.provider_message_id),
         by_reference=messages.filter(direction=Message.Direction.OUTBOUND),
-        unclaimed=Message.objects.filter(Q(provider_message_id__isnull=True) | Q(provider_message_id=""),
-                                         status__in=Message.AWAITING_OUTCOME),
+        unclaimed=Message.objects.filter(lifecycle.UNANSWERED, status__in=lifecycle.AWAITING_OUTCOME),
     )
 
 
@@ -291,14 +274,10 @@ def provider_status_apply(*, update: StatusUpdate, provider: str, now: datetime 
     summary = {"message_updated": False, "revoked": 0, "suppressed": False}
     message = _message_for(update)
     record: OutboundRecord | None = outbound_record_for(update) if message is None else None
-    new_status = _UPDATE_TO_MESSAGE_STATUS.get(update.status)
-    if message is not None and new_status is not None:
-        changes = {"status": new_status, "status_at": update.occurred_at or now}
-        if update.error_code:
-            changes.update(error_code=update.error_code[:32], error_message=update.error_message[:255])
-        summary["message_updated"] = bool(
-            Message.objects.filter(pk=message.pk, status__in=_STATUS_FROM[new_status]).update(**changes)
-        )
+    if message is not None:
+        summary["message_updated"] = lifecycle.callback_status_apply(
+            Message.objects.filter(pk=message.pk), status=update.status, occurred_at=update.occurred_at or now,
+            error_code=update.error_code, error_message=update.error_message)
     if message is not None:
         contact, sent_at = message.contact, message.sent_at or message.created_at
     elif record is not None:

@@ -7,25 +7,19 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.enqueue import enqueue
-from messaging.providers import (
-    InvalidRecipientError,
-    OutgoingMessage,
-    PermanentProviderError,
-    RecipientOptedOutError,
-    TransientProviderError,
-    get_provider,
-)
+from messaging import lifecycle
+from messaging.lifecycle import Outcome
+from messaging.providers import OutgoingMessage, get_provider
 
 from .ledger import event_append
 from .models import Channel, ConfirmationToken, Consent, ConsentStatus, EventKind, Message, Source
 from .outbox import DELIVER_TASK, REDACTED_TOKEN
 from .selectors import effective_status
-from .services import confirmation_token_issue, consent_revoke, contact_suppress
+from .services import confirmation_token_issue, provider_refusal_apply
 from .webhooks.references import MESSAGE, twilio_status_callback
 
 logger = logging.getLogger(__name__)
@@ -43,33 +37,34 @@ def _with_token(value, token: str):
 
 
 def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
-    """Claim a queued message, hand it to the provider, record the outcome. Safe to call twice."""
+    """Claim a queued message, hand it to the provider, record the outcome. Safe to call twice.
+
+    Returns "sent", "failed", "unknown" or "skipped" (nothing to claim). A transient error before
+    the final attempt puts the message back in `queued` and raises `lifecycle.RetryLater` for the
+    caller's retry policy.
+    """
     token = token_id = None
+    now = timezone.now()
     with transaction.atomic():
         message = Message.objects.select_for_update(of=("self",)).select_related("contact", "topic").filter(pk=message_id).first()
         if message is None or message.status != Message.Status.QUEUED:
             return "skipped"
         contact = message.contact
         if contact.phone is None:
-            message.status = Message.Status.FAILED
-            message.error_message = "contact erased"
-            message.save(update_fields=["status", "error_message"])
+            Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED, error_message="contact erased",
+                                                         status_at=now)
             return "failed"
         consent = None
         if message.kind == Message.Kind.CONFIRMATION_PROMPT and message.topic_id:
             consent = _prompted_consent(message)
             if consent is None:
-                message.status = Message.Status.FAILED
-                message.error_message = "nothing left to confirm (the consent is no longer pending)"
-                message.status_at = timezone.now()
-                message.save(update_fields=["status", "error_message", "status_at"])
+                reason = "nothing left to confirm (the consent is no longer pending)"
+                Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED, error_message=reason,
+                                                             status_at=now)
                 return "failed"
             # Made at each hand-over and put only into what the provider gets: nobody can read it back.
-            token, token_id = confirmation_token_issue(consent=consent, now=timezone.now())
-        message.status = Message.Status.SENDING
-        message.attempts += 1
-        message.status_at = timezone.now()
-        message.save(update_fields=["status", "attempts", "status_at"])
+            token, token_id = confirmation_token_issue(consent=consent, now=now)
+        lifecycle.claim(Message.objects.filter(pk=message.pk), now=now)
     reference = f"{MESSAGE}-{message.pk}"
     outgoing = OutgoingMessage(
         to=contact.phone,
@@ -81,37 +76,45 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     )
     try:
         provider = get_provider(message.channel)
-        result = provider.send(outgoing)
-    except PermanentProviderError as exc:
-        exc = _without_token(exc, token)
-        if exc.outcome_unknown:
-            return _record_unknown(message, exc)
-        _token_discard(token_id)
-        _record_permanent_failure(message, exc)
-        return "failed"
-    except TransientProviderError as exc:
-        exc = _without_token(exc, token)
-        if exc.outcome_unknown:
-            return _record_unknown(message, exc)
+    except ValueError as exc:  # a channel no provider serves: nothing left
+        provider, outcome = None, Outcome("failed", code="no_provider", message=str(exc))
+    else:
+        outcome = lifecycle.send(provider, outgoing)
+    if token and token in outcome.message:
+        # A provider error whose text quotes the message: stored and logged without the token.
+        outcome.message = outcome.message.replace(token, REDACTED_TOKEN)
+    if outcome.kind == "sent":
+        with transaction.atomic():
+            lifecycle.record_sent(Message, [(message.pk, outcome.provider_message_id)], timezone.now())
+            if consent is not None:
+                _prompt_handed_over(message, consent, outcome, provider.name)
+        return "sent"
+    if outcome.kind != "unknown":
         _token_discard(token_id)  # never delivered: a retry makes a fresh one
-        status = Message.Status.FAILED if final_attempt else Message.Status.QUEUED
-        _awaiting_outcome(message).update(status=status, error_code=exc.code, error_message=str(exc)[:255],
-                                       status_at=timezone.now())
-        if final_attempt:
-            return "failed"
-        raise
     with transaction.atomic():
-        _record_sent(message, result.provider_message_id)
-        if consent is not None:
-            # YES confirms only consents whose prompt was handed over since they were requested.
-            sent_at = timezone.now()
-            Consent.objects.filter(pk=consent.pk, status=ConsentStatus.PENDING).update(prompted_at=sent_at)
-            event_append(kind=EventKind.CONFIRMATION_SENT, contact=contact, topic=message.topic,
-                         channel=message.channel, source=Source.SYSTEM, actor="system", text=consent.text,
-                         evidence={"message_id": message.pk, "provider_message_id": result.provider_message_id,
-                                   "provider": provider.name,
-                                   "template": (message.template or {}).get("name")}, occurred_at=sent_at)
-    return "sent"
+        lifecycle.record_outcome(Message, message.pk, lifecycle.outcome_fields(outcome, timezone.now(),
+                                                                              retry=not final_attempt))
+        if outcome.kind in ("opted_out", "invalid"):
+            evidence = {"provider_error_code": outcome.code, "message_id": message.pk}
+            provider_refusal_apply(contact=contact, channel=message.channel, outcome=outcome.kind, evidence=evidence)
+    if outcome.kind == "unknown":
+        logger.warning("message %s outcome unknown (%s); not resent", message.pk, outcome.code)
+        return "unknown"
+    if outcome.kind == "retry" and not final_attempt:
+        raise lifecycle.RetryLater(outcome)
+    logger.warning("message %s failed: %s %s", message.pk, outcome.code, outcome.message)
+    return "failed"
+
+
+def _prompt_handed_over(message: Message, consent: Consent, outcome: Outcome, provider_name: str) -> None:
+    """YES confirms only consents whose prompt was handed over since they were requested: record it."""
+    sent_at = timezone.now()
+    Consent.objects.filter(pk=consent.pk, status=ConsentStatus.PENDING).update(prompted_at=sent_at)
+    event_append(kind=EventKind.CONFIRMATION_SENT, contact=message.contact, topic=message.topic,
+                 channel=message.channel, source=Source.SYSTEM, actor="system", text=consent.text,
+                 evidence={"message_id": message.pk, "provider_message_id": outcome.provider_message_id,
+                           "provider": provider_name, "template": (message.template or {}).get("name")},
+                 occurred_at=sent_at)
 
 
 def _prompted_consent(message: Message):
@@ -127,60 +130,6 @@ def _prompted_consent(message: Message):
 def _token_discard(token_id: int | None) -> None:
     if token_id is not None:
         ConfirmationToken.objects.filter(pk=token_id).delete()
-
-
-def _without_token(exc, token: str | None):
-    """A provider error whose text may quote the message: stored and logged without the token."""
-    if token and token in str(exc):
-        exc.args = (str(exc).replace(token, REDACTED_TOKEN), *exc.args[1:])
-    return exc
-
-
-def _awaiting_outcome(message: Message):
-    """The message, unless a status callback already recorded what became of it."""
-    return Message.objects.filter(pk=message.pk, status__in=Message.AWAITING_OUTCOME)
-
-
-def _record_sent(message: Message, provider_message_id: str) -> None:
-    """Record the provider's id and `sent`, without undoing what an earlier status callback recorded.
-
-    A callback that came before this (found through our reference) already recorded the same
-    provider id and may have moved the message further (`delivered`): its status stays. A provider
-    id already recorded is never replaced by another one.
-    """
-    now = timezone.now()
-    same_id = Q(provider_message_id__isnull=True) | Q(provider_message_id="") | Q(provider_message_id=provider_message_id)
-    rows = Message.objects.filter(same_id, pk=message.pk)
-    if rows.filter(status__in=Message.AWAITING_OUTCOME).update(
-        status=Message.Status.SENT, provider_message_id=provider_message_id, sent_at=now, status_at=now,
-        error_code="", error_message="",
-    ):
-        return
-    if not rows.update(provider_message_id=provider_message_id, sent_at=now):
-        logger.warning("message %s: the provider answered %s but a status callback recorded another id; kept that one",
-                       message.pk, provider_message_id)
-
-
-def _record_unknown(message: Message, exc) -> str:
-    """The provider may have taken the message (read timeout, unreadable reply): never resend it."""
-    _awaiting_outcome(message).update(status=Message.Status.UNKNOWN, error_code=exc.code,
-                                   error_message=str(exc)[:255], status_at=timezone.now())
-    logger.warning("message %s outcome unknown (%s); not resent", message.pk, exc.code)
-    return "unknown"
-
-
-def _record_permanent_failure(message: Message, exc: PermanentProviderError) -> None:
-    with transaction.atomic():
-        _awaiting_outcome(message).update(
-            status=Message.Status.FAILED, error_code=exc.code, error_message=str(exc)[:255], status_at=timezone.now()
-        )
-        evidence = {"provider_error_code": exc.code, "message_id": message.pk}
-        if isinstance(exc, RecipientOptedOutError):
-            consent_revoke(contact=message.contact, channel=message.channel, source=Source.PROVIDER,
-                           reason="provider reports opt-out", evidence=evidence)
-        elif isinstance(exc, InvalidRecipientError):
-            contact_suppress(contact=message.contact, reason="invalid_number", source=Source.PROVIDER, evidence=evidence)
-    logger.warning("message %s failed permanently: %s %s", message.pk, exc.code, exc)
 
 
 def messages_requeue_stale(*, older_than_seconds: int | None = None) -> int:
@@ -207,7 +156,6 @@ def messages_requeue_stale(*, older_than_seconds: int | None = None) -> int:
 
 def messages_mark_stale_unknown(*, older_than_seconds: int = 600) -> int:
     """Messages left in `sending` by a crash: their outcome is unknown; never resend them."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
-    return Message.objects.filter(status=Message.Status.SENDING, status_at__lt=cutoff).update(
-        status=Message.Status.UNKNOWN, status_at=timezone.now()
-    )
+    now = timezone.now()
+    return lifecycle.mark_stale_unknown(Message.objects.all(), cutoff=now - timezone.timedelta(seconds=older_than_seconds),
+                                        now=now)

@@ -5,6 +5,8 @@ import uuid
 from django.db import models
 from django.db.models import Exists, OuterRef, Q, Subquery
 
+from messaging.lifecycle import OutboundMessage
+
 
 class Channel(models.TextChoices):
     SMS = "sms", "SMS"
@@ -257,8 +259,12 @@ class ConfirmationToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
 
-class Message(models.Model):
-    """Every transactional message exchanged with a contact (prompts, replies, inbound texts)."""
+class Message(OutboundMessage):
+    """Every transactional message exchanged with a contact (prompts, replies, inbound texts).
+
+    Outbound ones go through the one outbound lifecycle (messaging.lifecycle), as broadcast
+    deliveries do; inbound ones are stored `received`.
+    """
 
     class Direction(models.TextChoices):
         INBOUND = "in", "Inbound"
@@ -274,21 +280,6 @@ class Message(models.Model):
         INBOUND = "inbound", "Inbound message (customer care)"
         KEYWORD = "keyword", "Inbound keyword (applied)"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        READ = "read", "Read"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Unknown"
-        RECEIVED = "received", "Received"
-
-    # Handed to the provider, outcome not recorded yet (`unknown`: upkeep's guess after a crash). Only
-    # these take the sender's own outcome, or are found by our reference on a status callback that
-    # comes first; any other status was recorded by such a callback: newer news.
-    AWAITING_OUTCOME = (Status.SENDING, Status.UNKNOWN)
-
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     direction = models.CharField(max_length=3, choices=Direction.choices)
@@ -296,14 +287,7 @@ class Message(models.Model):
     topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     body = models.TextField(blank=True)
     template = models.JSONField(null=True, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices)
-    provider_message_id = models.CharField(max_length=128, null=True, blank=True)
-    error_code = models.CharField(max_length=32, blank=True)
-    error_message = models.CharField(max_length=255, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    status_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

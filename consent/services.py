@@ -442,6 +442,20 @@ def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic 
     return consents
 
 
+def provider_refusal_apply(*, contact: Contact, channel: str, outcome: str, evidence: dict,
+                           now: datetime | None = None) -> None:
+    """A provider refused a message for a reason about the person (rule 10), for any outbound message.
+
+    `opted_out` (Twilio 21610, WhatsApp 131050): every consent of the contact on the channel is
+    revoked. `invalid` (not a mobile, not a WhatsApp user): the number is suppressed.
+    """
+    if outcome == "opted_out":
+        consent_revoke(contact=contact, channel=channel, source=Source.PROVIDER, reason="provider reports opt-out",
+                       evidence=evidence, now=now)
+    elif outcome == "invalid":
+        contact_suppress(contact=contact, reason="invalid_number", source=Source.PROVIDER, evidence=evidence)
+
+
 def consents_lock(*, contacts: list[Contact], channel: str) -> None:
     """Row-lock the open consents of several contacts on `channel` at once, in one order (by id).
 

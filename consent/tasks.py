@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from messaging.providers import TransientProviderError
+from messaging.lifecycle import RETRY_POLICY, RetryLater, retry_delay
 
 from . import messaging, services
 from .audit.tasks import ledger_checkpoint_task  # noqa: F401  (registered for autodiscovery)
@@ -10,15 +10,15 @@ from .audit.tasks import ledger_checkpoint_task  # noqa: F401  (registered for a
 MESSAGE_MAX_RETRIES = 8
 
 
-@shared_task(bind=True, max_retries=MESSAGE_MAX_RETRIES, acks_late=True)
+@shared_task(bind=True, max_retries=MESSAGE_MAX_RETRIES, acks_late=True, **RETRY_POLICY)
 def message_deliver_task(self, message_id: int) -> str:
-    """Send one transactional message; transient provider errors retry with backoff."""
+    """Send one transactional message; transient provider errors come back after the retry policy's
+    backoff (or the provider's Retry-After), the message waiting in `queued` meanwhile."""
     final = self.request.retries >= self.max_retries
     try:
         return messaging.message_deliver(message_id=message_id, final_attempt=final)
-    except TransientProviderError as exc:
-        countdown = exc.retry_after if exc.retry_after is not None else min(600, 5 * 2**self.request.retries)
-        raise self.retry(exc=exc, countdown=countdown) from None
+    except RetryLater as later:
+        raise self.retry(countdown=retry_delay(self.request.retries, later.outcome.retry_after)) from None
 
 
 @shared_task

@@ -209,9 +209,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "ENUM_NAME_OVERRIDES": {
-        "MessageStatusEnum": "consent.models.Message.Status",
+        # Messages and deliveries share the outbound lifecycle's one status set.
+        "OutboundStatusEnum": "messaging.lifecycle.Status",
         "MessageKindEnum": "consent.models.Message.Kind",
-        "DeliveryStatusEnum": "broadcasts.models.DeliveryStatus",
         "BroadcastStatusEnum": "broadcasts.models.BroadcastStatus",
     },
     "SERVE_AUTHENTICATION": [],

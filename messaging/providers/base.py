@@ -44,12 +44,17 @@ class ProviderError(Exception):
 
 
 class TransientProviderError(ProviderError):
-    """Worth retrying later (429, 5xx, timeouts, connection errors)."""
+    """Worth retrying later (429, 5xx, timeouts, connection errors).
+
+    `rate_limited`: the provider asked us to slow down (HTTP 429, or a provider's own throttling
+    code, which only its module knows); the sender then stops and comes back after `retry_after`.
+    """
 
     def __init__(self, message: str, *, code: str = "", http_status: int | None = None, retry_after: float | None = None,
-                 outcome_unknown: bool = False):
+                 outcome_unknown: bool = False, rate_limited: bool = False):
         super().__init__(message, code=code, http_status=http_status, outcome_unknown=outcome_unknown)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited or http_status == 429
 
 
 class PermanentProviderError(ProviderError):

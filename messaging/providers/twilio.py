@@ -52,7 +52,7 @@ def error_for_code(code, message: str = "", *, http_status: int | None = None) -
     if code in INVALID_RECIPIENT_CODES:
         return InvalidRecipientError(text, code=code, http_status=http_status)
     if code in RATE_LIMIT_CODES:
-        return TransientProviderError(text, code=code, http_status=http_status)
+        return TransientProviderError(text, code=code, http_status=http_status, rate_limited=True)
     return PermanentProviderError(text, code=code or str(http_status or ""), http_status=http_status)
 
 
@@ -158,6 +158,7 @@ class TwilioProvider(Provider):
                 code=str(code or status),
                 http_status=status,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                rate_limited=str(code or "") in RATE_LIMIT_CODES,
             )
         error = error_for_code(code, text, http_status=status)
         if isinstance(error, TransientProviderError):

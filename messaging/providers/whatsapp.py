@@ -42,6 +42,9 @@ OPT_OUT_CODES = frozenset({"131050"})
 INVALID_RECIPIENT_CODES = frozenset({"131026"})
 MAX_CALLBACK_DATA_CHARS = 512  # biz_opaque_callback_data
 TRANSIENT_CODES = frozenset({"2", "4", "80007", "130429", "131000", "131016", "131048", "131056"})
+# Throttling of the app (4), the business account (80007) or the phone number's throughput (130429):
+# the sender slows down. Graph API error codes, https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
+RATE_LIMIT_CODES = frozenset({"4", "80007", "130429"})
 
 
 def error_for_code(code, message: str = "", *, http_status: int | None = None, retry_after: float | None = None) -> ProviderError:
@@ -53,7 +56,8 @@ def error_for_code(code, message: str = "", *, http_status: int | None = None, r
     if code in INVALID_RECIPIENT_CODES:
         return InvalidRecipientError(text, code=code, http_status=http_status)
     if code in TRANSIENT_CODES or http_status == 429 or (http_status or 0) >= 500:
-        return TransientProviderError(text, code=code or str(http_status or ""), http_status=http_status, retry_after=retry_after)
+        return TransientProviderError(text, code=code or str(http_status or ""), http_status=http_status, retry_after=retry_after,
+                                      rate_limited=code in RATE_LIMIT_CODES)
     return PermanentProviderError(text, code=code or str(http_status or ""), http_status=http_status)
 
 

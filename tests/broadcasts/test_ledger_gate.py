@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def fake_provider(monkeypatch):
     provider = FakeProvider()
-    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    monkeypatch.setattr(sending, "thread_provider", lambda channel: provider)
     return provider
 
 

@@ -63,7 +63,7 @@ class FakeProvider:
 @pytest.fixture
 def fake_provider(monkeypatch):
     provider = FakeProvider()
-    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    monkeypatch.setattr(sending, "thread_provider", lambda channel: provider)
     return provider
 
 
@@ -163,7 +163,7 @@ def test_crash_between_provider_call_and_write_leaves_unknown(topic, consented, 
         run(broadcast, run_on_commit)
     assert len(fake_provider.sent) == settings.BROADCAST_CLAIM_SIZE
     monkeypatch.undo()
-    monkeypatch.setattr(sending, "_provider", lambda channel: fake_provider)
+    monkeypatch.setattr(sending, "thread_provider", lambda channel: fake_provider)
     # The redelivered task sends the others but never the claimed ones.
     broadcast_send_range_task.delay(broadcast.pk, 0, None)
     assert len(fake_provider.sent) == 6
@@ -410,7 +410,7 @@ def test_status_callbacks_move_deliveries_forward_only(topic, consented, use_sta
     second.refresh_from_db()
     assert second.status == DeliveryStatus.FAILED and second.error_code == "30006"
     assert services.delivery_status_update(channel="whatsapp", provider_message_id=second.provider_message_id,
-                                           status="read") is None
+                                           status="read") is False
     stats = broadcast_stats(broadcast=broadcast)
     assert stats["delivered"] == 1 and stats["failed"] == 1
 
@@ -424,7 +424,7 @@ def test_lost_send_tasks_are_enqueued_again_by_the_beat(topic, consented, fake_p
     broadcast = run(make(topic), run_on_commit)
     assert broadcast.status == BroadcastStatus.SENDING and fake_provider.sent == []
     monkeypatch.undo()
-    monkeypatch.setattr(sending, "_provider", lambda channel: fake_provider)
+    monkeypatch.setattr(sending, "thread_provider", lambda channel: fake_provider)
     assert tick(run_on_commit)["restarted"] == 0  # still within the stall allowance
     with time_machine.travel(timezone.now() + timedelta(seconds=settings.BROADCAST_STALL_SECONDS + 1)):
         summary = tick(run_on_commit)
@@ -645,7 +645,7 @@ def test_early_delivered_callbacks_find_their_deliveries_and_the_answers_keep_th
                                                                                    post_status, run_on_commit):
     contacts = consented(5, topic)
     provider = CallbackFirstProvider(post_status, "twilio_status_delivered.txt")
-    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    monkeypatch.setattr(sending, "thread_provider", lambda channel: provider)
     broadcast = run(make(topic), run_on_commit)
     assert [r.status_code for r in provider.responses] == [204] * 5
     assert all("?ref=delivery-" in m.status_callback for m in provider.sent)
@@ -676,7 +676,7 @@ def test_early_opt_out_error_revokes_the_deliverys_own_contact(topic, consented,
         return SendResult(provider_message_id=f"SMok{len(provider.sent)}")
 
     provider.send = send
-    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    monkeypatch.setattr(sending, "thread_provider", lambda channel: provider)
     broadcast = run(make(topic), run_on_commit)
     assert [r.status_code for r in provider.responses] == [204]
     row = Delivery.objects.get(broadcast=broadcast, contact=contacts[1])
@@ -766,13 +766,15 @@ def test_outcomes_write_every_row_before_any_consent_change(topic, consented, mo
     contacts, broadcast = _launched(topic, 3, consented)
     claims = _claim_all(broadcast)
     seen = []
-    real_revoke = sending.consent_revoke
+    from consent import services as consent_services
+
+    real_revoke = consent_services.consent_revoke
 
     def revoke(**kwargs):
         seen.append(sorted(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)))
         return real_revoke(**kwargs)
 
-    monkeypatch.setattr(sending, "consent_revoke", revoke)
+    monkeypatch.setattr(consent_services, "consent_revoke", revoke)
     outcomes = [sending.Outcome("opted_out", code="21610"), sending.Outcome("sent", provider_message_id="SMa"),
                 sending.Outcome("sent", provider_message_id="SMb")]
     sending.record_outcomes(broadcast=broadcast, claims=claims, outcomes=outcomes)

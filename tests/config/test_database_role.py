@@ -117,7 +117,7 @@ def test_opt_in_confirm_stop_and_a_broadcast_work_as_the_role(connected_as_the_r
 
     sent = []
     provider = type("Provider", (), {"send": lambda self, m: sent.append(m.to) or SendResult(provider_message_id=f"p{len(sent)}")})()
-    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    monkeypatch.setattr(sending, "thread_provider", lambda channel: provider)
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_user")
         assert cursor.fetchone()[0] == settings.DATABASE_APP_ROLE

@@ -4,10 +4,13 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from consent import inbound, services
 from consent.models import Consent, ConsentStatus, Contact, EventKind, Message, Source, Suppression
 from consent.webhooks.parsers import InboundMessage
+from messaging import lifecycle
+from messaging import sql as lifecycle_sql
 from tests.prompts import deliver_prompts, delivered_token
 
 pytestmark = pytest.mark.django_db
@@ -369,9 +372,8 @@ def test_an_early_queued_callback_records_the_provider_id_only(topic):
     prompt.refresh_from_db()
     assert (prompt.status, prompt.provider_message_id) == (Message.Status.SENDING, SID)
     # The answer then records `sent` with the same id, and later callbacks find it by that id.
-    from consent import messaging
 
-    messaging._record_sent(prompt, SID)
+    lifecycle.record_sent(Message, [(prompt.pk, SID)], timezone.now())
     prompt.refresh_from_db()
     assert (prompt.status, prompt.provider_message_id) == (Message.Status.SENT, SID)
 
@@ -379,29 +381,28 @@ def test_an_early_queued_callback_records_the_provider_id_only(topic):
 @pytest.mark.parametrize("outcome", ["unknown", "failed", "transient"])
 def test_the_senders_failure_or_unknown_outcome_does_not_undo_an_early_callback(topic, outcome):
     """A read timeout (or any error) after the provider took the message and called back."""
-    from consent import messaging
-    from messaging.providers import PermanentProviderError, TransientProviderError
 
     prompt = handed_over_prompt(topic)
     early("delivered", prompt)
     if outcome == "unknown":
-        messaging._record_unknown(prompt, TransientProviderError("read timeout", code="timeout", outcome_unknown=True))
+        lifecycle.record_outcome(Message, prompt.pk, lifecycle.outcome_fields(
+            lifecycle.Outcome("unknown", code="timeout", message="read timeout"), timezone.now(), retry=False))
     elif outcome == "failed":
-        messaging._record_permanent_failure(prompt, PermanentProviderError("twilio 21612", code="21612"))
+        lifecycle.record_outcome(Message, prompt.pk, lifecycle.outcome_fields(
+            lifecycle.Outcome("failed", code="21612", message="twilio 21612"), timezone.now(), retry=False))
     else:
-        messaging._awaiting_outcome(prompt).update(status=Message.Status.QUEUED, error_code="20500")
+        lifecycle.awaiting_outcome(Message, prompt.pk).update(status=Message.Status.QUEUED, error_code="20500")
     prompt.refresh_from_db()
     assert (prompt.status, prompt.error_code, prompt.provider_message_id) == (Message.Status.DELIVERED, "", SID)
 
 
 def test_the_senders_answer_never_replaces_a_provider_id_recorded_by_a_callback(topic, monkeypatch):
-    from consent import messaging
 
     warnings = []  # the suite also runs with pytest's logging plugin off, so no caplog
-    monkeypatch.setattr(messaging.logger, "warning", lambda text, *args: warnings.append(text % args))
+    monkeypatch.setattr(lifecycle_sql.logger, "warning", lambda text, *args: warnings.append(text % args))
     prompt = handed_over_prompt(topic)
     early("delivered", prompt, sid="SMfromthecallback")
-    messaging._record_sent(prompt, "SMfromtheanswer")
+    lifecycle.record_sent(Message, [(prompt.pk, "SMfromtheanswer")], timezone.now())
     prompt.refresh_from_db()
     assert (prompt.status, prompt.provider_message_id) == (Message.Status.DELIVERED, "SMfromthecallback")
     assert any("SMfromtheanswer" in warning for warning in warnings)

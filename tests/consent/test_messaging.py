@@ -23,11 +23,11 @@ def test_sent_through_twilio_stand_in(topic, use_stand_in):
 
 
 def test_transient_error_requeues_then_fails_on_final_attempt(topic, use_stand_in):
-    from messaging.providers import TransientProviderError
+    from messaging.lifecycle import RetryLater
 
     use_stand_in.configure(faults=[{"kind": "500", "count": 2}])
     message = _queued_prompt(topic)
-    with pytest.raises(TransientProviderError):
+    with pytest.raises(RetryLater):
         messaging.message_deliver(message_id=message.pk)
     message.refresh_from_db()
     assert message.status == "queued"

@@ -272,7 +272,7 @@ def _imports(*indexes, channel="sms", slug="promo", days=30):
        plan=st.lists(steps, min_size=4, max_size=PROFILE.stateful_step_count))
 def test_rules_hold_under_random_interleavings(seed, plan, topics, fast_broadcasts, run_on_commit, monkeypatch):
     provider = RecordingProvider()
-    monkeypatch.setattr(sending, "_provider", lambda channel: provider)
+    monkeypatch.setattr(sending, "thread_provider", lambda channel: provider)
     monkeypatch.setattr(sending, "claim_batch", _judging(sending.claim_batch, provider))
     cache.clear()  # the pumping limits' counters, so that every example starts alike
     outbox = Outbox()

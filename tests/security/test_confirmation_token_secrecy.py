@@ -9,6 +9,7 @@ from django.test import Client
 
 from consent import messaging, services
 from consent.models import ConfirmationToken, ConsentStatus, Message, Source
+from messaging.lifecycle import RetryLater
 from messaging.providers import TransientProviderError
 from messaging.providers.console import ConsoleProvider
 from tests.prompts import Outbox, deliver_prompts, token_in
@@ -111,7 +112,7 @@ def test_a_retry_after_a_transient_error_makes_a_fresh_token(topic, monkeypatch)
         return real_send(provider, message)
 
     monkeypatch.setattr(ConsoleProvider, "send", flaky)
-    with pytest.raises(TransientProviderError):
+    with pytest.raises(RetryLater):
         messaging.message_deliver(message_id=prompt.pk)
     prompt.refresh_from_db()
     assert prompt.status == Message.Status.QUEUED

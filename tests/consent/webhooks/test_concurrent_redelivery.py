@@ -9,11 +9,13 @@ import threading
 import pytest
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
 
 from consent import services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
 from consent.signatures import twilio_signature, whatsapp_signature
 from consent.verification import verify_chain
+from messaging import lifecycle
 from tests.prompts import deliver_prompts
 
 from .conftest import TWILIO_TOKEN, WHATSAPP_SECRET
@@ -120,9 +122,7 @@ def test_early_opt_out_copies_and_the_senders_answer_at_once_apply_once(topic, w
     """Copies of a status callback that came before the API's answer, racing each other and the
     sender recording that answer: one claim by our reference, one revocation, and the failure
     stays (the answer does not move it back to `sent`)."""
-    from django.utils import timezone
 
-    from consent import messaging
 
     consent = active(topic, "+14155550123", "sms")
     prompt = Message.objects.get(kind=Message.Kind.CONFIRMATION_PROMPT)
@@ -140,7 +140,7 @@ def test_early_opt_out_copies_and_the_senders_answer_at_once_apply_once(topic, w
     def sender_answers():
         try:
             barrier.wait(timeout=30)
-            messaging._record_sent(prompt, sid)
+            lifecycle.record_sent(Message, [(prompt.pk, sid)], timezone.now())
         except Exception as exc:  # reported to the main thread
             errors.append(exc)
         finally:

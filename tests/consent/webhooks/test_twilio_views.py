@@ -1,11 +1,13 @@
 """Twilio webhooks end to end: signature, TwiML, keywords applied once, status callbacks."""
 
 import pytest
+from django.utils import timezone
 
 from consent import services
 from consent.models import ConsentEvent, ConsentStatus, EventKind, Message, Source
 from consent.signatures import twilio_signature
 from consent.webhooks import registry
+from messaging import lifecycle
 from tests.prompts import deliver_prompts
 
 from .conftest import TWILIO_TOKEN
@@ -458,7 +460,6 @@ def test_the_status_callback_url_carries_our_reference_and_is_signed_with_it(top
 
 def test_early_opt_out_error_revokes_the_messages_own_contact(topic, twilio_post, settings, monkeypatch):
     """21610 before the answer: no number in the callback to go by, only our reference."""
-    from consent import messaging
 
     consent = active_consent(topic)
     stranger = active_consent(topic, phone="+14155550177")
@@ -475,7 +476,7 @@ def test_early_opt_out_error_revokes_the_messages_own_contact(topic, twilio_post
     prompt.refresh_from_db()
     assert (prompt.status, prompt.error_code, prompt.provider_message_id) == (Message.Status.FAILED, "21610", SID)
     # The API's answer, read afterwards, leaves the failure as the callback recorded it.
-    messaging._record_sent(prompt, SID)
+    lifecycle.record_sent(Message, [(prompt.pk, SID)], timezone.now())
     prompt.refresh_from_db()
     assert (prompt.status, prompt.error_code, prompt.provider_message_id) == (Message.Status.FAILED, "21610", SID)
     assert prompt.sent_at is not None
