@@ -5,7 +5,8 @@
 It streams the delivery ids of one broadcast (its share: id mod parts == part) and their contacts'
 numbers from broadcasts_delivery through the ORM's server-side cursor, and makes one provider POST
 for each with the product's client (TwilioProvider.from_settings(shared=False), one per sender
-thread, as broadcasts/sending.py builds it), on a ThreadPoolExecutor of `--concurrency` threads.
+thread, as broadcasts/sending.py builds it), on a ThreadPoolExecutor of `--concurrency` threads
+given a chunk of rows at a time.
 No claim, no consent gate, no quiet hours, no rendering per message, no row is written.
 
 Protocol with the parent, one line each on stdout: `ready` once Django is set up and the database
@@ -22,7 +23,9 @@ import resource
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+
+CHUNK = 1000  # rows fetched and handed to the sender threads at a time
 
 
 def main() -> None:
@@ -51,11 +54,8 @@ def main() -> None:
             .filter(part=args.part).order_by("contact_id").values_list("pk", "contact__phone"))
 
     local = threading.local()
-    counts = {"sent": 0, "failed": 0}
-    counts_lock = threading.Lock()
-    last_reply = [0.0]
 
-    def send(pk: int, phone: str) -> None:
+    def send(pk: int, phone: str) -> tuple[bool, float]:
         provider = getattr(local, "provider", None)
         if provider is None:
             provider = local.provider = TwilioProvider.from_settings(shared=False)
@@ -64,28 +64,37 @@ def main() -> None:
                                   status_callback=twilio_status_callback(reference))
         try:
             provider.send(message)
-            outcome = "sent"
+            sent = True
         except ProviderError:
-            outcome = "failed"
+            sent = False
         except Exception:  # counted, never retried: the floor only measures
-            outcome = "failed"
-        with counts_lock:
-            counts[outcome] += 1
-            last_reply[0] = time.time()
+            sent = False
+        return sent, time.time()
 
     print("ready", flush=True)
     if not sys.stdin.readline():
         return
     started, cpu = time.time(), time.process_time()
-    # Enough queued work to keep every sender thread busy while the cursor fetches the next rows.
-    slots = threading.BoundedSemaphore(args.concurrency * 2)
+    outcomes = []
     with ThreadPoolExecutor(max_workers=args.concurrency, thread_name_prefix="floor-send") as pool:
-        for pk, phone in rows.iterator(chunk_size=2000):
-            slots.acquire()
-            pool.submit(send, pk, phone).add_done_callback(lambda _: slots.release())
+        # Rows are handed over a chunk at a time (as the product hands over a claim), the next chunk
+        # before waiting for the one before: the threads always have work queued, and this thread
+        # wakes once per chunk, not once per reply.
+        previous, chunk = [], []
+        for row in rows.iterator(chunk_size=CHUNK):
+            chunk.append(row)
+            if len(chunk) == CHUNK:
+                submitted = [pool.submit(send, pk, phone) for pk, phone in chunk]
+                wait(previous)
+                outcomes += [future.result() for future in previous]
+                previous, chunk = submitted, []
+        submitted = [pool.submit(send, pk, phone) for pk, phone in chunk]
+        wait(previous + submitted)
+        outcomes += [future.result() for future in previous + submitted]
     cpu = time.process_time() - cpu
-    print(json.dumps({"sent": counts["sent"], "failed": counts["failed"], "started": started,
-                      "finished": last_reply[0] or time.time(), "cpu_seconds": cpu,
+    sent = sum(1 for ok, _ in outcomes if ok)
+    print(json.dumps({"sent": sent, "failed": len(outcomes) - sent, "started": started,
+                      "finished": max((at for _, at in outcomes), default=time.time()), "cpu_seconds": cpu,
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}), flush=True)
 
 
