@@ -1,5 +1,6 @@
 """Broadcast benchmark: fan-out time, delivered messages per second (0 ms and 50 ms provider latency),
-a naive one-task-per-recipient baseline, and peak RSS per worker process. PostgreSQL + Redis only.
+the floor each of those is held against, a naive one-task-per-recipient baseline, and peak RSS per
+worker process. PostgreSQL + Redis only.
 
     .venv/bin/python bench/broadcast.py --smoke            # 10,000 contacts, well under a minute
     .venv/bin/python bench/broadcast.py                    # 1,000,000 contacts, ~half with current consent
@@ -14,6 +15,17 @@ enqueued again.
 Figures are printed and merged into bench/results/broadcast.json under the run's mode (smoke/full/custom).
 The loopback provider stand-in (tests/stand_in.py) runs in its own process; workers are
 `celery worker --pool=threads` processes, one per core, started fresh for each phase.
+
+Phases, in order: for each latency, the product's send (fan-out, then the workers claim, gate,
+send and record every delivery), then its floor; then the naive baseline at the first latency.
+The floor (bench/floor_sender.py) is the fastest a sender could go on this machine with this
+client: as many processes as workers, each streaming its share of the delivery ids of the
+product phase's broadcast from broadcasts_delivery (a server-side cursor; no claim, no consent
+gate, no status written) and making one POST each through the product's TwilioProvider, built
+per sender thread as the product builds it (`from_settings(shared=False)`), on a thread pool of
+--send-concurrency threads, against the same stand-in at the same latency, right after the
+product phase it is compared with. Each run reports floor delivered/s and product ÷ floor per
+latency (under "floor" and in "summary").
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import queue
 import signal
 import socket
 import subprocess
@@ -339,21 +352,17 @@ def new_broadcast(topic, name):
 
 def launch_and_fan_out(broadcast, enqueue=True) -> float:
     """Audience resolution + delivery rows + enqueueing every send batch; returns the seconds taken."""
-    from broadcasts import services, tasks
+    from broadcasts import services
 
     purge_queue()
     started = time.perf_counter()
     assert services.broadcast_launch(broadcast_id=broadcast.pk)
-    if enqueue:
-        services.broadcast_fanout(broadcast_id=broadcast.pk)
-    else:
-        original = tasks.broadcast_send_range_task.delay
-        tasks.broadcast_send_range_task.delay = lambda *a, **k: None
-        try:
-            services.broadcast_fanout(broadcast_id=broadcast.pk)
-        finally:
-            tasks.broadcast_send_range_task.delay = original
+    services.broadcast_fanout(broadcast_id=broadcast.pk)
     elapsed = time.perf_counter() - started
+    if not enqueue:
+        # The send tasks are queued by name once the fan-out commits; no worker consumes the bench
+        # queue between phases, so emptying it now leaves the rows to the caller's own tasks.
+        purge_queue()
     return elapsed
 
 
@@ -420,8 +429,8 @@ def phase_batched(topic, stand_in, latency_ms, args, log_dir, audience):
     rate = send_rate(broadcast.pk)
     status = Broadcast.objects.get(pk=broadcast.pk).status
     accepted = stand_in.control("stats")["accepted"]
-    result = {"latency_ms": latency_ms, "audience": broadcast.audience_size, "fanout_seconds": round(fanout_s, 2),
-              "completed": ok, "status": status, "wall_seconds_incl_worker_start": round(wall, 2),
+    result = {"latency_ms": latency_ms, "broadcast_id": broadcast.pk, "audience": broadcast.audience_size,
+              "fanout_seconds": round(fanout_s, 2), "completed": ok, "status": status, "wall_seconds_incl_worker_start": round(wall, 2),
               "delivered_per_second": rate["per_second"], "send_span_seconds": rate["seconds"], "sent": rate["sent"],
               "statuses": rate["statuses"], "provider_accepted": accepted,
               "duplicates": max(0, accepted - rate["sent"]), "worker_peak_rss_mb": peaks, "worker_rss_mb": profile}
@@ -433,6 +442,108 @@ def phase_batched(topic, stand_in, latency_ms, args, log_dir, audience):
     print(f"  {latency_ms} ms: {rate['sent']} sent in {rate['seconds']} s = {rate['per_second']}/s; "
           f"provider accepted {accepted}; peak RSS {peaks} MB; CPU per message {result.get('cpu_us_per_message')} us",
           flush=True)
+    return result
+
+
+class FloorSenders:
+    """`python -m bench.floor_sender` processes (one per worker process of the product phase).
+
+    Each reports `ready` once set up; the start is given to all of them at once, so that, as for
+    the product's workers, start-up is left out and no process sends alone.
+    """
+
+    def __init__(self, count, broadcast_id, concurrency, body, env, log_dir):
+        self.processes, self.lines = [], queue.Queue()
+        for i in range(count):
+            log = (log_dir / f"floor-{i}.log").open("w")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bench.floor_sender", "--broadcast", str(broadcast_id), "--part", str(i),
+                 "--parts", str(count), "--concurrency", str(concurrency), "--body", body],
+                cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                start_new_session=True,
+            )
+            self.processes.append(process)
+            threading.Thread(target=self._read, args=(i, process), daemon=True).start()
+
+    def _read(self, i, process):
+        for line in process.stdout:
+            self.lines.put((i, line.strip()))
+        self.lines.put((i, None))  # its stdout closed: it exited
+
+    def _collect(self, predicate, timeout, what):
+        """One line per process that satisfies `predicate` (parsed), within `timeout` seconds."""
+        found, deadline = {}, time.monotonic() + timeout
+        while len(found) < len(self.processes):
+            try:
+                i, line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"floor senders: no {what} from {sorted(set(range(len(self.processes))) - set(found))} "
+                                   f"after {timeout:.0f} s") from None
+            if line is None:
+                if i not in found:
+                    raise RuntimeError(f"floor sender {i} exited before its {what} (see data/bench-logs/floor-{i}.log)")
+                continue
+            value = predicate(line)
+            if value is not None:
+                found[i] = value
+        return [found[i] for i in range(len(self.processes))]
+
+    def wait_ready(self, timeout=120.0):
+        self._collect(lambda line: True if line == "ready" else None, timeout, "ready")
+
+    def start(self):
+        for process in self.processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+
+    def results(self, timeout):
+        return self._collect(lambda line: json.loads(line) if line.startswith("{") else None, timeout, "result")
+
+    def stop(self):
+        from bench.processes import stop_process_groups
+
+        stop_process_groups(self.processes)
+
+
+def phase_floor(stand_in, latency_ms, args, log_dir, broadcast_id):
+    """The floor: the product phase's delivery rows, one POST each, with nothing of the product around it.
+
+    The same stand-in (reset, the same latency), as many processes as the product's workers, as
+    many provider calls in flight per process (BROADCAST_SEND_CONCURRENCY), the same client
+    built the same way per sender thread, the same message text: what the product would reach
+    if its claim, gate and record cost nothing.
+    """
+    from broadcasts.models import Broadcast, Delivery
+    from broadcasts.sending import outgoing_for
+
+    stand_in.reset(latency_ms)
+    broadcast = Broadcast.objects.get(pk=broadcast_id)
+    sample = Delivery.objects.filter(broadcast=broadcast).select_related("contact").order_by("contact_id").first()
+    rows = Delivery.objects.filter(broadcast=broadcast).count()
+    body = outgoing_for(broadcast=broadcast, phone=sample.contact.phone, country=sample.contact.country,
+                        attributes=sample.contact.attributes, reference="").body if sample else ""
+    senders = FloorSenders(args.workers, broadcast_id, args.send_concurrency, body, worker_env(), log_dir)
+    try:
+        senders.wait_ready()
+        stand_in_cpu, pg_cpu = cpu_seconds(stand_in.process.pid), postgres_cpu_seconds()
+        senders.start()
+        reports = senders.results(args.timeout)
+        stand_in_cpu, pg_cpu = cpu_seconds(stand_in.process.pid) - stand_in_cpu, postgres_cpu_seconds() - pg_cpu
+    finally:
+        senders.stop()
+    sent = sum(r["sent"] for r in reports)
+    seconds = max(r["finished"] for r in reports) - min(r["started"] for r in reports)
+    accepted = stand_in.control("stats")["accepted"]
+    result = {"latency_ms": latency_ms, "broadcast_id": broadcast_id, "rows": rows, "sent": sent,
+              "failed": sum(r["failed"] for r in reports), "send_span_seconds": round(seconds, 2),
+              "delivered_per_second": round(sent / seconds, 1) if sent and seconds > 0 else None,
+              "provider_accepted": accepted, "sender_peak_rss_mb": [r["peak_rss_mb"] for r in reports]}
+    if sent:
+        result["cpu_us_per_message"] = {
+            "senders": round(sum(r["cpu_seconds"] for r in reports) * 1e6 / sent),
+            "stand_in": round(stand_in_cpu * 1e6 / sent), "postgres": round(pg_cpu * 1e6 / sent)}
+    print(f"  floor {latency_ms:g} ms: {sent} sent in {result['send_span_seconds']} s = {result['delivered_per_second']}/s; "
+          f"provider accepted {accepted}; CPU per message {result.get('cpu_us_per_message')} us", flush=True)
     return result
 
 
@@ -508,7 +619,7 @@ def main():
                "config": {"workers": args.workers, "threads_per_worker": args.threads,
                           "send_concurrency_per_worker": args.send_concurrency, "claim_size": args.claim_size,
                           "batch_size": args.batch_size, "prefetch_multiplier": args.prefetch, "throttle": "off"},
-               "batched": [], "naive": []}
+               "batched": [], "floor": [], "naive": []}
     if args.fanout_only:
         latencies = []
         broadcast = new_broadcast(topic, "fan-out only")
@@ -526,7 +637,16 @@ def main():
     try:
         for latency in latencies:
             print(f"batched send, stand-in latency {latency:g} ms", flush=True)
-            results["batched"].append(phase_batched(topic, stand_in, latency, args, log_dir, audience))
+            product = phase_batched(topic, stand_in, latency, args, log_dir, audience)
+            results["batched"].append(product)
+            save(args.output, mode, results)
+            # Right after the product at this latency: the same rows, stand-in and machine load.
+            print(f"floor (minimal sender: stream the rows, one POST each), latency {latency:g} ms", flush=True)
+            floor = phase_floor(stand_in, latency, args, log_dir, product["broadcast_id"])
+            if product["delivered_per_second"] and floor["delivered_per_second"]:
+                floor["product_to_floor"] = round(product["delivered_per_second"] / floor["delivered_per_second"], 2)
+            print(f"  product ÷ floor at {latency:g} ms: {floor.get('product_to_floor')}", flush=True)
+            results["floor"].append(floor)
             save(args.output, mode, results)
         for latency in latencies[:1]:
             print(f"naive baseline (one task per recipient), {naive_count} recipients, latency {latency:g} ms", flush=True)
@@ -544,11 +664,16 @@ def summarise(results):
 
     first = results["batched"][0] if results["batched"] else {}
     by_latency = {r["latency_ms"]: r for r in results["batched"]}
+    floor = {r["latency_ms"]: r for r in results.get("floor", [])}
     naive = results["naive"][0] if results["naive"] else {}
     summary = {
         "fanout_seconds": first.get("fanout_seconds"),
         "delivered_per_second_0ms": by_latency.get(0.0, {}).get("delivered_per_second"),
         "delivered_per_second_50ms": by_latency.get(50.0, {}).get("delivered_per_second"),
+        "floor_per_second_0ms": floor.get(0.0, {}).get("delivered_per_second"),
+        "floor_per_second_50ms": floor.get(50.0, {}).get("delivered_per_second"),
+        "product_to_floor_0ms": floor.get(0.0, {}).get("product_to_floor"),
+        "product_to_floor_50ms": floor.get(50.0, {}).get("product_to_floor"),
         "naive_per_second_0ms": naive.get("delivered_per_second"),
         "peak_rss_mb_max": max((max(r["worker_peak_rss_mb"]) for r in results["batched"] if r["worker_peak_rss_mb"]), default=None),
         "duplicates": sum(r["duplicates"] for r in results["batched"]),
