@@ -521,10 +521,9 @@ def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> Range
                 result.retry_in = recorded.retry_in if result.retry_in is None else min(result.retry_in, recorded.retry_in)
             if recorded.rate_limited:
                 break  # the provider asked us to slow down: come back after Retry-After
-            reason = services.error_rate_exceeded(failed=result.failed,
-                                                  attempted=result.sent + result.failed + result.unknown)
-            if reason:
-                services.broadcast_pause_for_errors(broadcast_id=broadcast.pk, reason=reason)
+            # Judged on the whole broadcast, not this task's share: with jittered retries the failures of
+            # an outage are spread over many tasks, none of which alone sees the minimum sample.
+            if recorded.failed and services.broadcast_check_error_rate(broadcast_id=broadcast.pk):
                 result.stopped = True
                 break
         if clock.monotonic() - touched >= 1.0:
