@@ -53,17 +53,11 @@ def _lock_head() -> tuple[int, str]:
     """(seq, hash) of the chain head, row-locked until the caller's transaction ends."""
     if not connection.in_atomic_block:
         raise RuntimeError("event_append must run inside transaction.atomic()")
-    # SQLite has no row locks: its IMMEDIATE transactions already let one writer in at a time.
-    sql = "SELECT seq, hash FROM consent_chainhead WHERE id = 1" + (
-        " FOR UPDATE" if connection.features.has_select_for_update else "")
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        row = cursor.fetchone()
-        if row is None:
-            # First append on a fresh database: create the head (racing creators collide on the pk).
-            ChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-            cursor.execute(sql)
-            row = cursor.fetchone()
+    row = rows.chain_head_locked()
+    if row is None:
+        # First append on a fresh database: create the head (racing creators collide on the pk).
+        ChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+        row = rows.chain_head_locked()
     return row
 
 
@@ -101,19 +95,7 @@ def event_append(
         prev_hash=head_hash,
     )
     event.hash = chain_hash(head_hash, chained_fields(event))
-    insert, params = rows.insert_values(event)
-    move_head = "UPDATE consent_chainhead SET seq = %s, hash = %s"
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The event and the new head in one round trip, while the head's lock is held.
-            cursor.execute(f"WITH event AS ({insert}) {move_head} FROM event WHERE consent_chainhead.id = 1 "
-                           "RETURNING event.id", [*params, event.seq, event.hash])
-            pk = cursor.fetchone()[0]
-        else:
-            cursor.execute(insert, params)
-            pk = cursor.fetchone()[0]
-            cursor.execute(f"{move_head} WHERE id = 1", [event.seq, event.hash])
-    return rows.inserted(event, pk)
+    return rows.event_insert_moving_head(event)
 
 
 def _clean_evidence(evidence: dict) -> dict:

@@ -18,6 +18,8 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 from django.utils import timezone
 
+from .models import ChainHead, ConfirmationToken, Consent, Contact, Suppression, Topic, TopicText
+
 _STATEMENTS: dict[tuple, object] = {}  # statement texts, column lists and readers, built once
 
 
@@ -59,11 +61,16 @@ def insert_values(instance: Model) -> tuple[str, list]:
 
 
 def inserted(instance: Model, pk) -> Model:
-    """Mark `instance` as the saved row `pk`."""
+    """The saved row `pk` that `instance` became: a model instance loaded the documented way
+    (`Model.from_db`), with the related objects `instance` had cached. `instance` gets the key too."""
     instance.pk = pk
-    instance._state.adding = False
-    instance._state.db = connection.alias
-    return instance
+    meta = instance._meta
+    saved = type(instance).from_db(connection.alias, [f.attname for f in meta.concrete_fields],
+                                   [getattr(instance, f.attname) for f in meta.concrete_fields])
+    for field in meta.concrete_fields:
+        if field.is_relation and field.is_cached(instance):
+            setattr(saved, field.name, getattr(instance, field.name))
+    return saved
 
 
 def insert(instance: Model) -> Model:
@@ -189,3 +196,109 @@ def fetch(sql: str, params: Sequence, models: Sequence[type[Model]]) -> list[tup
             instances.append(model.from_db(db.alias, names, values))
         out.append((*instances, *row[start:]))
     return out
+
+
+
+# --- the statements of consent's hot paths --------------------------------------------------
+# Table and column names come from each model's Meta, quoted by the backend.
+
+
+def _table(model: type[Model]) -> str:
+    return _quoted(model._meta.db_table)
+
+
+def _column(model: type[Model], name: str, alias: str = "") -> str:
+    column = _quoted(model._meta.get_field(name).column)
+    return f"{alias}.{column}" if alias else column
+
+
+def suppression_exists(pseudonym: str) -> bool:
+    """Whether the pseudonym is on the suppression list."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {_table(Suppression)} WHERE {_column(Suppression, 'phone_pseudonym')} = %s",
+                       [pseudonym])
+        return cursor.fetchone() is not None
+
+
+def contact_with_suppression(pseudonym: str) -> tuple[Contact, bool] | None:
+    """The contact with this pseudonym and whether it is on the suppression list, in one statement."""
+    key = ("contact_with_suppression", connection.vendor)
+    sql = _STATEMENTS.get(key)
+    if sql is None:
+        pseudonym_c, pseudonym_s = _column(Contact, "phone_pseudonym", "c"), _column(Suppression, "phone_pseudonym", "s")
+        sql = _STATEMENTS[key] = (
+            f"SELECT {columns(Contact, 'c')}, EXISTS (SELECT 1 FROM {_table(Suppression)} s WHERE {pseudonym_s} = {pseudonym_c}) "
+            f"FROM {_table(Contact)} c WHERE {pseudonym_c} = %s")
+    found = fetch(sql, [pseudonym], (Contact,))
+    return (found[0][0], bool(found[0][1])) if found else None
+
+
+def consents_locked(*, contact_id: int, channel: str, statuses: Sequence[str], topic_id: int | None = None,
+                    confirm_by_from=None, prompted: bool = False) -> list[tuple[Consent, Topic, TopicText]]:
+    """The contact's consents on `channel` in `statuses`, row-locked (the consent rows only), ordered
+    by id, each with its topic and text; optionally of one topic, confirmable at `confirm_by_from`,
+    and only those whose prompt was handed to the provider since the request (`prompted`)."""
+    def c(name):
+        return _column(Consent, name, "c")
+
+    where = [f"{c('contact')} = %s", f"{c('channel')} = %s", f"{c('status')} IN ({', '.join(['%s'] * len(statuses))})"]
+    params: list = [contact_id, channel, *statuses]
+    if topic_id is not None:
+        where.append(f"{c('topic')} = %s")
+        params.append(topic_id)
+    if confirm_by_from is not None:
+        where.append(f"{c('confirm_by')} >= %s")
+        params.append(Consent._meta.get_field("confirm_by").get_db_prep_value(confirm_by_from, connection))
+    if prompted:
+        where.append(f"{c('prompted_at')} IS NOT NULL AND {c('prompted_at')} >= {c('requested_at')}")
+    lock = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
+    sql = (f"SELECT {columns(Consent, 'c')}, {columns(Topic, 't')}, {columns(TopicText, 'x')} "
+           f"FROM {_table(Consent)} c "
+           f"JOIN {_table(Topic)} t ON {_column(Topic, 'id', 't')} = {c('topic')} "
+           f"JOIN {_table(TopicText)} x ON {_column(TopicText, 'id', 'x')} = {c('text')} "
+           f"WHERE {' AND '.join(where)} ORDER BY {c('id')}{lock}")
+    return fetch(sql, params, (Consent, Topic, TopicText))
+
+
+def chain_head_locked() -> tuple[int, str] | None:
+    """(seq, hash) of the chain head, row-locked until the transaction ends (SQLite: its IMMEDIATE
+    transactions already let one writer in at a time); None before the first append."""
+    key = ("chain_head_locked", connection.vendor)
+    sql = _STATEMENTS.get(key)
+    if sql is None:
+        sql = _STATEMENTS[key] = (
+            f"SELECT {_column(ChainHead, 'seq')}, {_column(ChainHead, 'hash')} FROM {_table(ChainHead)} "
+            f"WHERE {_column(ChainHead, 'id')} = 1" + (" FOR UPDATE" if connection.features.has_select_for_update else ""))
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()
+
+
+def event_insert_moving_head(event: Model) -> Model:
+    """INSERT the ledger event and move the chain head to its seq and hash; returns the event, saved.
+
+    On PostgreSQL both in one statement (one round trip while the head's lock is held)."""
+    insert, params = insert_values(event)
+    move_head = (f"UPDATE {_table(ChainHead)} SET {_column(ChainHead, 'seq')} = %s, {_column(ChainHead, 'hash')} = %s")
+    head_id = _column(ChainHead, "id")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"WITH event AS ({insert}) {move_head} FROM event WHERE {_table(ChainHead)}.{head_id} = 1 "
+                           f"RETURNING event.{_quoted(event._meta.pk.column)}", [*params, event.seq, event.hash])
+            pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(insert, params)
+            pk = cursor.fetchone()[0]
+            cursor.execute(f"{move_head} WHERE {head_id} = 1", [event.seq, event.hash])
+    return inserted(event, pk)
+
+
+def tokens_use(consent_ids: Sequence[int], now) -> None:
+    """Mark the unused confirmation tokens of these consents used at `now`."""
+    used_at, consent = _column(ConfirmationToken, "used_at"), _column(ConfirmationToken, "consent")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_table(ConfirmationToken)} SET {used_at} = %s WHERE {used_at} IS NULL "
+            f"AND {consent} IN ({', '.join(['%s'] * len(consent_ids))})",
+            [ConfirmationToken._meta.get_field("used_at").get_db_prep_value(now, connection), *consent_ids],
+        )

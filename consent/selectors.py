@@ -2,7 +2,6 @@
 
 from datetime import datetime
 
-from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -36,23 +35,15 @@ def contact_is_messageable(contact: Contact) -> bool:
 
 
 def is_suppressed(pseudonym: str) -> bool:
-    # Asked on every inbound keyword: plain SQL, no query compilation (see consent.rows).
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM consent_suppression WHERE phone_pseudonym = %s", [pseudonym])
-        return cursor.fetchone() is not None
+    return rows.suppression_exists(pseudonym)
 
 
 def contact_by_pseudonym(pseudonym: str) -> Contact | None:
     """The contact with this pseudonym; `suppressed_when_read` tells whether it was on the suppression list then."""
-    found = rows.fetch(
-        f"SELECT {rows.columns(Contact, 'c')}, EXISTS (SELECT 1 FROM consent_suppression s "
-        "WHERE s.phone_pseudonym = c.phone_pseudonym) FROM consent_contact c WHERE c.phone_pseudonym = %s",
-        [pseudonym], (Contact,),
-    )
-    if not found:
+    found = rows.contact_with_suppression(pseudonym)
+    if found is None:
         return None
-    contact, suppressed = found[0]
-    contact.suppressed_when_read = bool(suppressed)
+    contact, contact.suppressed_when_read = found
     return contact
 
 

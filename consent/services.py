@@ -298,22 +298,11 @@ def _consents_locked(contact: Contact, channel: str, *, statuses: tuple[str, ...
 
     The hot path of every STOP and YES: one statement built by hand (see consent.rows).
     """
-    where = ["c.contact_id = %s", "c.channel = %s", f"c.status IN ({', '.join(['%s'] * len(statuses))})"]
-    params: list = [contact.pk, channel, *statuses]
-    if topic is not None:
-        where.append("c.topic_id = %s")
-        params.append(topic.pk)
-    if confirm_by_from is not None:
-        where.append("c.confirm_by >= %s")
-        params.append(Consent._meta.get_field("confirm_by").get_db_prep_value(confirm_by_from, connection))
-    if prompted:  # a prompt was handed to the provider since this request
-        where.append("c.prompted_at IS NOT NULL AND c.prompted_at >= c.requested_at")
-    lock = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
-    sql = (f"SELECT {rows.columns(Consent, 'c')}, {rows.columns(Topic, 't')}, {rows.columns(TopicText, 'x')} "
-           "FROM consent_consent c JOIN consent_topic t ON t.id = c.topic_id JOIN consent_topictext x ON x.id = c.text_id "
-           f"WHERE {' AND '.join(where)} ORDER BY c.id{lock}")
+    found = rows.consents_locked(contact_id=contact.pk, channel=channel, statuses=statuses,
+                                 topic_id=None if topic is None else topic.pk, confirm_by_from=confirm_by_from,
+                                 prompted=prompted)
     consents = []
-    for consent, consent_topic, text in rows.fetch(sql, params, (Consent, Topic, TopicText)):
+    for consent, consent_topic, text in found:
         consent.contact, consent.topic, consent.text = contact, consent_topic, text
         consents.append(consent)
     return consents
@@ -429,12 +418,7 @@ def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic 
         consent.current_event = None
     rows.update(consents, ["status", "revoked_at", "source", "updated_at", "current_event"])
     # Pending confirmation links die with the consent.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE consent_confirmationtoken SET used_at = %s WHERE used_at IS NULL "
-            f"AND consent_id IN ({', '.join(['%s'] * len(consents))})",
-            [ConfirmationToken._meta.get_field("used_at").get_db_prep_value(now, connection), *(c.pk for c in consents)],
-        )
+    rows.tokens_use([c.pk for c in consents], now)
     evidence = {**(evidence or {}), "reason": reason} if reason else evidence
     for consent in consents:
         event_append(kind=EventKind.REVOKED, contact=contact, topic=consent.topic, channel=channel, source=source,
