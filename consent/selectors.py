@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import rows
-from .models import Consent, ConsentStatus, Contact, Topic
+from .models import Consent, ConsentStatus, Contact, Suppression, Topic
 
 
 def consent_is_current(consent: Consent, now: datetime | None = None) -> bool:
@@ -35,7 +35,9 @@ def contact_is_messageable(contact: Contact) -> bool:
 
 
 def is_suppressed(pseudonym: str) -> bool:
-    return rows.suppression_exists(pseudonym)
+    # ORM: the hand-written form saved 185 µs CPU per call (bench/consent_statements.py: 63 vs
+    # 248 µs), 2 % of a webhook, and a known contact's webhook reads the flag with its row instead.
+    return Suppression.objects.filter(phone_pseudonym=pseudonym).exists()
 
 
 def contact_by_pseudonym(pseudonym: str) -> Contact | None:

@@ -333,7 +333,7 @@ def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None
             kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
             source=source, actor=actor, text=consent.text, evidence=_with_expiry(evidence, consent.expires_at),
             occurred_at=now)
-    # One UPDATE per lifetime, each row's pointer in it.
+    # One UPDATE of all of them, each row's pointer in it (see consent.rows.update for its figure).
     rows.update(consents, ["status", "confirmed_at", "expires_at", "source", "updated_at"], each=["current_event"])
     return consents
 
@@ -411,14 +411,20 @@ def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic 
     consents = _consents_locked(contact, channel, statuses=OPEN_STATUSES, topic=topic)
     if not consents:
         return []
+    updated_at = timezone.now()
     for consent in consents:
         consent.status = ConsentStatus.REVOKED
         consent.revoked_at = now
         consent.source = source
         consent.current_event = None
-    rows.update(consents, ["status", "revoked_at", "source", "updated_at", "current_event"])
+        consent.updated_at = updated_at
+    # ORM: the hand-written UPDATEs saved 148 µs (consents) and 238 µs (tokens) CPU per STOP
+    # (bench/consent_statements.py: 148 vs 295 µs, 88 vs 326 µs), 1.7 % and 2.7 % of the webhook.
+    pks = [c.pk for c in consents]
+    Consent.objects.filter(pk__in=pks).update(status=ConsentStatus.REVOKED, revoked_at=now, source=source,
+                                              updated_at=updated_at, current_event=None)
     # Pending confirmation links die with the consent.
-    rows.tokens_use([c.pk for c in consents], now)
+    ConfirmationToken.objects.filter(used_at__isnull=True, consent_id__in=pks).update(used_at=now)
     evidence = {**(evidence or {}), "reason": reason} if reason else evidence
     for consent in consents:
         event_append(kind=EventKind.REVOKED, contact=contact, topic=consent.topic, channel=channel, source=source,
