@@ -258,7 +258,12 @@ _CLAIM_COLUMNS = ("pk", "contact_id", "attempts", "authorized_by_seq", "contact_
 
 
 def _claimable_rows_queryset(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, now: datetime):
-    """The due open rows of the range, to lock, with their contact fields and the send-time gate."""
+    """The due open rows of the range, to lock, with their contact fields and the send-time gate.
+
+    Built and compiled by the ORM for every claim: about 7 ms of CPU per claim more than running the
+    same statement text (measured in-process, 7 alternating rounds: 7.5 vs 0.3 ms), about 0.11 ms
+    per message of a 64-row claim.
+    """
     # Only while the broadcast is sending (read in the same statement); no row: the caller asks why.
     sending = Broadcast.objects.filter(pk=broadcast.pk, status=BroadcastStatus.SENDING)
     rows = Delivery.objects.filter(broadcast_id=broadcast.pk, contact_id__gt=lo, status__in=OPEN_STATUSES).filter(
