@@ -36,11 +36,11 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from consent.models import Channel, Consent, ConsentQuerySet, Contact
+from consent.models import Channel, Consent, Contact
 from consent.selectors import contact_get_by_phone, contact_may_receive_promotion
 from consent.services import consents_lock, provider_refusal_apply
 from consent.webhooks.references import DELIVERY, twilio_status_callback
@@ -59,6 +59,7 @@ from .models import (
     DeliveryStatus,
     SkipReason,
 )
+from .sql import deliveries_mark_claimed
 
 logger = logging.getLogger(__name__)
 
@@ -189,22 +190,7 @@ def local_send_instant(broadcast: Broadcast, contact) -> datetime:
 
 
 def _broadcast_status(broadcast_id: int) -> str | None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT status FROM {Broadcast._meta.db_table} WHERE id = %s", [broadcast_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
-
-
-def _mark_claimed(claimed: list[tuple[int, int]], now: datetime) -> None:
-    """open → sending for the claimed (pk, authorising event's seq) rows, in one statement."""
-    table = Delivery._meta.db_table
-    marks = ", ".join(["%s"] * len(claimed))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, claimed_at = %s, status_at = %s, not_before = NULL, attempts = attempts + 1, "
-            f"authorized_by = CASE id{' WHEN %s THEN %s' * len(claimed)} END WHERE id IN ({marks})",
-            [DeliveryStatus.SENDING, now, now, *(value for row in claimed for value in row), *(pk for pk, _ in claimed)],
-        )
+    return Broadcast.objects.filter(pk=broadcast_id).values_list("status", flat=True).first()
 
 
 _CLAIM_COLUMNS = ("pk", "contact_id", "attempts", "authorized_by_seq", "contact__phone", "contact__country",
@@ -212,7 +198,12 @@ _CLAIM_COLUMNS = ("pk", "contact_id", "attempts", "authorized_by_seq", "contact_
 
 
 def _claimable_rows_queryset(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, now: datetime):
-    """The due open rows of the range, to lock, with their contact fields and the send-time gate."""
+    """The due open rows of the range, to lock, with their contact fields and the send-time gate.
+
+    Built and compiled by the ORM for every claim: about 7 ms of CPU per claim more than running the
+    same statement text (measured in-process, 7 alternating rounds: 7.5 vs 0.3 ms), about 0.11 ms
+    per message of a 64-row claim.
+    """
     # Only while the broadcast is sending (read in the same statement); no row: the caller asks why.
     sending = Broadcast.objects.filter(pk=broadcast.pk, status=BroadcastStatus.SENDING)
     rows = Delivery.objects.filter(broadcast_id=broadcast.pk, contact_id__gt=lo, status__in=OPEN_STATUSES).filter(
@@ -226,68 +217,6 @@ def _claimable_rows_queryset(*, broadcast: Broadcast, lo: int, hi: int | None, l
             .may_receive_promotion(now).values("current_event__seq")[:1])
     return (rows.annotate(authorized_by_seq=Subquery(gate)).select_for_update(skip_locked=True, of=("self",))
             .order_by("contact_id").values_list(*_CLAIM_COLUMNS)[:limit])
-
-
-# Marks compiled into the statement in place of the values that change from one claim to the next.
-_LO_MARK, _HI_MARK = -7_340_033_001, -7_340_033_002
-_NOW_MARK = datetime(2000, 1, 2, 3, 4, 5, 678901, tzinfo=dt_timezone.utc)
-_compiled: dict = {}
-
-
-@dataclass
-class _CompiledClaim:
-    sql: str
-    params: list
-    slots: list[tuple[int, str]]  # (index in params, "lo" | "hi" | "now")
-
-
-def _compiled_claim(broadcast: Broadcast, hi: int | None, limit: int) -> _CompiledClaim | None:
-    """The claim statement compiled once per broadcast, range shape and claim size (None: use the ORM).
-
-    Building and compiling this ORM query cost more CPU than a batch's share of its provider calls;
-    only `lo`, `hi` and `now` change between claims, so they are put in place of marks compiled in.
-    Anything unexpected in where the marks land (another backend, a changed selector) falls back to
-    compiling the query each time.
-    """
-    # The gate's definition is part of the key: the statement embeds whatever it builds.
-    key = (connection.alias, connection.vendor, connection.settings_dict.get("NAME"), ConsentQuerySet.may_receive_promotion,
-           broadcast.pk, broadcast.topic_id, broadcast.channel, hi is None, limit)
-    if key in _compiled:
-        return _compiled[key]
-    queryset = _claimable_rows_queryset(broadcast=broadcast, lo=_LO_MARK, hi=None if hi is None else _HI_MARK,
-                                        limit=limit, now=_NOW_MARK)
-    sql, params = queryset.query.get_compiler(connection=connection).as_sql()
-    now_mark = connection.ops.adapt_datetimefield_value(_NOW_MARK)
-    slots = []
-    for index, param in enumerate(params):
-        if type(param) is int and param in (_LO_MARK, _HI_MARK):
-            slots.append((index, "lo" if param == _LO_MARK else "hi"))
-        elif type(param) is type(now_mark) and param == now_mark:
-            slots.append((index, "now"))
-    names = sorted(name for _, name in slots)
-    expected = sorted(["lo", "now", "now"] + ([] if hi is None else ["hi"]))
-    compiled = _CompiledClaim(sql, list(params), slots) if names == expected else None
-    if len(_compiled) > 256:
-        _compiled.clear()
-    _compiled[key] = compiled
-    return compiled
-
-
-def _claimable_rows(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, now: datetime) -> list[tuple]:
-    compiled = _compiled_claim(broadcast, hi, limit)
-    if compiled is None:
-        return list(_claimable_rows_queryset(broadcast=broadcast, lo=lo, hi=hi, limit=limit, now=now))
-    values = {"lo": lo, "hi": hi, "now": connection.ops.adapt_datetimefield_value(now)}
-    params = list(compiled.params)
-    for index, name in compiled.slots:
-        params[index] = values[name]
-    with connection.cursor() as cursor:
-        cursor.execute(compiled.sql, params)
-        fetched = cursor.fetchall()
-    timezones, attributes = Contact._meta.get_field("timezones"), Contact._meta.get_field("attributes")
-    return [(pk, contact_id, attempts, authorized_by, phone, country, zone,
-             timezones.from_db_value(zones, None, connection), attributes.from_db_value(attrs, None, connection))
-            for pk, contact_id, attempts, authorized_by, phone, country, zone, zones, attrs in fetched]
 
 
 def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, now: datetime) -> ClaimBatch | None:
@@ -304,7 +233,7 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
     """
     batch = ClaimBatch()
     with transaction.atomic():
-        rows = _claimable_rows(broadcast=broadcast, lo=lo, hi=hi, limit=limit, now=now)
+        rows = list(_claimable_rows_queryset(broadcast=broadcast, lo=lo, hi=hi, limit=limit, now=now))
         batch.examined = len(rows)
         if not rows:
             return batch if _broadcast_status(broadcast.pk) == BroadcastStatus.SENDING else None
@@ -360,7 +289,7 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
             Delivery.objects.filter(pk__in=pks).update(status=status, not_before=until, status_at=now)
             batch.deferred += len(pks) if status == DeliveryStatus.DEFERRED else 0
         if claimed:
-            _mark_claimed([(pk, authorized_by) for pk, _, _, authorized_by, _ in claimed], now)
+            deliveries_mark_claimed([(pk, authorized_by) for pk, _, _, authorized_by, _ in claimed], now)
         for pk, attempts, contact, _, message in claimed:
             batch.claims.append(Claim(delivery_id=pk, contact_id=contact.pk, attempts=attempts + 1, message=message))
     return batch

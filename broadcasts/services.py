@@ -11,7 +11,7 @@ from datetime import time as dtime
 from itertools import pairwise
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from consent.webhooks import references
 from consent.webhooks.registry import OutboundRecord
 from messaging import lifecycle
 
-from . import content
+from . import content, sql
 from .conf import setting
 from .models import OPEN_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
 from .selectors import attribute_names_present, attribute_names_seen
@@ -251,15 +251,6 @@ def broadcast_launch(*, broadcast_id: int, now: datetime | None = None) -> bool:
     return True
 
 
-def _insert_deliveries_sql(audience_sql: str) -> str:
-    table = Delivery._meta.db_table
-    return (
-        f"INSERT INTO {table} (broadcast_id, contact_id, status, attempts, error_code, error_message, skip_reason, created_at) "
-        f"SELECT %s, a.contact_id, %s, 0, '', '', '', %s FROM ({audience_sql}) a WHERE true "
-        f"ON CONFLICT (broadcast_id, contact_id) DO NOTHING RETURNING contact_id"
-    )
-
-
 def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
     """Create the delivery rows of a launched broadcast and enqueue their send tasks.
 
@@ -282,12 +273,9 @@ def broadcast_fanout(*, broadcast_id: int, chunk: int | None = None) -> int:
                 audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now)
                 .filter(contact_id__gt=cursor).order_by("contact_id").values("contact_id")[:chunk]
             )
-            sql, params = audience.query.sql_with_params()
-            with connection.cursor() as db:
-                db.execute(_insert_deliveries_sql(sql), [broadcast_id, DeliveryStatus.QUEUED, now, *params])
-                # Rows above the cursor never exist yet (cursor and rows commit together), so the
-                # returned ids are exactly the chunk's audience.
-                ids = sorted(row[0] for row in db.fetchall())
+            # Rows above the cursor never exist yet (cursor and rows commit together), so the
+            # returned ids are exactly the chunk's audience.
+            ids = sql.deliveries_insert_from(*audience.query.sql_with_params(), broadcast_id=broadcast_id, now=now)
             inserted = len(ids)
             if not ids:
                 broadcast.fanout_done = True

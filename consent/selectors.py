@@ -2,12 +2,11 @@
 
 from datetime import datetime
 
-from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import rows
-from .models import Consent, ConsentStatus, Contact, Topic
+from .models import Consent, ConsentStatus, Contact, Suppression, Topic
 
 
 def consent_is_current(consent: Consent, now: datetime | None = None) -> bool:
@@ -36,23 +35,17 @@ def contact_is_messageable(contact: Contact) -> bool:
 
 
 def is_suppressed(pseudonym: str) -> bool:
-    # Asked on every inbound keyword: plain SQL, no query compilation (see consent.rows).
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM consent_suppression WHERE phone_pseudonym = %s", [pseudonym])
-        return cursor.fetchone() is not None
+    # ORM: the hand-written form saved 185 µs CPU per call (bench/consent_statements.py: 63 vs
+    # 248 µs), 2 % of a webhook, and a known contact's webhook reads the flag with its row instead.
+    return Suppression.objects.filter(phone_pseudonym=pseudonym).exists()
 
 
 def contact_by_pseudonym(pseudonym: str) -> Contact | None:
     """The contact with this pseudonym; `suppressed_when_read` tells whether it was on the suppression list then."""
-    found = rows.fetch(
-        f"SELECT {rows.columns(Contact, 'c')}, EXISTS (SELECT 1 FROM consent_suppression s "
-        "WHERE s.phone_pseudonym = c.phone_pseudonym) FROM consent_contact c WHERE c.phone_pseudonym = %s",
-        [pseudonym], (Contact,),
-    )
-    if not found:
+    found = rows.contact_with_suppression(pseudonym)
+    if found is None:
         return None
-    contact, suppressed = found[0]
-    contact.suppressed_when_read = bool(suppressed)
+    contact, contact.suppressed_when_read = found
     return contact
 
 

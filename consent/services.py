@@ -298,22 +298,11 @@ def _consents_locked(contact: Contact, channel: str, *, statuses: tuple[str, ...
 
     The hot path of every STOP and YES: one statement built by hand (see consent.rows).
     """
-    where = ["c.contact_id = %s", "c.channel = %s", f"c.status IN ({', '.join(['%s'] * len(statuses))})"]
-    params: list = [contact.pk, channel, *statuses]
-    if topic is not None:
-        where.append("c.topic_id = %s")
-        params.append(topic.pk)
-    if confirm_by_from is not None:
-        where.append("c.confirm_by >= %s")
-        params.append(Consent._meta.get_field("confirm_by").get_db_prep_value(confirm_by_from, connection))
-    if prompted:  # a prompt was handed to the provider since this request
-        where.append("c.prompted_at IS NOT NULL AND c.prompted_at >= c.requested_at")
-    lock = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
-    sql = (f"SELECT {rows.columns(Consent, 'c')}, {rows.columns(Topic, 't')}, {rows.columns(TopicText, 'x')} "
-           "FROM consent_consent c JOIN consent_topic t ON t.id = c.topic_id JOIN consent_topictext x ON x.id = c.text_id "
-           f"WHERE {' AND '.join(where)} ORDER BY c.id{lock}")
+    found = rows.consents_locked(contact_id=contact.pk, channel=channel, statuses=statuses,
+                                 topic_id=None if topic is None else topic.pk, confirm_by_from=confirm_by_from,
+                                 prompted=prompted)
     consents = []
-    for consent, consent_topic, text in rows.fetch(sql, params, (Consent, Topic, TopicText)):
+    for consent, consent_topic, text in found:
         consent.contact, consent.topic, consent.text = contact, consent_topic, text
         consents.append(consent)
     return consents
@@ -344,7 +333,7 @@ def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None
             kind=EventKind.CONFIRMED, contact=consent.contact, topic=consent.topic, channel=consent.channel,
             source=source, actor=actor, text=consent.text, evidence=_with_expiry(evidence, consent.expires_at),
             occurred_at=now)
-    # One UPDATE per lifetime, each row's pointer in it.
+    # One UPDATE of all of them, each row's pointer in it (see consent.rows.update for its figure).
     rows.update(consents, ["status", "confirmed_at", "expires_at", "source", "updated_at"], each=["current_event"])
     return consents
 
@@ -422,19 +411,20 @@ def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic 
     consents = _consents_locked(contact, channel, statuses=OPEN_STATUSES, topic=topic)
     if not consents:
         return []
+    updated_at = timezone.now()
     for consent in consents:
         consent.status = ConsentStatus.REVOKED
         consent.revoked_at = now
         consent.source = source
         consent.current_event = None
-    rows.update(consents, ["status", "revoked_at", "source", "updated_at", "current_event"])
+        consent.updated_at = updated_at
+    # ORM: the hand-written UPDATEs saved 148 µs (consents) and 238 µs (tokens) CPU per STOP
+    # (bench/consent_statements.py: 148 vs 295 µs, 88 vs 326 µs), 1.7 % and 2.7 % of the webhook.
+    pks = [c.pk for c in consents]
+    Consent.objects.filter(pk__in=pks).update(status=ConsentStatus.REVOKED, revoked_at=now, source=source,
+                                              updated_at=updated_at, current_event=None)
     # Pending confirmation links die with the consent.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE consent_confirmationtoken SET used_at = %s WHERE used_at IS NULL "
-            f"AND consent_id IN ({', '.join(['%s'] * len(consents))})",
-            [ConfirmationToken._meta.get_field("used_at").get_db_prep_value(now, connection), *(c.pk for c in consents)],
-        )
+    ConfirmationToken.objects.filter(used_at__isnull=True, consent_id__in=pks).update(used_at=now)
     evidence = {**(evidence or {}), "reason": reason} if reason else evidence
     for consent in consents:
         event_append(kind=EventKind.REVOKED, contact=contact, topic=consent.topic, channel=channel, source=source,

@@ -470,8 +470,9 @@ def test_resume_never_retries_a_permanent_failure(topic, consented, use_stand_in
     assert len(sent_to) == len(set(sent_to))
 
 
-def test_compiled_claim_statement_reads_what_the_orm_query_reads(topic, consented, settings):
-    """The claim statement is compiled once and run with each claim's lo/hi/now: same rows, same gate."""
+def test_claim_query_reads_each_range_with_the_gate_and_the_contact_fields(topic, consented, settings):
+    """The claim reads the open rows of each range in contact order, the gate's event per row (none:
+    consent not current, also for a revocation after fan-out) and the contact's JSON fields as stored."""
     from django.db import transaction
 
     contacts = consented(6, topic, attributes={"first_name": "Ada"})
@@ -483,13 +484,12 @@ def test_compiled_claim_statement_reads_what_the_orm_query_reads(topic, consente
     broadcast.refresh_from_db()
     consent_services.consent_revoke(contact=contacts[4], channel="sms", source=Source.SMS_KEYWORD)  # after fan-out
     now = timezone.now()
+    ids = [c.pk for c in contacts]
     with transaction.atomic():
-        assert sending._compiled_claim(broadcast, contacts[-1].pk, 4) is not None
-        for lo, hi in [(0, contacts[-1].pk), (contacts[1].pk, None), (contacts[3].pk, contacts[4].pk)]:
-            compiled = sending._claimable_rows(broadcast=broadcast, lo=lo, hi=hi, limit=4, now=now)
-            orm = list(sending._claimable_rows_queryset(broadcast=broadcast, lo=lo, hi=hi, limit=4, now=now))
-            assert compiled == orm and compiled
-        rows = sending._claimable_rows(broadcast=broadcast, lo=0, hi=None, limit=10, now=now)
+        for lo, hi, limit, expected in [(0, ids[-1], 4, ids[:4]), (ids[1], None, 4, ids[2:6]),
+                                        (ids[3], ids[4], 4, ids[4:5]), (0, None, 10, ids)]:
+            rows = list(sending._claimable_rows_queryset(broadcast=broadcast, lo=lo, hi=hi, limit=limit, now=now))
+            assert [row[1] for row in rows] == expected
     assert [(row[1], row[3] is not None) for row in rows] == [(c.pk, i not in (2, 4)) for i, c in enumerate(contacts)]
     assert rows[0][7:] == (contacts[0].timezones, {"first_name": "Ada"})
 
