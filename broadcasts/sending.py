@@ -455,6 +455,10 @@ def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> Range
             if recorded.failed and services.broadcast_check_error_rate(broadcast_id=broadcast.pk):
                 result.stopped = True
                 break
+        if batch.examined < size:
+            # The claim found every due open row of the range that no other task holds: one more would
+            # find none (what it put back to wait is not due yet), so it is not made.
+            break
         if clock.monotonic() - touched >= 1.0:
             Broadcast.objects.filter(pk=broadcast.pk).update(progress_at=timezone.now())
             touched = clock.monotonic()
