@@ -10,6 +10,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
+from . import rows
 from .hashing import GENESIS_HASH, chain_hash, format_instant, phone_pseudonym
 from .models import ChainHead, ConsentEvent, Contact, Topic, TopicText
 from .pseudonym_key import pseudonym_key
@@ -52,15 +53,11 @@ def _lock_head() -> tuple[int, str]:
     """(seq, hash) of the chain head, row-locked until the caller's transaction ends."""
     if not connection.in_atomic_block:
         raise RuntimeError("event_append must run inside transaction.atomic()")
-    # SQLite has no row locks (select_for_update has no effect there): its IMMEDIATE transactions
-    # already let one writer in at a time. ORM: the hand-written SELECT … FOR UPDATE saved 311 µs CPU
-    # per append (bench/consent_statements.py: 71 vs 382 µs), 3.7 % of a webhook.
-    head = ChainHead.objects.select_for_update().filter(pk=1).values_list("seq", "hash")
-    row = head.first()
+    row = rows.ledger_head_lock(ChainHead)
     if row is None:
         # First append on a fresh database: create the head (racing creators collide on the pk).
         ChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
-        row = head.first()
+        row = rows.ledger_head_lock(ChainHead)
     return row
 
 
@@ -98,12 +95,7 @@ def event_append(
         prev_hash=head_hash,
     )
     event.hash = chain_hash(head_hash, chained_fields(event))
-    # Two ORM statements while the head's lock is held. The hand-written form (the INSERT and the head's
-    # UPDATE in one PostgreSQL statement) saved 341 µs CPU and 405 µs wall per append
-    # (bench/consent_statements.py: 234 vs 575 µs CPU), 4 % of a webhook.
-    ConsentEvent.objects.bulk_create([event])
-    ChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
-    return event
+    return rows.ledger_append(event, ChainHead)
 
 
 def _clean_evidence(evidence: dict) -> dict:

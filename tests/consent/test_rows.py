@@ -66,3 +66,22 @@ def test_contact_by_pseudonym_reads_the_suppression_flag_with_the_row():
     assert contact_by_pseudonym(contact.phone_pseudonym).suppressed_when_read is True
     assert contact_by_pseudonym("0" * 64) is None
     assert Contact.objects.count() == 1
+
+
+def test_inserted_rows_come_back_saved_with_their_cached_relations(topic, django_assert_num_queries):
+    from consent import rows, services
+    from consent.models import Message
+
+    contact = services.contact_get_or_create(phone="+14155550177")
+    first, second = rows.insert_many([
+        Message(contact=contact, channel="sms", direction="in", kind="inbound", body="hi", status="received"),
+        Message(contact=contact, channel="sms", direction="out", kind="reply", body="hello", status="queued"),
+    ])
+    assert first.pk < second.pk
+    with django_assert_num_queries(0):
+        assert second.contact.phone == "+14155550177"  # carried over, not read again
+    assert second.created_at is not None  # auto_now_add filled in as save() would
+    second.body = "changed"
+    second.save(update_fields=["body"])  # a saved row: an UPDATE, never a second INSERT
+    assert Message.objects.filter(contact=contact).count() == 2
+    assert Message.objects.get(pk=second.pk).body == "changed"
