@@ -161,9 +161,14 @@ class ConsentQuerySet(models.QuerySet):
         # equal columns, multiply their selectivities, and sort the whole audience.
         return self.alias(authorising_seq=Subquery(authorising.values("seq")[:1])).filter(authorising_seq__isnull=False)
 
+    def promotable(self):
+        """The part of rule 7's gate that does not depend on the instant: backed by the ledger, of a
+        contact that may be messaged. A sender builds it once and asks `.current(now)` per claim."""
+        return self.authorised().messageable()
+
     def may_receive_promotion(self, now):
         """Current at `now`, backed by the ledger, of a contact that may be messaged (rule 7's gate)."""
-        return self.current(now).authorised().messageable()
+        return self.promotable().current(now)
 
 
 class Consent(models.Model):

@@ -488,7 +488,7 @@ def test_claim_query_reads_each_range_with_the_gate_and_the_contact_fields(topic
     with transaction.atomic():
         for lo, hi, limit, expected in [(0, ids[-1], 4, ids[:4]), (ids[1], None, 4, ids[2:6]),
                                         (ids[3], ids[4], 4, ids[4:5]), (0, None, 10, ids)]:
-            rows = list(sending._claimable_rows_queryset(broadcast=broadcast, lo=lo, hi=hi, limit=limit, now=now))
+            rows = sending.ClaimQueries(broadcast, lo, hi).claimable(now=now, limit=limit)
             assert [row[1] for row in rows] == expected
     assert [(row[1], row[3] is not None) for row in rows] == [(c.pk, i not in (2, 4)) for i, c in enumerate(contacts)]
     assert rows[0][7:] == (contacts[0].timezones, {"first_name": "Ada"})

@@ -118,8 +118,8 @@ class RecordingProvider:
 
 
 def _judging(claim_batch, provider):
-    def claim_and_judge(*, broadcast, lo, hi, limit, now):
-        batch = claim_batch(broadcast=broadcast, lo=lo, hi=hi, limit=limit, now=now)
+    def claim_and_judge(*, broadcast, lo, hi, limit, now, queries=None):
+        batch = claim_batch(broadcast=broadcast, lo=lo, hi=hi, limit=limit, now=now, queries=queries)
         if batch is not None:
             provider.judge_claims(broadcast, batch, now)
         return batch
