@@ -477,6 +477,10 @@ def revocation_apply(*, contact: Contact, channel: str, source: str, topic: Topi
     """
     now = now or timezone.now()
     channels = revocation_channels(channel=channel, topic=topic)
+    if not confirm and given_before is None and len(channels) == 1:
+        # The hot path of every STOP: consent_revoke locks, revokes and appends, one statement each.
+        return consent_revoke(contact=contact, channel=channel, source=source, topic=topic, reason=reason,
+                              evidence=evidence, actor=actor, now=now)
     if len(channels) > 1 and connection.features.has_select_for_update:
         # Every channel's consents locked, in one order, before the first append holds the head.
         list(Consent.objects.select_for_update().filter(contact=contact, channel__in=channels,
