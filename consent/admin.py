@@ -1,21 +1,29 @@
 """Django admin: contacts with their consent timeline, topics with their text versions, a read-only ledger."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from . import services
 from .models import (
+    ApiRole,
     Consent,
     ConsentEvent,
     Contact,
     LedgerCheckpoint,
     Message,
+    RevocationReview,
+    RevocationVia,
+    Source,
     Suppression,
     Topic,
     TopicText,
     actor_for,
 )
+from .permissions import user_roles
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -150,12 +158,49 @@ class TopicAdmin(admin.ModelAdmin):
         return False
 
 
+def _may_revoke(request) -> bool:
+    """Admins and marketers record revocations and decide reviews; auditors only read."""
+    return bool(user_roles(request.user) & {ApiRole.ADMIN, ApiRole.MARKETER})
+
+
+class StaffRevocationForm(forms.Form):
+    """How a revocation reached staff (a call, an email, in person …), kept in the ledger's evidence."""
+
+    via = forms.ChoiceField(choices=RevocationVia.choices, help_text="How the person asked.")
+    reason = forms.CharField(required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+@admin.action(description="Record a revocation of the selected consents (how it reached us)",
+              permissions=["revoke"])
+def revoke_selected_consents(modeladmin, request, queryset):
+    """Revoke each selected consent (source admin, `via` in evidence); each person gets one confirmation."""
+    form = StaffRevocationForm(request.POST if "apply" in request.POST else None)
+    if not form.is_valid():
+        context = {**modeladmin.admin_site.each_context(request), "title": "Record a revocation", "form": form,
+                   "consents": queryset.select_related("contact", "topic"), "opts": modeladmin.model._meta,
+                   "action": "revoke_selected_consents", "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
+        return TemplateResponse(request, "admin/consent/staff_revocation.html", context)
+    evidence = {"via": form.cleaned_data["via"], "ip": request.META.get("REMOTE_ADDR")}
+    revoked = 0
+    for consent in queryset.select_related("contact", "topic").order_by("contact_id", "id"):
+        revoked += len(services.revocation_apply(
+            contact=consent.contact, channel=consent.channel, topic=consent.topic, source=Source.ADMIN,
+            reason=form.cleaned_data["reason"], evidence=evidence, actor=actor_for(request.user)))
+    modeladmin.message_user(request, f"{revoked} consent(s) revoked; each person gets one confirmation.",
+                            messages.SUCCESS)
+    return None
+
+
 @admin.register(Consent)
 class ConsentAdmin(ReadOnlyAdmin):
     list_display = ["contact", "topic", "channel", "status", "source", "confirmed_at", "expires_at", "revoked_at"]
     list_filter = ["status", "channel", "topic", "source"]
     search_fields = ["contact__phone"]
     list_select_related = ["contact", "topic"]
+    actions = [revoke_selected_consents]
+
+    def has_revoke_permission(self, request):
+        return _may_revoke(request)
 
 
 @admin.register(ConsentEvent)
@@ -183,3 +228,70 @@ class SuppressionAdmin(ReadOnlyAdmin):
 @admin.register(LedgerCheckpoint)
 class LedgerCheckpointAdmin(ReadOnlyAdmin):
     list_display = ["seq", "hash", "signed_at"]
+
+
+class RevocationReviewForm(forms.ModelForm):
+    """A person's decision on a text that may be a revocation."""
+
+    resolve_as = forms.ChoiceField(choices=[("", "— undecided —"), (RevocationReview.Decision.REVOKE, "Revoke"),
+                                            (RevocationReview.Decision.KEEP, "Keep (not a revocation)")],
+                                   required=False, label="Decision")
+    decision_note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
+                                    label="Note")
+
+    class Meta:
+        model = RevocationReview
+        fields = []
+
+
+@admin.register(RevocationReview)
+class RevocationReviewAdmin(admin.ModelAdmin):
+    """The revocation review queue: soonest deadline first, overdue items in red."""
+
+    form = RevocationReviewForm
+    list_display = ["id", "contact", "channel", "text", "received_at", "deadline", "queue_status", "decision",
+                    "resolved_by"]
+    list_filter = ["channel", "decision", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["contact__phone"]
+    list_select_related = ["contact", "message"]
+    ordering = ["resolved_at", "deadline", "id"]
+    readonly_fields = ["contact", "channel", "text", "rule", "received_at", "deadline", "due_soon_at", "queue_status",
+                       "decision", "resolved_at", "resolved_by", "note", "revoked"]
+    fields = readonly_fields + ["resolve_as", "decision_note"]
+
+    @admin.display(description="Text")
+    def text(self, obj):
+        return obj.message.body
+
+    @admin.display(description="Status")
+    def queue_status(self, obj):
+        if obj.resolved_at is not None:
+            return "resolved"
+        if obj.due_soon_at <= timezone.now():
+            return format_html('<strong style="color:#ba2121">overdue: applied at {}</strong>', obj.deadline)
+        return "open"
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and obj.resolved_at is None and _may_revoke(request):
+            return self.fields
+        return self.readonly_fields
+
+    def has_add_permission(self, request):
+        return False  # reviews come from inbound texts
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return _may_revoke(request) and (obj is None or obj.resolved_at is None)
+
+    def save_model(self, request, obj, form, change):
+        decision = form.cleaned_data.get("resolve_as")
+        if not decision:
+            return
+        try:
+            services.revocation_review_resolve(review=obj, decision=decision,
+                                               note=form.cleaned_data.get("decision_note", ""),
+                                               actor=actor_for(request.user), source=Source.ADMIN)
+        except services.ReviewAlreadyResolved as exc:
+            self.message_user(request, str(exc), messages.WARNING)

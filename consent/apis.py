@@ -2,9 +2,10 @@
 
 import zoneinfo
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -16,7 +17,7 @@ from config.pagination import LimitOffsetPagination
 
 from . import selectors, services
 from .filters import ConsentFilter, ContactFilter, MessageFilter
-from .models import Consent, Contact, Message, Source, Topic, actor_for
+from .models import Consent, Contact, Message, RevocationReview, RevocationVia, Source, Topic, actor_for
 from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
 from .serializers import (
     AttributesField,
@@ -201,18 +202,25 @@ class ConsentRevokeApi(APIView):
         channel = ChannelField()
         topic = TopicSlugField(required=False, allow_null=True)
         reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+        via = serializers.ChoiceField(choices=RevocationVia.choices, required=False, allow_null=True, default=None,
+                                      help_text="How the revocation reached staff (kept in the ledger's evidence).")
 
-    @extend_schema(request=InputSerializer, responses=ConsentWithPhoneSerializer(many=True))
+    @extend_schema(request=InputSerializer, responses=ConsentWithPhoneSerializer(many=True),
+                   description="Revoke, in the configured scope (CONSENT_REVOKE_SCOPE), and send the person one "
+                               "confirmation within 5 minutes when something was revoked.")
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         contact = selectors.contact_get_by_phone(data.validated_data["phone"])
         if contact is None:
             raise Http404("No contact with this phone number.")
-        revoked = services.consent_revoke(
+        evidence = {"ip": request.META.get("REMOTE_ADDR")}
+        if data.validated_data["via"]:
+            evidence["via"] = data.validated_data["via"]
+        revoked = services.revocation_apply(
             contact=contact, channel=data.validated_data["channel"], topic=data.validated_data.get("topic"),
             source=Source.API, reason=data.validated_data["reason"], actor=actor_for(request.user),
-            evidence={"ip": request.META.get("REMOTE_ADDR")},
+            evidence=evidence,
         )
         return Response(ConsentWithPhoneSerializer(revoked, many=True).data)
 
@@ -366,3 +374,82 @@ class ContactDetailApi(APIView):
         data.is_valid(raise_exception=True)
         services.contact_attributes_update(contact=contact, changes=data.validated_data["attributes"])
         return Response(ContactOutputSerializer(_contact_queryset().get(pk=contact.pk)).data)
+
+
+# --- revocation review (rule 11) ------------------------------------------------------------
+
+REVIEW_STATUSES = ("open", "overdue", "resolved")
+
+
+def review_status(review: RevocationReview, now=None) -> str:
+    """`resolved`; `overdue` (unresolved, 2 US business days or less before its deadline, or past it); `open`."""
+    if review.resolved_at is not None:
+        return "resolved"
+    return "overdue" if review.due_soon_at <= (now or timezone.now()) else "open"
+
+
+class RevocationReviewOutputSerializer(serializers.ModelSerializer):
+    phone = serializers.CharField(source="contact.phone", allow_null=True)
+    text = serializers.CharField(source="message.body")
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RevocationReview
+        fields = ["id", "phone", "channel", "text", "rule", "received_at", "deadline", "due_soon_at", "status",
+                  "decision", "resolved_at", "resolved_by", "note", "revoked"]
+
+    def get_status(self, review) -> str:
+        return review_status(review, self.context.get("now"))
+
+
+class RevocationReviewListApi(APIView):
+    """Texts that may be revocations, soonest deadline first: a person decides before the deadline,
+    else they are applied as revocations then (`?status=open|overdue|resolved`; none: all)."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+    pagination_class = LimitOffsetPagination  # declared so that the schema shows the paginated shape
+
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=list(REVIEW_STATUSES))],
+                   responses=RevocationReviewOutputSerializer(many=True))
+    def get(self, request):
+        now = timezone.now()
+        qs = RevocationReview.objects.select_related("contact", "message").order_by("deadline", "id")
+        wanted = request.query_params.get("status")
+        if wanted not in (None, "", *REVIEW_STATUSES):
+            raise exceptions.ValidationError({"status": f"Choose one of {', '.join(REVIEW_STATUSES)}."})
+        if wanted == "resolved":
+            qs = qs.filter(resolved_at__isnull=False).order_by("-resolved_at", "-id")
+        elif wanted == "overdue":
+            qs = qs.filter(resolved_at__isnull=True, due_soon_at__lte=now)
+        elif wanted == "open":
+            qs = qs.filter(Q(resolved_at__isnull=True) & Q(due_soon_at__gt=now))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(
+            RevocationReviewOutputSerializer(page, many=True, context={"now": now}).data)
+
+
+class RevocationReviewResolveApi(APIView):
+    """A person's decision on a review: `revoke` (ledger events and one confirmation) or `keep`; once."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    class InputSerializer(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=[RevocationReview.Decision.REVOKE, RevocationReview.Decision.KEEP])
+        note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+    @extend_schema(request=InputSerializer,
+                   responses={200: RevocationReviewOutputSerializer,
+                              409: inline_serializer("ReviewResolved", {"detail": serializers.CharField()})})
+    def post(self, request, pk):
+        review = get_object_or_404(RevocationReview, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            review = services.revocation_review_resolve(review=review, decision=data.validated_data["decision"],
+                                                        note=data.validated_data["note"],
+                                                        actor=actor_for(request.user), source=Source.API)
+        except services.ReviewAlreadyResolved as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        review = RevocationReview.objects.select_related("contact", "message").get(pk=review.pk)
+        return Response(RevocationReviewOutputSerializer(review).data)

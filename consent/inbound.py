@@ -23,9 +23,9 @@ from django.utils import timezone
 from messaging import lifecycle
 
 from . import keywords as kw
-from . import selectors, services
+from . import revocation, selectors, services
 from .models import Channel, Consent, Contact, Message, Source, Topic
-from .outbox import messages_store, outbound
+from .outbox import messages_store, outbound, revocation_confirmation_body
 from .phones import InvalidPhoneNumber, parse_phone
 from .webhooks import references
 from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate
@@ -36,9 +36,8 @@ logger = logging.getLogger(__name__)
 WHATSAPP_WINDOW = timedelta(hours=24)
 MAX_TOPICS_LISTED = 5
 
+# The confirmations of STOP and of revocations in other words are consent.outbox's (one text, naming the brand).
 DEFAULT_REPLIES = {
-    "stop_all": "You are unsubscribed and will receive no more promotional messages on this number. Reply START to subscribe again.",
-    "stop_topic": "You are unsubscribed from {topics} and will receive no more of these messages. Reply START to subscribe again.",
     "confirmed": "Thank you, you are subscribed to {topics}. Reply HELP for help, STOP to unsubscribe.",
     "nothing_pending": "There is nothing waiting for your confirmation on this number.{join_hint}",
     "already_active": "You are already subscribed to {topics}. Reply STOP to unsubscribe.",
@@ -56,6 +55,7 @@ class InboundResult:
     consents: list[Consent] = field(default_factory=list)
     replies: list[Message] = field(default_factory=list)
     reason: str = ""
+    revocation: revocation.Classification = revocation.Classification(revocation.NONE)  # texts that are no keyword
 
 
 def reply_text(name: str, **values) -> str:
@@ -66,6 +66,17 @@ def reply_text(name: str, **values) -> str:
 
 def _source_for(channel: str) -> str:
     return Source.WHATSAPP_KEYWORD if channel == Channel.WHATSAPP else Source.SMS_KEYWORD
+
+
+def _text_source_for(channel: str) -> str:
+    return Source.WHATSAPP_TEXT if channel == Channel.WHATSAPP else Source.SMS_TEXT
+
+
+def _classify(message: InboundMessage, intent: kw.Intent) -> revocation.Classification:
+    """Rule 11: whether a text that is no keyword asks to stop in other words (typed texts only)."""
+    if intent.is_keyword or message.kind != "text" or not message.text:
+        return revocation.Classification(revocation.NONE)
+    return revocation.classify(message.text)
 
 
 def _names(topics) -> str:
@@ -135,12 +146,24 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         provider_message_id=message.provider_message_id,
         status_at=message.received_at or now,
     )
-    result = InboundResult("applied", intent=intent, message=inbound)
+    classified = _classify(message, intent)
+    text_revocation = classified.kind == revocation.REVOCATION
+    result = InboundResult("applied", intent=intent, message=inbound, revocation=classified)
     topic = topics.get(intent.topic_keyword.upper()) if intent.topic_keyword else None
     channel = message.channel
     # Twilio's Advanced Opt-Out already answered STOP and HELP itself: do not answer twice.
     provider_answered = message.provider_opt_out in {"STOP", "HELP"}
-    may_message = intent.is_keyword and selectors.contact_is_messageable(contact)
+    may_message = (intent.is_keyword or text_revocation) and selectors.contact_is_messageable(contact)
+    revoking = intent.kind == kw.STOP or text_revocation
+    confirm = revoking and not provider_answered
+    # The confirmation names the brand; without CONSENT_BRAND_NAME a bare stop names the topics it is
+    # about to revoke (one read, before any write).
+    confirmation = None
+    if confirm:
+        confirmation = revocation_confirmation_body(topic=topic)
+        if confirmation is None:
+            confirmation = revocation_confirmation_body(revoked=services.revocation_topics_open(
+                contact=contact, channel=message.channel))
 
     def reply(kind, body, reply_topic=None, *, with_inbound=False):
         """Queue a reply; with_inbound stores it in one statement with the inbound message."""
@@ -156,9 +179,8 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     # message id) aborts it before any change. The replies to STOP and YES, the bulk of the traffic,
     # are known before the consent change and are stored with it; anything else follows it.
     pending = None
-    if intent.kind == kw.STOP and not provider_answered:
-        reply(Message.Kind.STOP_REPLY, reply_text("stop_topic", topics=topic.name) if topic else reply_text("stop_all"),
-              topic, with_inbound=True)
+    if confirmation:
+        reply(Message.Kind.STOP_REPLY, confirmation, topic, with_inbound=True)
     elif intent.kind == kw.CONFIRM:
         # Lock what will be confirmed first, so that the reply names exactly that. (For a redelivery
         # that waits on the first copy's locks, nothing is pending any more, and its insert then fails.)
@@ -173,20 +195,28 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         Contact.objects.filter(pk=contact.pk).exclude(whatsapp_window_until__gte=until).update(whatsapp_window_until=until)
         contact.refresh_from_db(fields=["whatsapp_window_until"])
 
-    if not intent.is_keyword:
+    if classified.kind == revocation.MAYBE:
+        # Rule 11: may be a revocation; a person decides before the deadline, else it is applied then.
+        services.revocation_review_open(contact=contact, channel=channel, message=inbound, rule=classified.rule_name,
+                                        received_at=message.received_at or now)
+    if not revoking and not intent.is_keyword:
         return result  # customer care: stored, no consent change, no automatic reply
 
-    source = _source_for(channel)
+    source = _text_source_for(channel) if text_revocation else _source_for(channel)
     evidence = {
         "inbound_message_id": inbound.pk,
         "provider_message_id": message.provider_message_id,
         "inbound_text": (message.payload or message.text)[:320] if message.kind != "text" else message.text[:320],
         "provider": provider,
     }
+    if text_revocation:
+        evidence["rule"] = classified.rule_name
 
-    if intent.kind == kw.STOP:
-        result.consents = services.consent_revoke(contact=contact, channel=channel, source=source, topic=topic,
-                                                  reason="keyword", evidence=evidence, now=now)
+    if revoking:
+        result.consents = services.revocation_apply(
+            contact=contact, channel=channel, source=source, topic=topic,
+            reason="revocation in other words" if text_revocation else "keyword", evidence=evidence, now=now,
+            confirm=False)
     elif intent.kind in (kw.START, kw.JOIN):
         targets = [topic] if topic else services.topics_last_revoked(contact=contact, channel=channel)
         if not targets:

@@ -17,7 +17,7 @@ from messaging.providers import OutgoingMessage, get_provider
 
 from .ledger import event_append
 from .models import Channel, ConfirmationToken, Consent, ConsentStatus, EventKind, Message, Source
-from .outbox import DELIVER_TASK, REDACTED_TOKEN
+from .outbox import DELIVER_TASK, REDACTED_TOKEN, REVOCATION_CONFIRMATION_WITHIN
 from .selectors import effective_status
 from .services import confirmation_token_issue, provider_refusal_apply
 from .webhooks.references import MESSAGE, twilio_status_callback
@@ -54,6 +54,12 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
             Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED, error_message="contact erased",
                                                          status_at=now)
             return "failed"
+        if message.kind == Message.Kind.STOP_REPLY and message.created_at < now - REVOCATION_CONFIRMATION_WITHIN:
+            # One confirmation within five minutes of the revocation, or none (47 CFR §64.1200(a)(12)).
+            Message.objects.filter(pk=message.pk).update(
+                status=Message.Status.SKIPPED, status_at=now,
+                error_message="not sent: a revocation is confirmed within 5 minutes or not at all")
+            return "skipped"
         consent = None
         if message.kind == Message.Kind.CONFIRMATION_PROMPT and message.topic_id:
             consent = _prompted_consent(message)

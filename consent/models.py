@@ -29,6 +29,9 @@ class Source(models.TextChoices):
     ADMIN = "admin", "Admin"
     PROVIDER = "provider", "Provider"
     SYSTEM = "system", "System"
+    # A revocation in other words (consent/revocation.py), from the person's own text.
+    SMS_TEXT = "sms_text", "SMS text (revocation in other words)"
+    WHATSAPP_TEXT = "whatsapp_text", "WhatsApp text (revocation in other words)"
 
 
 class EventKind(models.TextChoices):
@@ -307,6 +310,51 @@ class Message(OutboundMessage):
 
     def __str__(self):
         return f"{self.direction} {self.kind} {self.channel} {self.status}"
+
+
+class RevocationVia(models.TextChoices):
+    """How a revocation recorded by staff reached them (in the ledger event's evidence)."""
+
+    PHONE_CALL = "phone_call", "Phone call"
+    EMAIL = "email", "Email"
+    IN_PERSON = "in_person", "In person"
+    LETTER = "letter", "Letter"
+    CONVERSATION = "conversation", "Customer-care conversation"
+    OTHER = "other", "Other"
+
+
+class RevocationReview(models.Model):
+    """An inbound text that may be a revocation: a person decides before `deadline`, else it is applied.
+
+    One per inbound message (the text is the message's body, not a copy). Resolved once:
+    `decision` is `revoke` or `keep` (a person, `resolved_by`) or `deadline` (applied at the deadline).
+    """
+
+    class Decision(models.TextChoices):
+        REVOKE = "revoke", "Revoke (a person decided)"
+        KEEP = "keep", "Keep (not a revocation)"
+        DEADLINE = "deadline", "Revoked at the review deadline"
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="revocation_reviews")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    message = models.OneToOneField(Message, on_delete=models.PROTECT, related_name="revocation_review")
+    rule = models.CharField(max_length=64, help_text="The rule of consent/revocation.py that matched.")
+    received_at = models.DateTimeField()
+    deadline = models.DateTimeField(help_text="10 US business days after receipt: applied then if unresolved.")
+    due_soon_at = models.DateTimeField(help_text="From then on an unresolved item stands out as overdue.")
+    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=160, blank=True)
+    note = models.TextField(blank=True)
+    revoked = models.PositiveIntegerField(default=0, help_text="Consents the decision revoked.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["deadline", "id"]
+        indexes = [models.Index(fields=["resolved_at", "deadline"], name="review_queue_idx")]
+
+    def __str__(self):
+        return f"review {self.pk} {self.channel} ({self.decision or 'open'})"
 
 
 class LedgerCheckpoint(models.Model):

@@ -4,7 +4,7 @@ Promotional broadcasts have their own pipeline in `broadcasts`; these messages a
 service's answers to a person and are never promotional. `consent.messaging` hands them over.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 
@@ -57,6 +57,40 @@ def prompt_for(*, contact: Contact, topic: Topic, channel: str, now: datetime) -
     return text, None
 
 
+# The one confirmation of a revocation (47 CFR §64.1200(a)(12)): one text, within five minutes, that only
+# confirms the opt-out (no promotional content), naming the brand (CTIA). Later than this it is not sent.
+REVOCATION_CONFIRMATION_WITHIN = timedelta(minutes=5)
+REVOCATION_CONFIRMATIONS = {
+    "stop_all": "{brand}You are unsubscribed and will receive no more promotional messages on this number. "
+                "Reply START to subscribe again.",
+    "stop_topic": "{brand}You are unsubscribed from {topics} and will receive no more of these messages. "
+                  "Reply START to subscribe again.",
+}
+
+
+def _names(topics) -> str:
+    names = list(dict.fromkeys(t.name for t in topics))
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def revocation_confirmation_body(*, topic: Topic | None = None, revoked: list[Topic] | None = None) -> str | None:
+    """The confirmation of a revocation of `topic` (or of every topic), naming the brand.
+
+    The brand is `CONSENT_BRAND_NAME`; without one, the names of the topics revoked, so a bare
+    revocation needs `revoked` then: None means "not known before the revocation".
+    `CONSENT_REPLY_TEXTS` may replace the texts (keys `stop_all`, `stop_topic`; `{brand}` and `{topics}`).
+    """
+    brand = settings.CONSENT_BRAND_NAME.strip()
+    if not brand and topic is None and revoked is None:
+        return None
+    if not brand:
+        named = [topic] if topic is not None else revoked
+        brand = _names(named) if named else ""
+    name = "stop_topic" if topic is not None else "stop_all"
+    template = (getattr(settings, "CONSENT_REPLY_TEXTS", None) or {}).get(name) or REVOCATION_CONFIRMATIONS[name]
+    return template.format(brand=f"{brand}: " if brand else "", topics=topic.name if topic is not None else "")
+
+
 def outbound(*, contact: Contact, channel: str, kind: str, body: str, topic: Topic | None = None,
              template: dict | None = None) -> Message:
     """An outbound message, not stored yet: `messages_store` stores and sends it."""
@@ -73,7 +107,7 @@ def messages_store(messages: list[Message]) -> list[Message]:
     """Store messages in one statement; the outbound ones are sent once the surrounding transaction commits."""
     stored = rows.insert_many(messages)  # one INSERT … RETURNING; its figure in consent/rows.py
     for message in stored:
-        if message.direction == Message.Direction.OUTBOUND:
+        if message.direction == Message.Direction.OUTBOUND and message.status == Message.Status.QUEUED:
             # robust: a broker outage must not turn an applied change into an error; the upkeep
             # job hands messages still queued later to the broker again. That is also why the publish
             # does not retry (kombu's retry wrapper costs more than the publish on every webhook).

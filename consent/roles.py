@@ -7,7 +7,8 @@ from .models import ApiRole
 
 # Marketers manage topics, contacts and broadcasts; everybody reads; nobody edits the ledger.
 MARKETER_PERMISSIONS = Q(content_type__app_label="consent", codename__startswith="view_") | Q(
-    content_type__app_label="consent", codename__in=["add_topic", "change_topic", "add_contact", "change_contact"]
+    content_type__app_label="consent", codename__in=["add_topic", "change_topic", "add_contact", "change_contact",
+                                           "change_revocationreview"]
 ) | Q(content_type__app_label="broadcasts")
 AUDITOR_PERMISSIONS = Q(content_type__app_label__in=["consent", "broadcasts"], codename__startswith="view_")
 

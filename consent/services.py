@@ -21,19 +21,29 @@ from .attributes import MAX_ATTRIBUTES, attributes_merge
 from .hashing import format_instant, text_sha256
 from .ledger import event_append, pseudonym_for
 from .models import (
+    Channel,
     ConfirmationToken,
     Consent,
     ConsentStatus,
     Contact,
     EventKind,
     Message,
+    RevocationReview,
     Source,
     Suppression,
     Topic,
     TopicText,
 )
-from .outbox import message_queue, prompt_for
+from .outbox import (
+    message_queue,
+    messages_store,
+    outbound,
+    prompt_for,
+    revocation_confirmation_body,
+    whatsapp_window_open,
+)
 from .phones import InvalidPhoneNumber, parse_phone
+from .revocation import review_deadline, review_due_soon_at
 from .selectors import consent_is_current, contact_by_pseudonym, contact_is_messageable, effective_status
 
 TOKEN_SALT = "consent.optin.confirm"
@@ -430,6 +440,172 @@ def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic 
         event_append(kind=EventKind.REVOKED, contact=contact, topic=consent.topic, channel=channel, source=source,
                      actor=actor, text=consent.text, evidence=evidence, occurred_at=now)
     return consents
+
+
+# --- revocation by any reasonable means (rule 11 of docs/design.md) ---------------------------
+
+
+def revocation_channels(*, channel: str, topic: Topic | None) -> list[str]:
+    """The channels a revocation covers: its own, or with CONSENT_REVOKE_SCOPE=all and no topic, every
+    channel of the number (always in one order, so two revocations of one number lock alike)."""
+    if topic is None and settings.CONSENT_REVOKE_SCOPE == "all":
+        return list(Channel.values)
+    return [channel]
+
+
+@transaction.atomic(savepoint=False)  # no caller recovers from its errors inside a larger transaction
+def revocation_apply(*, contact: Contact, channel: str, source: str, topic: Topic | None = None, reason: str = "",
+                     evidence: dict | None = None, actor: str = "system", now: datetime | None = None,
+                     given_before: datetime | None = None, confirm: bool = True) -> list[Consent]:
+    """Revoke as a bare STOP does (or one topic), in the configured scope, with the one confirmation.
+
+    `given_before`: only consents requested or confirmed by then (a review decided later must not undo
+    a newer decision of the person). `confirm=False` for a caller that queues the confirmation itself
+    (a STOP reply stored with its inbound message). Nothing revoked, nothing to confirm. The
+    consents are locked and the confirmation stored before the first ledger append: the ledger's
+    head stays locked from the append to the commit, and nothing of ours follows it.
+    """
+    now = now or timezone.now()
+    channels = revocation_channels(channel=channel, topic=topic)
+    if not confirm and given_before is None and len(channels) == 1:
+        # The hot path of every STOP: consent_revoke locks, revokes and appends, one statement each.
+        return consent_revoke(contact=contact, channel=channel, source=source, topic=topic, reason=reason,
+                              evidence=evidence, actor=actor, now=now)
+    if len(channels) > 1 and connection.features.has_select_for_update:
+        # Every channel's consents locked, in one order, before the first append holds the head.
+        list(Consent.objects.select_for_update().filter(contact=contact, channel__in=channels,
+                                                        status__in=OPEN_STATUSES)
+             .order_by("id").values_list("id", flat=True))
+    targets: dict[str, list[Consent]] = {}
+    for each in channels:
+        locked = _consents_locked(contact, each, statuses=OPEN_STATUSES, topic=topic)
+        if given_before is not None:
+            locked = [c for c in locked if (c.requested_at or c.confirmed_at) is None
+                      or (c.requested_at or c.confirmed_at) <= given_before]
+        if locked:
+            targets[each] = locked
+    if confirm and targets:
+        revocation_confirmation_queue(contact=contact, channel=channel, topic=topic,
+                                      revoked=[c.topic for locked in targets.values() for c in locked], now=now)
+    revoked: list[Consent] = []
+    for each, locked in targets.items():
+        if given_before is None:  # every open consent of the channel (or the topic): the rows locked above
+            revoked += consent_revoke(contact=contact, channel=each, source=source, topic=topic, reason=reason,
+                                      evidence=evidence, actor=actor, now=now)
+            continue
+        for consent in locked:
+            revoked += consent_revoke(contact=contact, channel=each, source=source, topic=consent.topic,
+                                      reason=reason, evidence=evidence, actor=actor, now=now)
+    return revoked
+
+
+def revocation_topics_open(*, contact: Contact, channel: str, topic: Topic | None = None) -> list[Topic]:
+    """The topics a revocation would revoke now (for a confirmation written before the revocation)."""
+    channels = revocation_channels(channel=channel, topic=topic)
+    consents = Consent.objects.filter(contact=contact, channel__in=channels, status__in=OPEN_STATUSES)
+    if topic is not None:
+        consents = consents.filter(topic=topic)
+    return [c.topic for c in consents.select_related("topic").order_by("id")]
+
+
+def revocation_confirmation_queue(*, contact: Contact, channel: str, topic: Topic | None, revoked: list[Topic],
+                                  now: datetime) -> Message | None:
+    """Queue the one confirmation of a revocation (sent after commit, within 5 minutes or not at all).
+
+    On WhatsApp outside the 24-hour window no free-form text may go: the confirmation is recorded as
+    skipped with that reason instead.
+    """
+    if not contact_is_messageable(contact):
+        return None
+    body = revocation_confirmation_body(topic=topic, revoked=revoked)
+    distinct = list(dict.fromkeys(revoked))
+    message = outbound(contact=contact, channel=channel, kind=Message.Kind.STOP_REPLY, body=body,
+                       topic=topic or (distinct[0] if len(distinct) == 1 else None))
+    if channel == Channel.WHATSAPP and not whatsapp_window_open(contact, now):
+        message.status, message.status_at = Message.Status.SKIPPED, now
+        message.error_message = "not sent: no free-form WhatsApp message outside the 24-hour window"
+    return messages_store([message])[0]
+
+
+def revocation_review_open(*, contact: Contact, channel: str, message: Message, rule: str,
+                           received_at: datetime) -> RevocationReview:
+    """A text that may be a revocation enters the review queue; it changes no consent before its deadline."""
+    return RevocationReview.objects.create(
+        contact=contact, channel=channel, message=message, rule=rule[:64], received_at=received_at,
+        deadline=review_deadline(received_at, contact.timezone),
+        due_soon_at=review_due_soon_at(received_at, contact.timezone),
+    )
+
+
+class ReviewAlreadyResolved(Exception):
+    """The review was resolved already (by a person, or at its deadline)."""
+
+
+def _review_evidence(review: RevocationReview, decision: str, note: str) -> dict:
+    return {
+        "revocation_review_id": review.pk,
+        "inbound_message_id": review.message_id,
+        "provider_message_id": review.message.provider_message_id,
+        "inbound_text": (review.message.body or "")[:320],
+        "rule": review.rule,
+        "received_at": format_instant(review.received_at),
+        "review_deadline": format_instant(review.deadline),
+        "decision": decision,
+        **({"note": note[:500]} if note else {}),
+    }
+
+
+@transaction.atomic
+def revocation_review_resolve(*, review: RevocationReview, decision: str, note: str = "", actor: str,
+                              source: str = Source.API, now: datetime | None = None) -> RevocationReview:
+    """A person's decision: `revoke` (ledger events, one confirmation) or `keep` (recorded here), once."""
+    now = now or timezone.now()
+    if decision not in (RevocationReview.Decision.REVOKE, RevocationReview.Decision.KEEP):
+        raise ValidationError({"decision": "Choose revoke or keep."})
+    review = RevocationReview.objects.select_for_update(of=("self",)).select_related("contact", "message").get(
+        pk=review.pk)
+    if review.resolved_at is not None:
+        raise ReviewAlreadyResolved(f"This review was resolved already ({review.decision}).")
+    revoked = []
+    if decision == RevocationReview.Decision.REVOKE:
+        revoked = revocation_apply(contact=review.contact, channel=review.channel, source=source,
+                                   reason="revocation review decision",
+                                   evidence=_review_evidence(review, decision, note), actor=actor, now=now,
+                                   given_before=review.received_at)
+    review.decision, review.resolved_at, review.resolved_by = decision, now, actor
+    review.note, review.revoked = note, len(revoked)
+    review.save(update_fields=["decision", "resolved_at", "resolved_by", "note", "revoked"])
+    return review
+
+
+def revocation_reviews_apply_due(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Apply, as revocations, the reviews still unresolved at their deadline (source system).
+
+    The law presumes other wording is a revocation (FCC 24-24) and gives 10 business days: nobody
+    decided, so the presumption stands. One transaction per review: each appends to the ledger, whose
+    head stays locked until commit, so a batch would hold it while waiting for the next contact's
+    consents (which that contact's STOP may hold while it waits for the head). A review being
+    resolved by a person at that moment is skipped (row lock, skip locked) and resolved by them.
+    """
+    now = now or timezone.now()
+    due = list(RevocationReview.objects.filter(resolved_at__isnull=True, deadline__lte=now)
+               .order_by("deadline", "id").values_list("id", flat=True)[:limit])
+    applied = 0
+    for review_id in due:
+        with transaction.atomic():
+            review = (RevocationReview.objects.select_for_update(skip_locked=True, of=("self",))
+                      .select_related("contact", "message").filter(pk=review_id, resolved_at__isnull=True).first())
+            if review is None:
+                continue
+            revoked = revocation_apply(
+                contact=review.contact, channel=review.channel, source=Source.SYSTEM, reason="review deadline",
+                evidence=_review_evidence(review, RevocationReview.Decision.DEADLINE, ""), actor="system",
+                now=now, given_before=review.received_at)
+            review.decision, review.resolved_at, review.resolved_by = RevocationReview.Decision.DEADLINE, now, "system"
+            review.revoked = len(revoked)
+            review.save(update_fields=["decision", "resolved_at", "resolved_by", "revoked"])
+            applied += 1
+    return applied
 
 
 def provider_refusal_apply(*, contact: Contact, channel: str, outcome: str, evidence: dict,

@@ -28,6 +28,12 @@ def consents_expire_due_task() -> int:
 
 
 @shared_task
+def revocation_reviews_apply_due_task() -> int:
+    """Beat, every minute: reviews still unresolved at their deadline are applied as revocations."""
+    return services.revocation_reviews_apply_due()
+
+
+@shared_task
 def messages_upkeep_task() -> dict:
     """Beat, every minute: messages stuck in `sending` by a crash become `unknown`; messages left
     `queued` by a broker outage are handed to the broker again."""

@@ -34,6 +34,8 @@ MATRIX = {
     ("api/v1/consents/revoke/", "POST"): WRITERS,
     ("api/v1/consents/import/", "POST"): ADMIN,
     ("api/v1/messages/", "GET"): ANY_ROLE,
+    ("api/v1/revocations/review/", "GET"): ANY_ROLE,  # auditors read the queue; only writers decide
+    ("api/v1/revocations/review/<int:pk>/resolve/", "POST"): WRITERS,
     ("api/v1/contacts/", "GET"): ANY_ROLE,
     ("api/v1/contacts/", "POST"): WRITERS,
     ("api/v1/contacts/<str:phone>/", "GET"): ANY_ROLE,

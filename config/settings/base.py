@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.datadir import private_dir, private_file
 
@@ -178,6 +179,8 @@ CELERY_BEAT_SCHEDULE = {
     "consent-expire-due": {"task": "consent.tasks.consents_expire_due_task", "schedule": 300.0},
     "messages-upkeep": {"task": "consent.tasks.messages_upkeep_task", "schedule": 60.0},
     "ledger-checkpoint": {"task": "consent.audit.tasks.ledger_checkpoint_task", "schedule": 900.0},
+    # Reviews still unresolved at their deadline are applied as revocations (within a minute of it).
+    "revocation-reviews-due": {"task": "consent.tasks.revocation_reviews_apply_due_task", "schedule": 60.0},
     "ledger-verify-full": {"task": "consent.audit.tasks.ledger_verify_task", "schedule": 86400.0},
     "broadcasts-tick": {"task": "broadcasts.tasks.broadcasts_tick_task",
                         "schedule": env.float("BROADCAST_TICK_SECONDS", 5.0)},
@@ -251,6 +254,15 @@ CONSENT_TOKEN_MAX_AGE_HOURS = env.int("CONSENT_TOKEN_MAX_AGE_HOURS", CONSENT_CON
 CONSENT_PSEUDONYM_KEY = env.str("CONSENT_PSEUDONYM_KEY", "")
 CONSENT_PSEUDONYM_KEY_FILE = DATA_DIR / "consent-pseudonym-key"
 DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", None)
+# What a revocation without a topic (a bare STOP, a revocation in other words, a review, staff) revokes:
+# "channel", every topic on the channel it came from; "all", every topic on every channel of the number
+# (47 CFR §64.1200(a)(10) as amended by FCC 24-24, in force 2027-01-31).
+CONSENT_REVOKE_SCOPE = env.str("CONSENT_REVOKE_SCOPE", "channel")
+if CONSENT_REVOKE_SCOPE not in ("channel", "all"):
+    raise ImproperlyConfigured(f"CONSENT_REVOKE_SCOPE must be channel or all, not {CONSENT_REVOKE_SCOPE!r}.")
+# The brand the confirmation of a revocation names (CTIA: the program's name). Empty: the names of
+# the topics revoked.
+CONSENT_BRAND_NAME = env.str("CONSENT_BRAND_NAME", "")
 
 # Ed25519 private key (PEM) that signs ledger checkpoints and export manifests: the signer's only.
 AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY", "")

@@ -197,14 +197,25 @@ def test_reply_texts_are_configurable(topic, settings):
 
 
 def test_configured_keywords_apply(topic, settings):
-    settings.CONSENT_KEYWORDS = {**settings.CONSENT_KEYWORDS, "stop": ["HALT"]}
+    settings.CONSENT_KEYWORDS = {**settings.CONSENT_KEYWORDS, "stop": ["HALT"], "help": ["AIDEZMOI"]}
     consent = subscribe(topic)
-    receive("STOP")
-    consent.refresh_from_db()
-    assert consent.status == ConsentStatus.ACTIVE
-    receive("halt")
+    assert receive("HELP").intent.kind == "none"
+    assert receive("aidezmoi").intent.kind == "help"
+    result = receive("halt")
+    assert result.intent.kind == "stop"
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.REVOKED
+    assert consent.source == Source.SMS_KEYWORD
+
+
+def test_stop_revokes_even_when_the_keyword_list_lacks_it(topic, settings):
+    """The law's words always revoke (FCC 24-24): STOP off the keyword list is a revocation in other words."""
+    settings.CONSENT_KEYWORDS = {**settings.CONSENT_KEYWORDS, "stop": ["HALT"]}
+    consent = subscribe(topic)
+    result = receive("STOP")
+    assert result.intent.kind == "none" and result.revocation.kind == "revocation"
+    consent.refresh_from_db()
+    assert (consent.status, consent.source) == (ConsentStatus.REVOKED, Source.SMS_TEXT)
 
 
 @pytest.mark.parametrize("text", ["STOP", "START", "JOIN PROMO", "PROMO", "YES", "HELP", "hello"])

@@ -104,7 +104,10 @@ def test_the_readme_walkthrough_runs_as_written(topic):
     section = readme.split("## Try it as a customer", 1)[1].split("\n## ", 1)[0]
     prefix = re.search(r'M="\.venv/bin/python manage\.py inbound (\S+)"', section)
     steps = [shlex.split(line[3:].split("  #")[0]) for line in section.splitlines() if line.startswith("$M ")]
-    assert prefix and len(steps) == 6
-    outputs = [inbound(prefix.group(1), *step) for step in steps]
+    assert prefix and len(steps) == 8
+    outputs = [inbound(prefix.group(1), *step) for step in steps[:6]]
     assert [("applied" in out, "customer care" in out) for out in outputs] == [(True, False)] * 5 + [(False, True)]
     assert consent_status() == ConsentStatus.PENDING
+    maybe, clear = (inbound(prefix.group(1), *step) for step in steps[6:])
+    assert "review queue" in maybe and "revocation in other words" in clear and "stop_reply" in clear
+    assert consent_status() == ConsentStatus.REVOKED

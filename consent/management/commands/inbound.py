@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
 from config.logging import mask
-from consent.models import Channel, Message
+from consent import revocation
+from consent.models import Channel, Message, RevocationReview
 from consent.phones import InvalidPhoneNumber, parse_phone
 from consent.webhooks.views import twilio_inbound_apply
 
@@ -52,7 +53,15 @@ def _describe(result, phone: str, channel: str):
     if result.outcome != "applied":
         yield f"Nothing applied: {result.reason or result.outcome}."
         return
-    if intent is None:
+    if intent is None and result.revocation.kind == revocation.REVOCATION:
+        yield (f"Received from {phone} on {channel}: not a keyword, but a revocation in other words "
+               f"(rule {result.revocation.rule_name}): applied like STOP.")
+    elif intent is None and result.revocation.kind == revocation.MAYBE:
+        review = RevocationReview.objects.filter(message=result.message).first()
+        deadline = f", applied at {review.deadline:%Y-%m-%d %H:%M %Z} unless a person decides" if review else ""
+        yield (f"Received from {phone} on {channel}: not a keyword; may be a revocation (rule "
+               f"{result.revocation.rule_name}): in the review queue, no change yet{deadline}.")
+    elif intent is None:
         yield f"Received from {phone} on {channel}: not a keyword, stored for customer care (no reply, no change)."
     else:
         topic = f" {result.intent.topic_keyword.upper()}" if result.intent.topic_keyword else ""
