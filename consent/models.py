@@ -29,6 +29,7 @@ class Source(models.TextChoices):
     ADMIN = "admin", "Admin"
     PROVIDER = "provider", "Provider"
     SYSTEM = "system", "System"
+    PREFERENCE_CENTRE = "preference_centre", "Preference centre"
 
 
 class EventKind(models.TextChoices):

@@ -7,6 +7,7 @@ service's answers to a person and are never promotional. `consent.messaging` han
 from datetime import datetime
 
 from django.conf import settings
+from django.core import signing
 
 from config.enqueue import enqueue_on_commit
 
@@ -24,6 +25,21 @@ REDACTED_TOKEN = "[redacted]"
 
 def confirmation_link(token: str = REDACTED_TOKEN) -> str:
     return f"{settings.PUBLIC_BASE_URL}/optin/confirm/{token}/"
+
+
+# The preference centre's link (rule 17): signed (django.core.signing, with the time it was made),
+# scoped to one contact and channel, checked for age when opened (CONSENT_PREFERENCE_LINK_MAX_AGE_DAYS).
+# Its payload is readable base64: it holds the contact's id and the start of the keyed pseudonym of
+# the number, never the number.
+PREFERENCE_SALT = "consent.preferences"
+
+
+def preference_token(*, contact: Contact, channel: str) -> str:
+    return signing.dumps({"c": contact.pk, "ch": channel, "p": contact.phone_pseudonym[:16]}, salt=PREFERENCE_SALT)
+
+
+def preference_link(*, contact: Contact, channel: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/preferences/{preference_token(contact=contact, channel=channel)}/"
 
 
 def whatsapp_window_open(contact: Contact, now: datetime) -> bool:

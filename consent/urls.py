@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import apis
+from . import apis, import_apis
 from .audit import apis as audit_apis
 
 urlpatterns = [
@@ -14,6 +14,7 @@ urlpatterns = [
     path("consents/import/", apis.ConsentImportApi.as_view(), name="consent-import"),
     path("messages/", apis.MessageListApi.as_view(), name="message-list"),
     path("contacts/", apis.ContactListApi.as_view(), name="contact-list"),
+    path("contacts/import/", import_apis.ContactImportApi.as_view(), name="contact-import"),
     path("contacts/<str:phone>/", apis.ContactDetailApi.as_view(), name="contact-detail"),
     path("contacts/<str:phone>/proof/", audit_apis.ContactProofApi.as_view(), name="contact-proof"),
     path("contacts/<str:phone>/erase/", audit_apis.ContactEraseApi.as_view(), name="contact-erase"),
