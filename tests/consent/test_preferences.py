@@ -124,3 +124,11 @@ def test_the_link_is_scoped_to_its_channel(topic):
     contact = active(topic).contact
     subject = preferences.preference_subject(outbox.preference_token(contact=contact, channel="whatsapp"))
     assert subject.channel == "whatsapp" and subject.contact == contact
+
+
+def test_the_link_is_masked_in_logs(topic):
+    from config.logging import mask_confirmation_links
+
+    contact = active(topic).contact
+    link = outbox.preference_link(contact=contact, channel="sms")
+    assert mask_confirmation_links(f"sent {link} ok") == "sent http://testserver/preferences/[masked]/ ok"
