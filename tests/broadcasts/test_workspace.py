@@ -12,7 +12,7 @@ from broadcasts.dashboard import charts
 from broadcasts.dashboard import selectors as dashboard
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery
 from consent import services as consent_services
-from consent.models import Consent, ConsentStatus, Source, Suppression
+from consent.models import Consent, Source, Suppression
 
 pytestmark = pytest.mark.django_db
 
