@@ -36,7 +36,7 @@ class UploadForm(forms.Form):
 
 
 def import_page(request: HttpRequest) -> HttpResponse:
-    context = {**admin.site.each_context(request), "title": "Import contacts", "columns_help": imports.__doc__,
+    context = {**admin.site.each_context(request), "title": "Import contacts",
                "preview_rows": PREVIEW_ROWS}
     if ApiRole.ADMIN not in user_roles(request.user):
         context["forbidden"] = True
