@@ -214,7 +214,8 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         texts = [t.current_text.help_message.strip() for t in help_topics if t.current_text_id]
         body = "\n".join(dict.fromkeys(t for t in texts if t)) or reply_text("help_generic", join_hint=_join_hint())
         # Every HELP reply links the preference centre (rule 17) for this number and channel.
-        body += "\n" + reply_text("preferences", link=preference_link(contact=contact, channel=channel))
+        # The stored body shows the link redacted; the sender signs it for this number and channel.
+        body += "\n" + reply_text("preferences", link=preference_link())
         reply(Message.Kind.HELP_REPLY, body, help_topics[0] if len(help_topics) == 1 else None)
     return result
 
