@@ -1,20 +1,63 @@
-"""Django admin for marketers: create and schedule broadcasts, audience preview, live progress, actions."""
-
-import json
+"""Django admin for marketers: create and schedule broadcasts, audience preview and dry run, live
+progress, and the broadcast page's buttons (Schedule, Pause, Resume, Cancel, Test send)."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.core.serializers.json import DjangoJSONEncoder
-from django.http import JsonResponse
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.urls import path, reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
+from config.timezones import workspace_zone
 from consent.models import actor_for
+from consent.services import phone_normalise
 
-from . import selectors, services
+from . import selectors, sending, services
 from .models import Broadcast, BroadcastStatus, Delivery
+
+# "View site" opens the marketers' dashboard.
+admin.site.site_url = reverse_lazy("workspace:dashboard")
+admin.site.site_header = "Consent manager"
+admin.site.site_title = "Consent manager"
+admin.site.index_title = "Workspace"
+
+# Which of the page's buttons apply in which status (the services refuse the others anyway).
+BUTTONS = {
+    "schedule": (BroadcastStatus.DRAFT,),
+    "pause": (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING),
+    "resume": (BroadcastStatus.PAUSED,),
+    "cancel": (BroadcastStatus.DRAFT, BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING, BroadcastStatus.PAUSED),
+}
+LIVE = (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING, BroadcastStatus.PAUSED)
+STATE_ORDER = ("queued", "sent", "delivered", "deferred", "failed", "skipped", "unknown", "cancelled")
+
+
+def local(instant) -> str:
+    """An instant in the marketer's time zone, labelled with it."""
+    if instant is None:
+        return "–"
+    zone = workspace_zone()
+    return f"{date_format(instant.astimezone(zone), 'd M Y H:i')} ({zone.key})"
+
+
+def progress_payload(broadcast: Broadcast) -> dict:
+    """What the page's progress bar and counts show, and what its polling reads."""
+    stats = selectors.broadcast_stats(broadcast=broadcast)
+    audience = stats["audience"] or 0
+    open_ = stats["queued"] + stats["deferred"]
+    launched = broadcast.launched_at is not None
+    done = audience - open_ if launched else 0
+    if broadcast.status == BroadcastStatus.COMPLETED:
+        percent = 100
+    else:
+        percent = round(100 * done / audience) if audience and launched else 0
+    return {"status": broadcast.status, "status_label": broadcast.get_status_display(),
+            "status_reason": broadcast.status_reason, "stats": stats, "percent": percent, "done": done,
+            "next_due": local(stats["next_due_at"]) if stats.get("next_due_at") else "",
+            "live": broadcast.status in LIVE}
 
 EDITABLE = ["name", "topic", "channel", "body", "template", "send_at", "local_time", "respect_quiet_hours", "frequency_cap"]
 
@@ -72,7 +115,7 @@ def _run(modeladmin, request, queryset, action, **kwargs):
 @admin.register(Broadcast)
 class BroadcastAdmin(admin.ModelAdmin):
     form = BroadcastForm
-    list_display = ["name", "topic", "channel", "status", "send_at", "launched_at", "progress_line"]
+    list_display = ["name", "topic", "channel", "status", "send_at", "progress_line"]
     list_filter = ["status", "channel", "topic"]
     search_fields = ["name"]
     inlines = [DeliveryInline]
@@ -119,9 +162,9 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress(self, obj):
-        stats = selectors.broadcast_stats(broadcast=obj)
-        return format_html('<pre id="broadcast-progress" data-url="{}">{}</pre>', "../progress/",
-                           json.dumps(stats, indent=1, cls=DjangoJSONEncoder))
+        data = progress_payload(obj)
+        return format_html('<span id="broadcast-progress-line">{}% ({} of {} done)</span>', data["percent"], data["done"],
+                           data["stats"]["audience"])
 
     @admin.display(description="Progress")
     def progress_line(self, obj):
@@ -132,15 +175,76 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.progress_view)
-        return [path("<int:pk>/progress/", view, name="broadcasts_broadcast_progress"), *super().get_urls()]
+        return [path("<int:pk>/progress/", view, name="broadcasts_broadcast_progress"),
+                path("<int:pk>/act/<str:action>/", self.admin_site.admin_view(self.button_view),
+                     name="broadcasts_broadcast_button"),
+                path("<int:pk>/test-send/", self.admin_site.admin_view(self.test_send_view),
+                     name="broadcasts_broadcast_test_send"),
+                *super().get_urls()]
 
     def progress_view(self, request, pk):
         """JSON for the change page's live progress."""
         if not self.has_view_permission(request):
             return JsonResponse({"detail": "forbidden"}, status=403)
         broadcast = get_object_or_404(Broadcast, pk=pk)
-        return JsonResponse({"status": broadcast.status, "status_reason": broadcast.status_reason,
-                             "stats": selectors.broadcast_stats(broadcast=broadcast)})
+        return JsonResponse(progress_payload(broadcast))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        broadcast = Broadcast.objects.select_related("topic").filter(pk=object_id).first() if str(object_id).isdigit() else None
+        extra_context = dict(extra_context or {})
+        if broadcast is not None:
+            now = timezone.now()
+            extra_context["panel"] = {
+                "broadcast": broadcast, "progress": progress_payload(broadcast),
+                "buttons": {name: broadcast.status in statuses for name, statuses in BUTTONS.items()},
+                "can_change": self.has_change_permission(request, broadcast),
+                "dry_run": (selectors.broadcast_dry_run(broadcast=broadcast, now=now)
+                            if broadcast.status in (BroadcastStatus.DRAFT, BroadcastStatus.SCHEDULED) else None),
+                "now": local(now), "send_at": local(broadcast.send_at), "launched_at": local(broadcast.launched_at),
+                "completed_at": local(broadcast.completed_at), "state_order": STATE_ORDER,
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _back(self, pk):
+        return HttpResponseRedirect(reverse("admin:broadcasts_broadcast_change", args=[pk]))
+
+    def button_view(self, request, pk, action):
+        """One of the page's buttons: the broadcast service of that name, then back to the page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        broadcast = get_object_or_404(Broadcast, pk=pk)
+        if not self.has_change_permission(request, broadcast) or action not in BUTTONS:
+            return JsonResponse({"detail": "forbidden"}, status=403)
+        actor = actor_for(request.user)
+        run = {"schedule": lambda: services.broadcast_schedule(broadcast=broadcast),
+               "pause": lambda: services.broadcast_pause(broadcast=broadcast, reason=f"paused by {actor}"),
+               "resume": lambda: services.broadcast_resume(broadcast=broadcast),
+               "cancel": lambda: services.broadcast_cancel(broadcast=broadcast, reason=f"cancelled by {actor}")}[action]
+        try:
+            done = run()
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.WARNING)
+        else:
+            self.message_user(request, f"{done.name}: {done.get_status_display().lower()}.", messages.SUCCESS)
+        return self._back(pk)
+
+    def test_send_view(self, request, pk):
+        """Test send: the broadcast once to one contact whose consent is current (sending.broadcast_test_send)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        broadcast = get_object_or_404(Broadcast.objects.select_related("topic"), pk=pk)
+        if not self.has_change_permission(request, broadcast):
+            return JsonResponse({"detail": "forbidden"}, status=403)
+        phone = request.POST.get("phone", "")[:32]
+        try:
+            e164 = phone_normalise(phone)
+            result = sending.broadcast_test_send(broadcast=broadcast, phone=e164)
+        except ValidationError as exc:
+            self.message_user(request, f"Test send: {'; '.join(exc.messages)}", messages.WARNING)
+        else:
+            self.message_user(request, f"Test sent to {result['phone']} (provider id {result['provider_message_id']}).",
+                              messages.SUCCESS)
+        return self._back(pk)
 
     @admin.action(description="Schedule (send at its time, or now)")
     def schedule(self, request, queryset):

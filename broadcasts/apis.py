@@ -18,7 +18,7 @@ from consent.serializers import ChannelField, PhoneField, TopicSlugField
 
 from . import selectors, sending, services
 from .filters import BroadcastFilter, DeliveryFilter
-from .models import Broadcast, Delivery, SkipReason
+from .models import Broadcast, Delivery
 
 
 class BroadcastOutputSerializer(serializers.ModelSerializer):
@@ -170,16 +170,20 @@ class BroadcastCancelApi(_ActionApi):
 
 
 class BroadcastAudienceApi(APIView):
-    """Audience preview: contacts with a current consent for the topic and channel now, and how many
-    of them lack a placeholder (skipped without a fallback, or given the fallback)."""
+    """Dry run: contacts with a current consent for the topic and channel now, who of them would get it
+    now, who waits for quiet hours to end, and the rest by reason (pending, revoked, expired, suppressed,
+    no_ledger_event, frequency_cap, missing_attribute; only reasons that apply are listed)."""
 
     permission_classes = [ReadAnyRoleWriteMarketer]
 
     @extend_schema(responses=inline_serializer("AudiencePreview", {
         "id": serializers.IntegerField(), "topic": serializers.CharField(), "channel": serializers.CharField(),
         "audience": serializers.IntegerField(help_text="Contacts whose consent is current now."),
-        "eligible": serializers.IntegerField(help_text="Of those, the ones the content can be rendered for."),
-        "excluded": serializers.DictField(child=serializers.IntegerField(), help_text="Skip reason → contacts."),
+        "eligible": serializers.IntegerField(help_text="Of those, the ones it would go to (now or after quiet hours)."),
+        "eligible_now": serializers.IntegerField(help_text="Of those, the ones it would go to at once."),
+        "excluded": serializers.DictField(child=serializers.IntegerField(), help_text="Reason → contacts left out."),
+        "deferred": serializers.DictField(child=serializers.IntegerField(),
+                                          help_text="`quiet_hours`: eligible contacts inside quiet hours now."),
         "missing_placeholders": serializers.DictField(child=serializers.IntegerField(),
                                                       help_text="Placeholder without fallback → contacts lacking it."),
         "fallbacks_used": serializers.DictField(child=serializers.IntegerField(),
@@ -187,16 +191,9 @@ class BroadcastAudienceApi(APIView):
         "at": serializers.DateTimeField()}))
     def get(self, request, pk):
         broadcast = _broadcast(pk)
-        now = timezone.now()
-        audience = selectors.broadcast_audience_count(broadcast=broadcast, now=now)
-        compiled = broadcast.compiled_content
-        missing = selectors.broadcast_missing_placeholders(
-            broadcast=broadcast, required=compiled.required_names(), fallbacks=compiled.fallback_names(), now=now)
-        excluded = {SkipReason.MISSING_ATTRIBUTE.value: missing["missing_attribute"]} if missing["missing_attribute"] else {}
-        return Response({"id": broadcast.pk, "topic": broadcast.topic.slug, "channel": broadcast.channel,
-                         "audience": audience, "eligible": audience - missing["missing_attribute"], "excluded": excluded,
-                         "missing_placeholders": missing["missing_placeholders"],
-                         "fallbacks_used": missing["fallbacks_used"], "at": now})
+        run = selectors.broadcast_dry_run(broadcast=broadcast)
+        run["excluded"] = {reason: n for reason, n in run["excluded"].items() if n}
+        return Response({"id": broadcast.pk, "topic": broadcast.topic.slug, "channel": broadcast.channel, **run})
 
 
 class BroadcastTestSendApi(APIView):

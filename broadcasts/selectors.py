@@ -1,15 +1,17 @@
 """Reads for broadcasts: audience (through the consent selector), stats, due broadcasts."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.utils import timezone
 
-from consent.models import Contact
+from consent.models import Consent, ConsentStatus, Contact
 from consent.selectors import audience_consents
 
-from .models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from . import quiet_hours
+from .conf import setting
+from .models import HANDED_OVER_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
 
 STAT_KEYS = ("audience", "queued", "sent", "delivered", "failed", "skipped", "deferred", "unknown", "cancelled")
 # Before its launch a broadcast has no delivery rows: its audience is the one it would have now.
@@ -117,3 +119,78 @@ def broadcast_missing_placeholders(*, broadcast: Broadcast, required: list[str],
         "fallbacks_used": {name: totals[f"n{len(required) + i}"] for i, name in enumerate(fallbacks)},
         "missing_attribute": totals.get("skipped", 0),
     }
+
+
+# --- dry run: who would get it now, and why the others would not ---------------------------
+
+# Reasons a consent of the topic and channel is left out, in the order the dry run shows them.
+EXCLUSION_REASONS = ("pending", "revoked", "expired", "suppressed", "no_ledger_event", "frequency_cap",
+                     "missing_attribute")
+
+
+def _quiet_hours_now(*, broadcast: Broadcast, audience: QuerySet, now: datetime) -> int:
+    """How many of the audience are inside quiet hours now (their delivery would wait, not be dropped)."""
+    if not broadcast.respect_quiet_hours:
+        return 0
+    overrides = setting("BROADCAST_QUIET_HOURS")
+    groups = (Contact.objects.filter(pk__in=audience).order_by()
+              .values_list("country", "timezone", "timezones").annotate(n=Count("id")))
+    waiting: dict[tuple, int] = {}
+    for country, zone, zones, n in groups:
+        names = tuple(z for z in (zones or []) if isinstance(z, str) and z) or (zone or "UTC",)
+        policy = quiet_hours.policy_for_country(country, overrides)
+        try:
+            allowed = quiet_hours.is_allowed(now, names, policy)
+        except (ValueError, KeyError):
+            allowed = quiet_hours.is_allowed(now, ("UTC",), policy)
+        if not allowed:
+            waiting[(country, names)] = waiting.get((country, names), 0) + n
+    return sum(waiting.values())
+
+
+def _capped(*, broadcast: Broadcast, audience: QuerySet, now: datetime) -> int:
+    """How many of the audience already had the broadcast's frequency cap of this topic's messages."""
+    if not broadcast.frequency_cap:
+        return 0
+    since = now - timedelta(days=int(setting("BROADCAST_FREQUENCY_WINDOW_DAYS")))
+    recent = (Delivery.objects.filter(contact_id__in=audience, broadcast__topic_id=broadcast.topic_id,
+                                      claimed_at__gte=since, status__in=HANDED_OVER_STATUSES)
+              .exclude(broadcast_id=broadcast.pk).order_by().values("contact_id").annotate(n=Count("id"))
+              .filter(n__gte=broadcast.frequency_cap))
+    return recent.count()
+
+
+def broadcast_dry_run(*, broadcast: Broadcast, now: datetime | None = None) -> dict:
+    """Before scheduling: who would get the broadcast if it started now, and why the others would not.
+
+    `excluded` counts the topic's consents on the channel that are not in the audience by their state
+    (pending, revoked, expired), numbers that may not be messaged (erased or suppressed), consents with no
+    ledger event behind them; and, of the audience, the contacts over the frequency cap or lacking a
+    placeholder without fallback. `deferred.quiet_hours` are in the audience but inside quiet hours now:
+    they get it when their window opens. A contact left out for two reasons counts under each.
+    """
+    now = now or timezone.now()
+    consents = Consent.objects.filter(topic_id=broadcast.topic_id, channel=broadcast.channel)
+    current = consents.current(now)
+    audience_ids = audience_consents(topic=broadcast.topic, channel=broadcast.channel, now=now).values("contact_id")
+    audience = audience_ids.count()
+    current_total = current.count()
+    messageable = current.messageable().count()
+    compiled = broadcast.compiled_content
+    missing = broadcast_missing_placeholders(broadcast=broadcast, required=compiled.required_names(),
+                                             fallbacks=compiled.fallback_names(), now=now)
+    excluded = {
+        "pending": consents.with_status(ConsentStatus.PENDING, now).count(),
+        "revoked": consents.filter(status=ConsentStatus.REVOKED).count(),
+        "expired": consents.with_status(ConsentStatus.EXPIRED, now).count(),
+        "suppressed": current_total - messageable,
+        "no_ledger_event": messageable - audience,
+        "frequency_cap": _capped(broadcast=broadcast, audience=audience_ids, now=now),
+        "missing_attribute": missing["missing_attribute"],
+    }
+    eligible = max(audience - excluded["frequency_cap"] - excluded["missing_attribute"], 0)
+    quiet = _quiet_hours_now(broadcast=broadcast, audience=audience_ids, now=now) if eligible else 0
+    return {"audience": audience, "eligible": eligible, "eligible_now": max(eligible - quiet, 0),
+            "excluded": excluded, "deferred": {"quiet_hours": quiet},
+            "missing_placeholders": missing["missing_placeholders"], "fallbacks_used": missing["fallbacks_used"],
+            "at": now}

@@ -31,7 +31,8 @@ _SECRET_FIELD = re.compile(
     re.I,
 )
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.I)
-_CONFIRM_LINK = re.compile(r"(/optin/confirm/)[^/\s\"'?#]+")
+# Confirmation links and preference-centre links (whoever holds one may change that person's consents).
+_CONFIRM_LINK = re.compile(r"(/optin/confirm/|/preferences/)[^/\s\"'?#]+")
 _DRF_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{40}(?![0-9A-Za-z])")
 _META_ACCESS_TOKEN = re.compile(r"\bEAA[A-Za-z0-9]{20,}")
 

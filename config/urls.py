@@ -6,10 +6,12 @@ from config import docs, health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("workspace/", include("broadcasts.dashboard.urls")),
     path("api/v1/", include("consent.urls")),
     path("api/v1/", include("broadcasts.urls")),
     path("webhooks/", include("consent.webhooks.urls")),
     path("optin/", include("consent.optin.urls")),
+    path("preferences/", include("consent.optin.preference_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", docs.swagger_ui, name="api-docs"),
     path("api/redoc/", docs.redoc, name="api-redoc"),

@@ -25,7 +25,7 @@ from messaging import lifecycle
 from . import keywords as kw
 from . import revocation, selectors, services
 from .models import Channel, Consent, Contact, Message, Source, Topic
-from .outbox import messages_store, outbound, revocation_confirmation_body
+from .outbox import messages_store, outbound, preference_link, revocation_confirmation_body
 from .phones import InvalidPhoneNumber, parse_phone
 from .webhooks import references
 from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate
@@ -43,6 +43,7 @@ DEFAULT_REPLIES = {
     "already_active": "You are already subscribed to {topics}. Reply STOP to unsubscribe.",
     "nothing_to_restart": "You have no subscription to restart on this number.{join_hint}",
     "help_generic": "Reply STOP to unsubscribe from promotional messages, START to subscribe again.{join_hint}",
+    "preferences": "Your subscriptions: {link}",
 }
 
 @dataclass
@@ -242,6 +243,9 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         help_topics = [topic] if topic else _help_topics(contact, channel)
         texts = [t.current_text.help_message.strip() for t in help_topics if t.current_text_id]
         body = "\n".join(dict.fromkeys(t for t in texts if t)) or reply_text("help_generic", join_hint=_join_hint())
+        # Every HELP reply links the preference centre (rule 17) for this number and channel.
+        # The stored body shows the link redacted; the sender signs it for this number and channel.
+        body += "\n" + reply_text("preferences", link=preference_link())
         reply(Message.Kind.HELP_REPLY, body, help_topics[0] if len(help_topics) == 1 else None)
     return result
 

@@ -11,13 +11,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.enqueue import enqueue
+from config.logging import mask_confirmation_links
 from messaging import lifecycle
 from messaging.lifecycle import Outcome
 from messaging.providers import OutgoingMessage, get_provider
 
 from .ledger import event_append
 from .models import Channel, ConfirmationToken, Consent, ConsentStatus, EventKind, Message, Source
-from .outbox import DELIVER_TASK, REDACTED_TOKEN, REVOCATION_CONFIRMATION_WITHIN
+from .outbox import DELIVER_TASK, REDACTED_TOKEN, REVOCATION_CONFIRMATION_WITHIN, with_preference_token
 from .selectors import effective_status
 from .services import confirmation_token_issue, provider_refusal_apply
 from .webhooks.references import MESSAGE, twilio_status_callback
@@ -72,10 +73,13 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
             token, token_id = confirmation_token_issue(consent=consent, now=now)
         lifecycle.claim(Message.objects.filter(pk=message.pk), now=now)
     reference = f"{MESSAGE}-{message.pk}"
+    body = _with_token(message.body, token) if token else message.body
+    # A HELP reply's preference link is signed here, for this message's own contact and channel.
+    body = with_preference_token(body, contact=contact, channel=message.channel)
     outgoing = OutgoingMessage(
         to=contact.phone,
         channel=message.channel,
-        body=_with_token(message.body, token) if token else message.body,
+        body=body,
         template=_with_token(message.template, token) if token else message.template,
         status_callback=twilio_status_callback(reference) if message.channel == Channel.SMS else "",
         reference=reference,
@@ -89,6 +93,8 @@ def message_deliver(*, message_id: int, final_attempt: bool = False) -> str:
     if token and token in outcome.message:
         # A provider error whose text quotes the message: stored and logged without the token.
         outcome.message = outcome.message.replace(token, REDACTED_TOKEN)
+    if body != message.body and outcome.message:
+        outcome.message = mask_confirmation_links(outcome.message)  # nor a preference link's token
     if outcome.kind == "sent":
         with transaction.atomic():
             lifecycle.record_sent(Message, [(message.pk, outcome.provider_message_id)], timezone.now())

@@ -32,6 +32,7 @@ class Source(models.TextChoices):
     # A revocation in other words (consent/revocation.py), from the person's own text.
     SMS_TEXT = "sms_text", "SMS text (revocation in other words)"
     WHATSAPP_TEXT = "whatsapp_text", "WhatsApp text (revocation in other words)"
+    PREFERENCE_CENTRE = "preference_centre", "Preference centre"
 
 
 class EventKind(models.TextChoices):

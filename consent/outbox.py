@@ -7,6 +7,7 @@ service's answers to a person and are never promotional. `consent.messaging` han
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core import signing
 
 from config.enqueue import enqueue_on_commit
 
@@ -24,6 +25,31 @@ REDACTED_TOKEN = "[redacted]"
 
 def confirmation_link(token: str = REDACTED_TOKEN) -> str:
     return f"{settings.PUBLIC_BASE_URL}/optin/confirm/{token}/"
+
+
+# The preference centre's link (rule 17): signed (django.core.signing, with the time it was made),
+# scoped to one contact and channel, checked for age when opened (CONSENT_PREFERENCE_LINK_MAX_AGE_DAYS).
+# Its payload is readable base64: it holds the contact's id and the start of the keyed pseudonym of
+# the number, never the number. As with confirmation links, what is stored shows it redacted and the
+# sender puts a fresh token for the message's own contact and channel into what the provider gets, so
+# no staff member can act on the page as the person.
+PREFERENCE_SALT = "consent.preferences"
+
+
+def preference_token(*, contact: Contact, channel: str) -> str:
+    return signing.dumps({"c": contact.pk, "ch": channel, "p": contact.phone_pseudonym[:16]}, salt=PREFERENCE_SALT)
+
+
+def preference_link(token: str = REDACTED_TOKEN) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/preferences/{token}/"
+
+
+def with_preference_token(value, *, contact: Contact, channel: str):
+    """`value` (a body) with its redacted preference link carrying a fresh token for this contact and channel."""
+    redacted = f"/preferences/{REDACTED_TOKEN}/"
+    if isinstance(value, str) and redacted in value:
+        return value.replace(redacted, f"/preferences/{preference_token(contact=contact, channel=channel)}/")
+    return value
 
 
 def whatsapp_window_open(contact: Contact, now: datetime) -> bool:

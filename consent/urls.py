@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import apis
+from . import apis, import_apis
 from .audit import apis as audit_apis
 
 urlpatterns = [
@@ -17,6 +17,7 @@ urlpatterns = [
     path("revocations/review/<int:pk>/resolve/", apis.RevocationReviewResolveApi.as_view(),
          name="revocation-review-resolve"),
     path("contacts/", apis.ContactListApi.as_view(), name="contact-list"),
+    path("contacts/import/", import_apis.ContactImportApi.as_view(), name="contact-import"),
     path("contacts/<str:phone>/", apis.ContactDetailApi.as_view(), name="contact-detail"),
     path("contacts/<str:phone>/proof/", audit_apis.ContactProofApi.as_view(), name="contact-proof"),
     path("contacts/<str:phone>/erase/", audit_apis.ContactEraseApi.as_view(), name="contact-erase"),

@@ -38,6 +38,7 @@ MATRIX = {
     ("api/v1/revocations/review/<int:pk>/resolve/", "POST"): WRITERS,
     ("api/v1/contacts/", "GET"): ANY_ROLE,
     ("api/v1/contacts/", "POST"): WRITERS,
+    ("api/v1/contacts/import/", "POST"): ADMIN,
     ("api/v1/contacts/<str:phone>/", "GET"): ANY_ROLE,
     ("api/v1/contacts/<str:phone>/", "PATCH"): WRITERS,
     ("api/v1/contacts/<str:phone>/proof/", "GET"): AUDITORS,
@@ -63,12 +64,15 @@ MATRIX = {
     ("webhooks/whatsapp/", "POST"): SIGNATURE,
     ("optin/confirm/<str:token>/", "GET"): EVERYONE,  # public pages; confirming needs the token and a POST
     ("optin/<slug:topic>/", "GET"): EVERYONE,
+    ("preferences/<str:token>/", "GET"): EVERYONE,  # public page; the signed link is the secret
     ("api/schema/", "GET"): EVERYONE,
     ("api/docs/", "GET"): EVERYONE,
     ("api/redoc/", "GET"): EVERYONE,
     ("healthz/", "GET"): EVERYONE,
     ("readyz/", "GET"): EVERYONE,
     ("admin/", "GET"): SESSION,
+    ("workspace/", "GET"): SESSION,  # the dashboard, behind the admin's staff login
+    ("workspace/contacts/import/", "GET"): SESSION,
 }
 
 API_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "config.timezones.WorkspaceTimeZoneMiddleware",  # staff pages in WORKSPACE_TIME_ZONE, labelled
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -83,6 +84,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.timezones.workspace_context",
             ],
         },
     },
@@ -129,6 +131,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# The time zone the marketers' workspace (admin, dashboard, broadcast pages) shows times in, labelled.
+WORKSPACE_TIME_ZONE = env.str("WORKSPACE_TIME_ZONE", TIME_ZONE)
 USE_I18N = True
 USE_TZ = True
 
@@ -248,6 +252,8 @@ PROVIDER_TIMEOUT = (env.float("PROVIDER_CONNECT_TIMEOUT", 3.05), env.float("PROV
 # Consent rules.
 CONSENT_CONFIRMATION_WINDOW_HOURS = env.int("CONSENT_CONFIRMATION_WINDOW_HOURS", 48)
 CONSENT_TOKEN_MAX_AGE_HOURS = env.int("CONSENT_TOKEN_MAX_AGE_HOURS", CONSENT_CONFIRMATION_WINDOW_HOURS)
+# How long a preference-centre link (in every HELP reply) opens the person's page.
+CONSENT_PREFERENCE_LINK_MAX_AGE_DAYS = env.int("CONSENT_PREFERENCE_LINK_MAX_AGE_DAYS", 30)
 # Key for the pseudonym of a phone number in the ledger and the suppression list (HMAC-SHA256):
 # its own secret, so rotating DJANGO_SECRET_KEY changes no pseudonym. Unset: a development key
 # generated under the data folder on first use (production refuses to start without it).

@@ -152,9 +152,10 @@ def test_yes_on_another_channel_does_not_confirm(topic):
 def test_help_answers_with_the_topic_help_text(topic, news):
     subscribe(news)
     receive("HELP")
-    assert replies(Message.Kind.HELP_REPLY)[-1].body == news.current_text.help_message
+    body = replies(Message.Kind.HELP_REPLY)[-1].body
+    assert body.startswith(news.current_text.help_message + "\nYour subscriptions: http://testserver/preferences/")
     receive("AIDE PROMO")
-    assert replies(Message.Kind.HELP_REPLY)[-1].body == topic.current_text.help_message
+    assert replies(Message.Kind.HELP_REPLY)[-1].body.startswith(topic.current_text.help_message + "\n")
 
 
 def test_help_from_a_stranger_lists_every_topic(topic, news):

@@ -286,7 +286,8 @@ def test_mixed_batch(topic, whatsapp_post, run_on_commit):
     with run_on_commit():
         response = whatsapp_post(whatsapp_body("whatsapp_batch_mixed.json"))
     assert response.json() == {"ok": True, "messages": 1, "duplicates": 0, "statuses": 2, "preferences": 0, "ignored": 1}
-    assert Message.objects.get(kind=Message.Kind.HELP_REPLY).body == topic.current_text.help_message
+    body = Message.objects.get(kind=Message.Kind.HELP_REPLY).body
+    assert body.startswith(topic.current_text.help_message + "\nYour subscriptions: http://testserver/preferences/")
 
 
 # marketing preferences -------------------------------------------------------------------

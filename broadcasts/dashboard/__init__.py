@@ -1,0 +1,1 @@
+"""The marketers' workspace: the dashboard (what "View site" opens) and its server-drawn charts."""
