@@ -46,6 +46,7 @@ DEFAULT_REPLIES = {
     "preferences": "Your subscriptions: {link}",
 }
 
+
 @dataclass
 class InboundResult:
     """What happened to one inbound message."""

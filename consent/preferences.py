@@ -16,10 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import services
-from .inbound import reply_text
-from .models import Channel, Consent, ConsentStatus, Contact, Message, Source, Topic
-from .outbox import PREFERENCE_SALT, message_queue, whatsapp_window_open
-from .selectors import contact_is_messageable, effective_status
+from .models import Channel, Consent, ConsentStatus, Contact, Source, Topic
+from .outbox import PREFERENCE_SALT
+from .selectors import effective_status
 
 MAX_TOPICS = 100
 
@@ -85,19 +84,15 @@ def preferences_list(*, subject: Subject, now: datetime | None = None) -> list[T
 def preferences_withdraw(*, subject: Subject, evidence: dict, topic: Topic | None = None,
                          now: datetime | None = None) -> list[Consent]:
     """Withdraw one topic (or every topic) on the link's channel at once, source `preference_centre`,
-    and send the one confirmation a revocation gets (on WhatsApp only inside the care window)."""
+    and send the one confirmation a revocation gets (services.revocation_confirmation_queue)."""
     now = now or timezone.now()
     contact = subject.contact
     revoked = services.consent_revoke(contact=contact, channel=subject.channel, source=Source.PREFERENCE_CENTRE,
                                       topic=topic, reason="preference centre", evidence=evidence, now=now)
-    may_text = subject.channel == Channel.SMS or whatsapp_window_open(contact, now)
-    if revoked and may_text and contact_is_messageable(contact):
-        if topic is not None:
-            body = reply_text("stop_topic", topics=topic.name)
-        else:
-            names = [c.topic.name for c in revoked]
-            body = reply_text("stop_topic", topics=", ".join(names)) if len(names) == 1 else reply_text("stop_all")
-        message_queue(contact=contact, channel=subject.channel, kind=Message.Kind.STOP_REPLY, body=body, topic=topic)
+    if revoked:
+        # The one confirmation every revocation gets (on WhatsApp outside the window: recorded as skipped).
+        services.revocation_confirmation_queue(contact=contact, channel=subject.channel, topic=topic,
+                                               revoked=[consent.topic for consent in revoked], now=now)
     return revoked
 
 

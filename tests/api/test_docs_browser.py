@@ -11,7 +11,7 @@ import urllib.parse
 
 import pytest
 
-from tests.consent.test_optin_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 PUBLIC_NAME = "consent.example.test"
 

@@ -14,19 +14,12 @@ from django.contrib.auth import get_user_model
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery
 from consent import services as consent_services
 from consent.models import Source
+from tests.browser import BROWSER_MARKS
+from tests.browser import browser_page as open_browser_page
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "browser-test-password"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"Chromium not found at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium) "
-                              "or set CHROMIUM_PATH to run the browser test"),
-]
+pytestmark = BROWSER_MARKS
 
 
 def screenshot(page, name):
@@ -37,20 +30,7 @@ def screenshot(page, name):
 
 @pytest.fixture
 def browser_page(monkeypatch):
-    from django.db import connections
-    from playwright.sync_api import sync_playwright
-
-    # As in tests/consent/test_optin_browser.py: the test's ORM calls run between browser steps.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        yield page
-        context.close()
-        browser.close()
-        connections.close_all()
+    yield from open_browser_page(monkeypatch, timeout_ms=20_000, viewport={"width": 1280, "height": 900})
 
 
 def test_a_marketer_sees_the_charts_plans_a_broadcast_and_watches_it_complete(live_server, browser_page, make_user,

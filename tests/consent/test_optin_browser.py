@@ -5,7 +5,6 @@ webhook), see the consent active; and confirm through the link's button. Skipped
 why, where /usr/bin/chromium is not installed (`apt-get install -y chromium`; .ci/run does).
 """
 
-import os
 import re
 import urllib.parse
 
@@ -14,20 +13,13 @@ import requests
 
 from consent.models import ConsentStatus, Message
 from consent.signatures import twilio_signature
+from tests.browser import BROWSER_MARKS
+from tests.browser import browser_page as open_browser_page
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PHONE = "+14155550123"
 TWILIO_TOKEN = "browser-test-twilio-token"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"Chromium not found at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium) "
-                              "or set CHROMIUM_PATH to run the browser test"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -38,25 +30,7 @@ def live(live_server, settings):
 
 @pytest.fixture
 def browser_page(monkeypatch):
-    from django.db import connections
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
-    # still plain synchronous calls between browser steps, which is what this flag allows.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(user_agent="Mozilla/5.0 (browser test) Chromium")
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        context.close()
-        browser.close()
-        # With that loop running, the test's ORM calls got connections of their own (Django keys
-        # connections by async context): close them here, or PostgreSQL could not drop the test
-        # database at the end of the run.
-        connections.close_all()
+    yield from open_browser_page(monkeypatch, user_agent="Mozilla/5.0 (browser test) Chromium")
 
 
 def sms_reply(live, text, sid):

@@ -17,38 +17,19 @@ from django.utils import timezone
 from consent import services
 from consent.models import Consent, ConsentStatus, Source
 from consent.signatures import twilio_signature
+from tests.browser import BROWSER_MARKS
+from tests.browser import browser_page as open_browser_page
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PHONE = "+14155550123"
 TWILIO_TOKEN = "browser-test-twilio-token"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"Chromium not found at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium) "
-                              "or set CHROMIUM_PATH to run the browser test"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
 def browser_page(monkeypatch):
-    from django.db import connections
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(user_agent="Mozilla/5.0 (preference test) Chromium",
-                                      viewport={"width": 1280, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page
-        context.close()
-        browser.close()
-        connections.close_all()
+    yield from open_browser_page(monkeypatch, user_agent="Mozilla/5.0 (preference test) Chromium",
+                                 viewport={"width": 1280, "height": 800})
 
 
 def subscribed(topic):
