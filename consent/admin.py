@@ -3,14 +3,17 @@
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from . import services
+from .audit.actions import Via, action_record, changed, topic_snapshot
 from .models import (
     Consent,
     ConsentEvent,
     Contact,
     LedgerCheckpoint,
     Message,
+    StaffAction,
     Suppression,
     Topic,
     TopicText,
@@ -137,13 +140,21 @@ class TopicAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         texts = {name: data[name] for name in ("consent_text", "confirmation_message", "help_message")}
-        if change:
-            saved = services.topic_update(topic=obj, actor=actor_for(request.user), name=data["name"],
-                                          keywords=data["keywords"], consent_ttl_days=data["consent_ttl_days"], **texts)
-        else:
-            saved = services.topic_create(slug=data["slug"], name=data["name"], keywords=data["keywords"],
-                                          consent_ttl_days=data["consent_ttl_days"], actor=actor_for(request.user),
-                                          **texts)
+        with transaction.atomic():  # the change and its staff action record commit together
+            if change:
+                before = topic_snapshot(Topic.objects.select_related("current_text").get(pk=obj.pk))
+                saved = services.topic_update(topic=obj, actor=actor_for(request.user), name=data["name"],
+                                              keywords=data["keywords"], consent_ttl_days=data["consent_ttl_days"],
+                                              **texts)
+                old, new = changed(before, topic_snapshot(saved))
+                action_record(request=request, via=Via.ADMIN, action="topic.update", object_type="topic",
+                              object_id=saved.pk, object_repr=saved.slug, before=old, after=new)
+            else:
+                saved = services.topic_create(slug=data["slug"], name=data["name"], keywords=data["keywords"],
+                                              consent_ttl_days=data["consent_ttl_days"], actor=actor_for(request.user),
+                                              **texts)
+                action_record(request=request, via=Via.ADMIN, action="topic.create", object_type="topic",
+                              object_id=saved.pk, object_repr=saved.slug, after=topic_snapshot(saved))
         obj.pk, obj.current_text = saved.pk, saved.current_text
 
     def has_delete_permission(self, request, obj=None):
@@ -183,3 +194,13 @@ class SuppressionAdmin(ReadOnlyAdmin):
 @admin.register(LedgerCheckpoint)
 class LedgerCheckpointAdmin(ReadOnlyAdmin):
     list_display = ["seq", "hash", "signed_at"]
+
+
+@admin.register(StaffAction)
+class StaffActionAdmin(ReadOnlyAdmin):
+    """The staff action log (rule 16), read-only like the ledger."""
+
+    list_display = ["seq", "occurred_at", "actor", "action", "object_type", "object_repr", "via", "ip"]
+    list_filter = ["action", "via", "object_type"]
+    search_fields = ["actor", "action", "object_id", "object_repr", "uuid"]
+    ordering = ["-seq"]
