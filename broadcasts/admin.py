@@ -42,7 +42,7 @@ class DeliveryInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ["contact", "status", "skip_reason", "authorized_by", "attempts", "provider_message_id", "error_code",
+    fields = ["contact", "status", "skip_reason", "rule", "authorized_by", "attempts", "provider_message_id", "error_code",
               "not_before", "sent_at", "status_at"]
     readonly_fields = fields
     ordering = ["-status_at"]

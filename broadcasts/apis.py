@@ -253,7 +253,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Delivery
-        fields = ["id", "phone", "status", "skip_reason", "authorized_by", "attempts", "provider_message_id", "error_code",
+        fields = ["id", "phone", "status", "skip_reason", "rule", "authorized_by", "attempts", "provider_message_id", "error_code",
                   "error_message", "not_before", "created_at", "claimed_at", "sent_at", "status_at"]
 
 
