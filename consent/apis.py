@@ -112,7 +112,8 @@ class TopicDetailApi(APIView):
         data.is_valid(raise_exception=True)
         changes = {k: v for k, v in data.validated_data.items() if k in request.data}
         with transaction.atomic():  # the change and its staff action record commit together
-            before = topic_snapshot(Topic.objects.select_for_update().select_related("current_text").get(pk=topic.pk))
+            before = topic_snapshot(Topic.objects.select_for_update(of=("self",)).select_related("current_text")
+                                    .get(pk=topic.pk))
             topic = services.topic_update(topic=topic, actor=actor_for(request.user), **changes)
             old, new = changed(before, topic_snapshot(topic))
             action_record(request=request, action="topic.update", object_type="topic", object_id=topic.pk,
