@@ -95,29 +95,42 @@ def _problem(delivery: tuple, topics: dict, event: tuple | None, enders: list) -
     return None
 
 
+CACHE_ROWS = 500_000  # ledger rows kept between chunks (a contact's deliveries of many broadcasts share them)
+
+
 def deliveries_verify(*, chunk_size: int = 10000) -> MessagesReport:
     """Every handed-over delivery points at a confirmed or imported event of its contact, topic and channel,
     recorded before its claim, not expired then, and not followed by a revocation, expiry or erasure
-    recorded before the claim. Streams the deliveries by id, three queries per chunk."""
+    recorded before the claim. Streams the deliveries by id; the ledger rows they need are read once per
+    chunk and kept for the next chunks (the same contacts come back in every broadcast), within CACHE_ROWS."""
     topics = dict((pk, (topic, channel)) for pk, topic, channel in
                   Broadcast.objects.values_list("id", "topic_id", "channel"))
     handed = (Delivery.objects.filter(status__in=JUSTIFIED_STATUSES).order_by("id")
               .values_list("id", "broadcast_id", "contact_id", "authorized_by", "claimed_at"))
+    events: dict[int, tuple] = {}
+    enders: dict[int, list] = {}
     checked, last = 0, 0
     while True:
         chunk = list(handed.filter(id__gt=last)[:chunk_size])
         if not chunk:
             break
         last = chunk[-1][0]
-        seqs = {row[3] for row in chunk if row[3] is not None}
-        events = {row[0]: row for row in ConsentEvent.objects.filter(seq__in=seqs).annotate(
-            expiry=KT(f"evidence__{EXPIRY_EVIDENCE}")).values_list(
-            "seq", "contact_id", "topic_id", "channel", "kind", "recorded_at", "expiry")}
-        enders: dict[int, list] = {}
-        for contact_id, *ender in (ConsentEvent.objects.filter(contact_id__in={row[2] for row in chunk})
-                                   .filter(Q(kind__in=ENDING_KINDS) | Q(kind=EventKind.ERASED))
-                                   .values_list("contact_id", "seq", "topic_id", "channel", "kind", "recorded_at")):
-            enders.setdefault(contact_id, []).append(ender)
+        if len(events) + len(enders) > CACHE_ROWS:
+            events.clear()
+            enders.clear()
+        seqs = {row[3] for row in chunk if row[3] is not None} - events.keys()
+        if seqs:
+            events.update((row[0], row) for row in ConsentEvent.objects.filter(seq__in=seqs).annotate(
+                expiry=KT(f"evidence__{EXPIRY_EVIDENCE}")).values_list(
+                "seq", "contact_id", "topic_id", "channel", "kind", "recorded_at", "expiry"))
+        contacts = {row[2] for row in chunk} - enders.keys()
+        if contacts:
+            for contact_id in contacts:
+                enders[contact_id] = []
+            for contact_id, *ender in (ConsentEvent.objects.filter(contact_id__in=contacts)
+                                       .filter(Q(kind__in=ENDING_KINDS) | Q(kind=EventKind.ERASED))
+                                       .values_list("contact_id", "seq", "topic_id", "channel", "kind", "recorded_at")):
+                enders[contact_id].append(ender)
         for row in chunk:
             problem = _problem(row, topics, events.get(row[3]), enders.get(row[2], ()))
             if problem is not None:

@@ -5,6 +5,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.db import DatabaseError, transaction
 
 from broadcasts import sending
 from broadcasts.models import Broadcast, Delivery, DeliveryStatus, SkipReason
@@ -152,8 +153,6 @@ def test_staff_actions_are_listed_with_actor_and_before_after_and_tampering_is_c
     assert verify()[0] == 0
     checkpoint_create()
     # The database refuses changes to the log ...
-    from django.db import DatabaseError, transaction  # noqa: I001  # why: only this test needs them
-
     with pytest.raises(DatabaseError), transaction.atomic():
         raw_sql("UPDATE consent_staffaction SET actor = 'user:someone-else' WHERE seq = %s", [update["sequence"]])
     # ... and one changed with the triggers lifted is caught by verification.

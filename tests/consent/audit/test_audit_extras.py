@@ -1,6 +1,7 @@
 """Consent receipts, retention, staff actions in exports, the HTTP export's manifest, and checkpoints made before
 the staff action log still verifying."""
 
+import hashlib
 import io
 import json
 from datetime import timedelta
@@ -99,7 +100,6 @@ def test_export_includes_the_staff_actions_within_the_signed_checkpoint(ledger, 
     records = [json.loads(line) for line in lines.splitlines()]
     assert [r["action"] for r in records][-1] == "topic.update"
     assert manifest["actions"]["count"] == len(records) and manifest["actions"]["head"]["seq"] == records[-1]["sequence"]
-    import hashlib  # noqa: I001  # why: only this test hashes a file
     assert manifest["actions"]["sha256"] == hashlib.sha256(lines).hexdigest()
     assert manifest["checkpoint"]["actions"] == manifest["actions"]["head"]
     signature = manifest.pop("signature")
@@ -114,7 +114,6 @@ def test_http_export_offers_its_signed_manifest(ledger, auditor_client):
     services.optin_request(phone="+14155550188", topic=ledger, channel="sms", source=Source.API)  # the head moves on
     body = b"".join(auditor_client.get(f"{API}/audit/export/", {"format": "csv", "upto": checkpoint.seq})
                     .streaming_content)
-    import hashlib  # noqa: I001  # why: only this test hashes a body
     assert hashlib.sha256(body).hexdigest() == manifest["sha256"] and len(body) == manifest["bytes"]
     assert manifest["count"] == checkpoint.seq
     signature = manifest.pop("signature")
