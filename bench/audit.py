@@ -164,6 +164,7 @@ def generate(events: int, contacts: int) -> dict:
                         print(f"  {seq} events ({time.perf_counter() - started:.1f} s)", flush=True)
             cursor.execute("UPDATE consent_chainhead SET seq = %s, hash = %s WHERE id = 1", [events, prev])
             write_consents(cursor, events=events, contact_ids=contact_ids, topic=topic, text=text, base=base)
+            write_deliveries(cursor, events=events, contact_ids=contact_ids, topic=topic, base=base)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE consent_consentevent")
         cursor.execute("ANALYZE consent_contact")
@@ -193,6 +194,40 @@ def write_consents(cursor, *, events: int, contact_ids: list, topic, text, base)
         for c, (status, source, requested, confirm_by, confirmed, expires, revoked) in sorted(state.items()):
             copy.write_row((contact_ids[c], topic.pk, "sms", status, text.pk, source, requested, confirm_by, confirmed,
                             expires, revoked, now))
+
+
+DELIVERIES_PER_CONFIRMATION = 5
+
+
+def write_deliveries(cursor, *, events: int, contact_ids: list, topic, base) -> None:
+    """Broadcast deliveries handed over while each generated confirmation was current: five broadcasts per
+    confirmation phase, each recipient's row pointing at its confirmation (the delivery check reads them all).
+    Skipped where the schema has no delivery authorisation yet (a checkout from before it)."""
+    cursor.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'broadcasts_delivery' "
+                   "AND column_name = 'rule'")
+    if cursor.fetchone() is None:
+        return
+    contacts = len(contact_ids)
+    now = datetime.now(UTC)
+    columns = ("broadcast_id", "contact_id", "status", "attempts", "error_code", "error_message", "skip_reason",
+               "created_at", "authorized_by", "claimed_at", "sent_at", "status_at", "retryable")
+    phases = [p for p in range(events // contacts) if p % 4 == 2 and (p + 1) * contacts <= events]
+    for phase in phases:
+        for k in range(1, DELIVERIES_PER_CONFIRMATION + 1):
+            cursor.execute(
+                "INSERT INTO broadcasts_broadcast (name, topic_id, channel, body, respect_quiet_hours, status, "
+                "status_reason, created_by, created_at, updated_at, fanout_cursor, fanout_done, resumes) VALUES "
+                "(%s, %s, 'sms', 'Sale! STOP to opt out.', false, 'completed', '', 'bench', %s, %s, 0, true, 0) "
+                "RETURNING id", [f"bench {phase}-{k}", topic.pk, now, now])
+            broadcast_id = cursor.fetchone()[0]
+            with cursor.cursor.copy(f"COPY broadcasts_delivery ({', '.join(columns)}) FROM STDIN") as copy:
+                for c in range(contacts):
+                    seq = phase * contacts + c + 1  # this contact's confirmation in this phase
+                    confirmed = base + timedelta(seconds=seq * 7, microseconds=seq % 1000000)
+                    claimed = confirmed + timedelta(seconds=k * 1000)  # before the revocation, 700,000 s later
+                    copy.write_row((broadcast_id, contact_ids[c], "delivered", 1, "", "", "", claimed, seq, claimed,
+                                    claimed, claimed, False))
+    cursor.execute("ANALYZE broadcasts_delivery")
 
 
 def main() -> int:
@@ -248,6 +283,9 @@ def main() -> int:
     results["verify_state"] = measured("verify (state replay only)", manage + [
         "shell", "-c", "from consent.verification import verify_state; r = verify_state(); print(r.summary()); "
         "raise SystemExit(0 if r.ok else 1)"], env)
+    results["verify_deliveries"] = measured("verify (deliveries only)", manage + [
+        "shell", "-c", "from consent.audit.registry import promotional_messages_verify as v; r = v(); "
+        "print(r.summary()); raise SystemExit(0 if r.ok else 1)"], env)
     results["checkpoint"] = measured("checkpoint (verify + sign)", manage + [
         "shell", "-c", "from consent.audit.checkpoints import checkpoint_create; print(checkpoint_create().seq)"], env)
     results["verify_resume"] = measured("verify --resume", manage + ["verify_consent_log", "--resume"], env)

@@ -4,6 +4,7 @@ progress, and the broadcast page's buttons (Schedule, Pause, Resume, Cancel, Tes
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse, reverse_lazy
@@ -12,10 +13,12 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from config.timezones import workspace_zone
+from consent.audit.actions import Via, action_record, changed
 from consent.models import actor_for
 from consent.services import phone_normalise
 
 from . import selectors, sending, services
+from .audit import broadcast_object, broadcast_snapshot
 from .models import Broadcast, BroadcastStatus, Delivery
 
 # "View site" opens the marketers' dashboard.
@@ -82,7 +85,7 @@ class DeliveryInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ["contact", "status", "skip_reason", "authorized_by", "attempts", "provider_message_id", "error_code",
+    fields = ["contact", "status", "skip_reason", "rule", "authorized_by", "attempts", "provider_message_id", "error_code",
               "not_before", "sent_at", "status_at"]
     readonly_fields = fields
     ordering = ["-status_at"]
@@ -100,11 +103,16 @@ class DeliveryInline(admin.TabularInline):
         return False
 
 
-def _run(modeladmin, request, queryset, action, **kwargs):
+def _run(modeladmin, request, queryset, action, name: str, **kwargs):
     done = 0
     for broadcast in queryset:
         try:
-            action(broadcast=broadcast, **kwargs)
+            with transaction.atomic():  # the change and its staff action record commit together
+                before = broadcast_snapshot(broadcast)
+                after = broadcast_snapshot(action(broadcast=broadcast, **kwargs))
+                old, new = changed(before, after)
+                action_record(request=request, via=Via.ADMIN, action=name, **broadcast_object(broadcast),
+                              before=old, after=new)
             done += 1
         except ValidationError as exc:
             modeladmin.message_user(request, f"{broadcast.name}: {'; '.join(exc.messages)}", messages.WARNING)
@@ -140,7 +148,23 @@ class BroadcastAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = actor_for(request.user)
-        super().save_model(request, obj, form, change)
+        with transaction.atomic():  # the change and its staff action record commit together
+            before = broadcast_snapshot(Broadcast.objects.select_related("topic").get(pk=obj.pk)) if change else None
+            super().save_model(request, obj, form, change)
+            after = broadcast_snapshot(Broadcast.objects.select_related("topic").get(pk=obj.pk))
+            old, new = changed(before, after)
+            action_record(request=request, via=Via.ADMIN, action="broadcast.update" if change else "broadcast.create",
+                          **broadcast_object(obj), before=old, after=new)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():  # a draft deleted, and its staff action record
+            action_record(request=request, via=Via.ADMIN, action="broadcast.delete", **broadcast_object(obj),
+                          before=broadcast_snapshot(obj))
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
 
     def has_delete_permission(self, request, obj=None):
         return obj is None or obj.status == BroadcastStatus.DRAFT
@@ -248,16 +272,16 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     @admin.action(description="Schedule (send at its time, or now)")
     def schedule(self, request, queryset):
-        _run(self, request, queryset, services.broadcast_schedule)
+        _run(self, request, queryset, services.broadcast_schedule, "broadcast.schedule")
 
     @admin.action(description="Pause")
     def pause(self, request, queryset):
-        _run(self, request, queryset, services.broadcast_pause, reason=f"paused by {actor_for(request.user)}")
+        _run(self, request, queryset, services.broadcast_pause, "broadcast.pause", reason=f"paused by {actor_for(request.user)}")
 
     @admin.action(description="Resume")
     def resume(self, request, queryset):
-        _run(self, request, queryset, services.broadcast_resume)
+        _run(self, request, queryset, services.broadcast_resume, "broadcast.resume")
 
     @admin.action(description="Cancel for good")
     def cancel(self, request, queryset):
-        _run(self, request, queryset, services.broadcast_cancel, reason=f"cancelled by {actor_for(request.user)}")
+        _run(self, request, queryset, services.broadcast_cancel, "broadcast.cancel", reason=f"cancelled by {actor_for(request.user)}")

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
@@ -12,11 +13,14 @@ from rest_framework.views import APIView
 
 from config.filters import filter_or_400
 from config.pagination import CursorPagination
+from consent.audit.actions import action_record, changed
+from consent.ledger import pseudonym_for
 from consent.models import actor_for
 from consent.permissions import IsAdminRole, IsMarketerRole, ReadAnyRoleWriteMarketer
 from consent.serializers import ChannelField, PhoneField, TopicSlugField
 
 from . import selectors, sending, services
+from .audit import broadcast_object, broadcast_snapshot
 from .filters import BroadcastFilter, DeliveryFilter
 from .models import Broadcast, Delivery
 
@@ -104,7 +108,10 @@ class BroadcastListApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        broadcast = services.broadcast_create(**data.validated_data, actor=actor_for(request.user))
+        with transaction.atomic():  # the change and its staff action record commit together
+            broadcast = services.broadcast_create(**data.validated_data, actor=actor_for(request.user))
+            action_record(request=request, action="broadcast.create", **broadcast_object(broadcast),
+                          after=broadcast_snapshot(broadcast))
         return _detail(broadcast, status.HTTP_201_CREATED)
 
 
@@ -131,7 +138,18 @@ class BroadcastScheduleApi(APIView):
         broadcast = _broadcast(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return _detail(services.broadcast_schedule(broadcast=broadcast, send_at=data.validated_data["send_at"]))
+        return _detail(_recorded(request, "broadcast.schedule", broadcast, lambda: services.broadcast_schedule(
+            broadcast=broadcast, send_at=data.validated_data["send_at"])))
+
+
+def _recorded(request, action: str, broadcast: Broadcast, change) -> Broadcast:
+    """Run a broadcast action and record it as a staff action, in one transaction (rule 16)."""
+    with transaction.atomic():
+        before = broadcast_snapshot(broadcast)
+        done = change()
+        before, after = changed(before, broadcast_snapshot(done))
+        action_record(request=request, action=action, **broadcast_object(done), before=before, after=after)
+    return done
 
 
 class _ActionApi(APIView):
@@ -145,11 +163,14 @@ class _ActionApi(APIView):
         broadcast = _broadcast(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return _detail(self.run(broadcast, data.validated_data["reason"], request))
+        return _detail(_recorded(request, self.action, broadcast,
+                                 lambda: self.run(broadcast, data.validated_data["reason"], request)))
 
 
 class BroadcastPauseApi(_ActionApi):
     """scheduled or sending → paused."""
+
+    action = "broadcast.pause"
 
     def run(self, broadcast, reason, request):
         return services.broadcast_pause(broadcast=broadcast, reason=reason or f"paused by {actor_for(request.user)}")
@@ -158,12 +179,16 @@ class BroadcastPauseApi(_ActionApi):
 class BroadcastResumeApi(_ActionApi):
     """paused → sending (or scheduled): continues where it stopped."""
 
+    action = "broadcast.resume"
+
     def run(self, broadcast, reason, request):
         return services.broadcast_resume(broadcast=broadcast)
 
 
 class BroadcastCancelApi(_ActionApi):
     """Stop for good."""
+
+    action = "broadcast.cancel"
 
     def run(self, broadcast, reason, request):
         return services.broadcast_cancel(broadcast=broadcast, reason=reason or f"cancelled by {actor_for(request.user)}")
@@ -211,7 +236,13 @@ class BroadcastTestSendApi(APIView):
         broadcast = _broadcast(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(sending.broadcast_test_send(broadcast=broadcast, phone=data.validated_data["phone"]))
+        sent = sending.broadcast_test_send(broadcast=broadcast, phone=data.validated_data["phone"])
+        with transaction.atomic():
+            # No state changes; what went to whom is on record, the number by its pseudonym only.
+            action_record(request=request, action="broadcast.test_send", **broadcast_object(broadcast),
+                          after={"contact": pseudonym_for(data.validated_data["phone"]),
+                                 "provider_message_id": sent.get("provider_message_id")})
+        return Response(sent)
 
 
 class DeliveryOutputSerializer(serializers.ModelSerializer):
@@ -219,7 +250,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Delivery
-        fields = ["id", "phone", "status", "skip_reason", "authorized_by", "attempts", "provider_message_id", "error_code",
+        fields = ["id", "phone", "status", "skip_reason", "rule", "authorized_by", "attempts", "provider_message_id", "error_code",
                   "error_message", "not_before", "created_at", "claimed_at", "sent_at", "status_at"]
 
 

@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 
+from consent.audit.registry import PromotionalMessages, promotional_messages_register
 from consent.webhooks.registry import StatusHandler, status_handler_register
 
 
@@ -8,6 +9,9 @@ class BroadcastsConfig(AppConfig):
     verbose_name = "Broadcasts"
 
     def ready(self):
+        from .audit import deliveries_for_contact, deliveries_verify  # why: models load after the app registry
         from .services import delivery_record_for, delivery_status_apply  # why: models load after the app registry
 
         status_handler_register("broadcasts", StatusHandler(find=delivery_record_for, apply=delivery_status_apply))
+        promotional_messages_register("broadcasts", PromotionalMessages(for_contact=deliveries_for_contact,
+                                                                        verify=deliveries_verify))

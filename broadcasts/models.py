@@ -103,6 +103,10 @@ class Delivery(OutboundMessage):
     authorized_by = models.BigIntegerField(
         null=True, blank=True, help_text="Ledger sequence number of the event that made the consent current when claimed."
     )
+    rule = models.CharField(
+        max_length=64, null=True, blank=True,
+        help_text="The policy rule that decided a skip or a deferral (jurisdiction or platform), when a policy did.",
+    )
     retryable = models.BooleanField(
         default=False, db_default=False, help_text="Failed only on errors that prove the provider did not take it: a resume tries again."
     )

@@ -3,11 +3,13 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from . import services
+from .audit.actions import Via, action_record, changed, review_action_record, topic_snapshot
 from .models import (
     ApiRole,
     Consent,
@@ -18,6 +20,7 @@ from .models import (
     RevocationReview,
     RevocationVia,
     Source,
+    StaffAction,
     Suppression,
     Topic,
     TopicText,
@@ -145,13 +148,21 @@ class TopicAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         texts = {name: data[name] for name in ("consent_text", "confirmation_message", "help_message")}
-        if change:
-            saved = services.topic_update(topic=obj, actor=actor_for(request.user), name=data["name"],
-                                          keywords=data["keywords"], consent_ttl_days=data["consent_ttl_days"], **texts)
-        else:
-            saved = services.topic_create(slug=data["slug"], name=data["name"], keywords=data["keywords"],
-                                          consent_ttl_days=data["consent_ttl_days"], actor=actor_for(request.user),
-                                          **texts)
+        with transaction.atomic():  # the change and its staff action record commit together
+            if change:
+                before = topic_snapshot(Topic.objects.select_related("current_text").get(pk=obj.pk))
+                saved = services.topic_update(topic=obj, actor=actor_for(request.user), name=data["name"],
+                                              keywords=data["keywords"], consent_ttl_days=data["consent_ttl_days"],
+                                              **texts)
+                old, new = changed(before, topic_snapshot(saved))
+                action_record(request=request, via=Via.ADMIN, action="topic.update", object_type="topic",
+                              object_id=saved.pk, object_repr=saved.slug, before=old, after=new)
+            else:
+                saved = services.topic_create(slug=data["slug"], name=data["name"], keywords=data["keywords"],
+                                              consent_ttl_days=data["consent_ttl_days"], actor=actor_for(request.user),
+                                              **texts)
+                action_record(request=request, via=Via.ADMIN, action="topic.create", object_type="topic",
+                              object_id=saved.pk, object_repr=saved.slug, after=topic_snapshot(saved))
         obj.pk, obj.current_text = saved.pk, saved.current_text
 
     def has_delete_permission(self, request, obj=None):
@@ -290,8 +301,20 @@ class RevocationReviewAdmin(admin.ModelAdmin):
         if not decision:
             return
         try:
-            services.revocation_review_resolve(review=obj, decision=decision,
-                                               note=form.cleaned_data.get("decision_note", ""),
-                                               actor=actor_for(request.user), source=Source.ADMIN)
+            with transaction.atomic():  # the decision and its staff action record commit together
+                review = services.revocation_review_resolve(review=obj, decision=decision,
+                                                            note=form.cleaned_data.get("decision_note", ""),
+                                                            actor=actor_for(request.user), source=Source.ADMIN)
+                review_action_record(request=request, review=review, via=Via.ADMIN)
         except services.ReviewAlreadyResolved as exc:
             self.message_user(request, str(exc), messages.WARNING)
+
+
+@admin.register(StaffAction)
+class StaffActionAdmin(ReadOnlyAdmin):
+    """The staff action log (rule 16), read-only like the ledger."""
+
+    list_display = ["seq", "occurred_at", "actor", "action", "object_type", "object_repr", "via", "ip"]
+    list_filter = ["action", "via", "object_type"]
+    search_fields = ["actor", "action", "object_id", "object_repr", "uuid"]
+    ordering = ["-seq"]

@@ -2,6 +2,7 @@
 
 import zoneinfo
 
+from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -16,6 +17,14 @@ from config.filters import filter_or_400
 from config.pagination import LimitOffsetPagination
 
 from . import selectors, services
+from .audit.actions import (
+    action_record,
+    changed,
+    consents_snapshot,
+    contact_object,
+    review_action_record,
+    topic_snapshot,
+)
 from .filters import ConsentFilter, ContactFilter, MessageFilter
 from .models import Consent, Contact, Message, RevocationReview, RevocationVia, Source, Topic, actor_for
 from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
@@ -79,7 +88,10 @@ class TopicListApi(APIView):
     def post(self, request):
         data = TopicInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        topic = services.topic_create(**data.validated_data, actor=actor_for(request.user))
+        with transaction.atomic():  # the change and its staff action record commit together
+            topic = services.topic_create(**data.validated_data, actor=actor_for(request.user))
+            action_record(request=request, action="topic.create", object_type="topic", object_id=topic.pk,
+                          object_repr=topic.slug, after=topic_snapshot(topic))
         return Response(TopicOutputSerializer(topic).data, status=status.HTTP_201_CREATED)
 
 
@@ -107,7 +119,13 @@ class TopicDetailApi(APIView):
         data = TopicUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         changes = {k: v for k, v in data.validated_data.items() if k in request.data}
-        topic = services.topic_update(topic=topic, actor=actor_for(request.user), **changes)
+        with transaction.atomic():  # the change and its staff action record commit together
+            before = topic_snapshot(Topic.objects.select_for_update(of=("self",)).select_related("current_text")
+                                    .get(pk=topic.pk))
+            topic = services.topic_update(topic=topic, actor=actor_for(request.user), **changes)
+            old, new = changed(before, topic_snapshot(topic))
+            action_record(request=request, action="topic.update", object_type="topic", object_id=topic.pk,
+                          object_repr=topic.slug, before=old, after=new)
         return Response(TopicOutputSerializer(topic).data)
 
 
@@ -217,11 +235,21 @@ class ConsentRevokeApi(APIView):
         evidence = {"ip": request.META.get("REMOTE_ADDR")}
         if data.validated_data["via"]:
             evidence["via"] = data.validated_data["via"]
-        revoked = services.revocation_apply(
-            contact=contact, channel=data.validated_data["channel"], topic=data.validated_data.get("topic"),
-            source=Source.API, reason=data.validated_data["reason"], actor=actor_for(request.user),
-            evidence=evidence,
-        )
+        with transaction.atomic():  # the change and its staff action record commit together
+            scope = {"topic": data.validated_data["topic"]} if data.validated_data.get("topic") else {}
+            was = dict(Consent.objects.filter(contact=contact, channel=data.validated_data["channel"], **scope)
+                       .values_list("topic_id", "status"))
+            revoked = services.revocation_apply(
+                contact=contact, channel=data.validated_data["channel"], topic=data.validated_data.get("topic"),
+                source=Source.API, reason=data.validated_data["reason"], actor=actor_for(request.user),
+                evidence=evidence,
+            )
+            if revoked:
+                action_record(request=request, action="consent.revoke", **contact_object(contact),
+                              before={"consents": [{**row, "status": was.get(c.topic_id)} for c, row in
+                                                   zip(revoked, consents_snapshot(revoked), strict=True)]},
+                              after={"consents": consents_snapshot(revoked), "reason": data.validated_data["reason"],
+                                     "via": data.validated_data["via"] or None})
         return Response(ConsentWithPhoneSerializer(revoked, many=True).data)
 
 
@@ -305,7 +333,12 @@ class ConsentImportApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         records = [services.ImportRecord(**record) for record in data.validated_data["records"]]
-        summary = services.consents_import(records=records, actor=actor_for(request.user))
+        with transaction.atomic():  # the change and its staff action record commit together
+            summary = services.consents_import(records=records, actor=actor_for(request.user))
+            action_record(request=request, action="consent.import", object_type="import_batch",
+                          object_id=summary["batch"], object_repr=f"{len(records)} record(s)",
+                          after={k: summary[k] for k in ("imported", "active", "expired")}
+                          | {"skipped": len(summary["skipped"])})
         return Response(summary)
 
 
@@ -347,10 +380,16 @@ class ContactListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         existed = selectors.contact_get_by_phone(data.validated_data["phone"]) is not None
-        contact = services.contact_get_or_create(
-            phone=data.validated_data["phone"], country=data.validated_data.get("country"),
-            timezone_name=data.validated_data.get("timezone"), attributes=data.validated_data.get("attributes"),
-        )
+        with transaction.atomic():  # the change and its staff action record commit together
+            contact = services.contact_get_or_create(
+                phone=data.validated_data["phone"], country=data.validated_data.get("country"),
+                timezone_name=data.validated_data.get("timezone"), attributes=data.validated_data.get("attributes"),
+            )
+            # Attribute names only: their values are personal data, which this append-only record must not keep.
+            action_record(request=request, action="contact.update" if existed else "contact.create",
+                          **contact_object(contact), after={
+                              "attributes": sorted(data.validated_data.get("attributes") or {}),
+                              **{k: data.validated_data[k] for k in ("country", "timezone") if k in data.validated_data}})
         contact = _contact_queryset().get(pk=contact.pk)
         return Response(ContactOutputSerializer(contact).data, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 
@@ -372,7 +411,12 @@ class ContactDetailApi(APIView):
         contact = _contact_from_path(phone)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.contact_attributes_update(contact=contact, changes=data.validated_data["attributes"])
+        with transaction.atomic():  # the change and its staff action record commit together
+            before = sorted(contact.attributes or {})
+            updated = services.contact_attributes_update(contact=contact, changes=data.validated_data["attributes"])
+            # Attribute names only: their values are personal data, which this append-only record must not keep.
+            action_record(request=request, action="contact.attributes", **contact_object(contact),
+                          before={"attributes": before}, after={"attributes": sorted(updated.attributes or {})})
         return Response(ContactOutputSerializer(_contact_queryset().get(pk=contact.pk)).data)
 
 
@@ -446,9 +490,11 @@ class RevocationReviewResolveApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            review = services.revocation_review_resolve(review=review, decision=data.validated_data["decision"],
-                                                        note=data.validated_data["note"],
-                                                        actor=actor_for(request.user), source=Source.API)
+            with transaction.atomic():  # the decision and its staff action record commit together
+                review = services.revocation_review_resolve(review=review, decision=data.validated_data["decision"],
+                                                            note=data.validated_data["note"],
+                                                            actor=actor_for(request.user), source=Source.API)
+                review_action_record(request=request, review=review)
         except services.ReviewAlreadyResolved as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         review = RevocationReview.objects.select_related("contact", "message").get(pk=review.pk)

@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from psycopg import sql
 
 # Tables the application may only read and append to; the chain head it moves but never deletes.
-APPEND_ONLY_TABLES = ("consent_consentevent", "consent_ledgercheckpoint", "consent_topictext")
+APPEND_ONLY_TABLES = ("consent_consentevent", "consent_ledgercheckpoint", "consent_topictext", "consent_staffaction")
 CHAIN_HEAD_TABLE = "consent_chainhead"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

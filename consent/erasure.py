@@ -25,8 +25,12 @@ class ErasureResult:
 
 
 @transaction.atomic
-def contact_erase(*, contact: Contact, actor: str, reason: str = "", now: datetime | None = None) -> ErasureResult:
-    """Erase a contact's number and attributes, revoke what is open, suppress and record it (idempotent)."""
+def contact_erase(*, contact: Contact, actor: str, reason: str = "", now: datetime | None = None,
+                  source: str = Source.ADMIN) -> ErasureResult:
+    """Erase a contact's number and attributes, revoke what is open, suppress and record it (idempotent).
+
+    `source` is the ledger's: `admin` for a person's request, `system` for the retention sweep.
+    """
     now = now or timezone.now()
     contact = Contact.objects.select_for_update().get(pk=contact.pk)
     if contact.erased_at is not None:
@@ -36,7 +40,7 @@ def contact_erase(*, contact: Contact, actor: str, reason: str = "", now: dateti
     open_channels = (Consent.objects.filter(contact=contact, status__in=services.OPEN_STATUSES)
                      .values_list("channel", flat=True).distinct())
     for channel in sorted(set(open_channels)):
-        revoked += len(services.consent_revoke(contact=contact, channel=channel, source=Source.ADMIN, actor=actor,
+        revoked += len(services.consent_revoke(contact=contact, channel=channel, source=source, actor=actor,
                                                reason="erasure", now=now))
     Suppression.objects.get_or_create(phone_pseudonym=contact.phone_pseudonym,
                                       defaults={"reason": "erased", "detail": reason[:255]})
@@ -50,7 +54,7 @@ def contact_erase(*, contact: Contact, actor: str, reason: str = "", now: dateti
     contact.save(update_fields=["phone", "attributes", "country", "timezone", "timezones", "whatsapp_window_until",
                                 "erased_at"])
     evidence = {"reason": reason[:500], "suppressed": True, "consents_revoked": revoked}
-    event = event_append(kind=EventKind.ERASED, contact=contact, source=Source.ADMIN, actor=actor,
+    event = event_append(kind=EventKind.ERASED, contact=contact, source=source, actor=actor,
                          evidence=evidence, occurred_at=now)
     return ErasureResult(contact=contact, event=event, revoked=revoked,
                          events_kept=ConsentEvent.objects.filter(contact=contact).count())

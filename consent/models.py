@@ -366,6 +366,9 @@ class LedgerCheckpoint(models.Model):
     signed_at = models.DateTimeField()
     signature = models.TextField(help_text="Base64 Ed25519 signature over the canonical checkpoint.")
     public_key = models.TextField(help_text="PEM of the key that signed it.")
+    # The head of the staff action chain the signature also covers (empty on checkpoints signed before it).
+    actions_seq = models.BigIntegerField(null=True, blank=True)
+    actions_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-seq"]
@@ -383,3 +386,37 @@ def actor_for(user) -> str:
         return "system"
     return f"user:{user.get_username()}"
 
+
+
+class StaffAction(models.Model):
+    """One change made by a person (rule 16 of docs/design.md): append-only, hash-chained like the ledger.
+
+    The database refuses UPDATE and DELETE on this table. A contact is named by its pseudonym here,
+    never by its number, so that erasing a person leaves this record (and its chain) whole.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    occurred_at = models.DateTimeField()
+    actor = models.CharField(max_length=160, help_text='Who did it, e.g. "user:alice".')
+    action = models.CharField(max_length=64, help_text='What, e.g. "topic.update" or "broadcast.schedule".')
+    object_type = models.CharField(max_length=32)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    ip = models.CharField(max_length=45, blank=True, help_text="Where the request came from (empty for commands).")
+    via = models.CharField(max_length=16, help_text="api, admin or command.")
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [
+            models.Index(fields=["actor", "seq"], name="staffaction_actor_idx"),
+            models.Index(fields=["action", "seq"], name="staffaction_action_idx"),
+            models.Index(fields=["occurred_at"], name="staffaction_occurred_idx"),
+        ]
+
+    def __str__(self):
+        return f"#{self.seq} {self.actor} {self.action} {self.object_type} {self.object_id}"

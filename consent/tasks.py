@@ -4,7 +4,7 @@ from celery import shared_task
 
 from messaging.lifecycle import RETRY_POLICY, RetryLater, retry_delay
 
-from . import messaging, services
+from . import messaging, retention, services
 from .audit.tasks import ledger_checkpoint_task  # noqa: F401  (registered for autodiscovery)
 
 MESSAGE_MAX_RETRIES = 8
@@ -38,3 +38,9 @@ def messages_upkeep_task() -> dict:
     """Beat, every minute: messages stuck in `sending` by a crash become `unknown`; messages left
     `queued` by a broker outage are handed to the broker again."""
     return {"unknown": messaging.messages_mark_stale_unknown(), "requeued": messaging.messages_requeue_stale()}
+
+
+@shared_task
+def retention_erase_task() -> int:
+    """Beat, daily: erase the personal data of contacts past CONSENT_RETENTION_DAYS (idempotent)."""
+    return len(retention.retention_erase())

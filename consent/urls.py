@@ -20,6 +20,7 @@ urlpatterns = [
     path("contacts/import/", import_apis.ContactImportApi.as_view(), name="contact-import"),
     path("contacts/<str:phone>/", apis.ContactDetailApi.as_view(), name="contact-detail"),
     path("contacts/<str:phone>/proof/", audit_apis.ContactProofApi.as_view(), name="contact-proof"),
+    path("contacts/<str:phone>/receipts/", audit_apis.ContactReceiptsApi.as_view(), name="contact-receipts"),
     path("contacts/<str:phone>/erase/", audit_apis.ContactEraseApi.as_view(), name="contact-erase"),
     path("audit/", include("consent.audit.urls")),
 ]

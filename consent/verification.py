@@ -271,6 +271,9 @@ def _external_checkpoint_problem(record: dict, head_seq: int) -> tuple[int | Non
     if head_seq < seq:
         return head_seq + 1, (f"the ledger ends at #{head_seq}, before the checkpoint kept outside the database "
                               f"at #{seq} ({where}): events were removed")
+    if seq == 0:  # signed over staff actions alone, before the first ledger event
+        return None if signed_hash == GENESIS_HASH else (None, f"the checkpoint kept outside the database ({where}) "
+                                                               "signs an empty ledger with a hash that is not genesis")
     rows = list(ConsentEvent.objects.filter(seq=seq).values_list(*ROW_FIELDS)[:2])
     if len(rows) != 1 or rows[0][14] != signed_hash or chain_hash(rows[0][13], chained_fields_from_row(rows[0])) != signed_hash:
         return seq, (f"the chain no longer passes through the checkpoint kept outside the database at #{seq} "

@@ -170,6 +170,8 @@ def verify_export(path: str, manifest_path: str | None = None, public_key_pem: s
     head = manifest.get("chain_head") or {}
     if checkpoint:
         payload = {name: checkpoint.get(name) for name in CHECKPOINT_FIELDS}
+        if "actions" in checkpoint:  # checkpoints since the staff action log also sign that log's head
+            payload["actions"] = checkpoint["actions"]
         if not signature_ok(key, payload, checkpoint.get("signature", "")):
             result.problem("the checkpoint's signature does not verify with this public key")
         if (head.get("seq"), head.get("hash")) != (checkpoint.get("seq"), checkpoint.get("hash")):

@@ -186,6 +186,7 @@ CELERY_BEAT_SCHEDULE = {
     # Reviews still unresolved at their deadline are applied as revocations (within a minute of it).
     "revocation-reviews-due": {"task": "consent.tasks.revocation_reviews_apply_due_task", "schedule": 60.0},
     "ledger-verify-full": {"task": "consent.audit.tasks.ledger_verify_task", "schedule": 86400.0},
+    "consent-retention": {"task": "consent.tasks.retention_erase_task", "schedule": 86400.0},
     "broadcasts-tick": {"task": "broadcasts.tasks.broadcasts_tick_task",
                         "schedule": env.float("BROADCAST_TICK_SECONDS", 5.0)},
 }
@@ -269,6 +270,18 @@ if CONSENT_REVOKE_SCOPE not in ("channel", "all"):
 # The brand the confirmation of a revocation names (CTIA: the program's name). Empty: the names of
 # the topics revoked.
 CONSENT_BRAND_NAME = env.str("CONSENT_BRAND_NAME", "")
+# Retention (CNIL: prospects' data 3 years from their last contact): a contact with no current consent and
+# nothing from them for this many days has its personal data erased (the ledger and the suppression stay).
+CONSENT_RETENTION_DAYS = env.int("CONSENT_RETENTION_DAYS", 1095)
+# Who a consent receipt (Kantara Consent Receipt v1.1) names as the PII controller, and its privacy policy.
+CONSENT_CONTROLLER_NAME = env.str("CONSENT_CONTROLLER_NAME", "")
+CONSENT_CONTROLLER_CONTACT = env.str("CONSENT_CONTROLLER_CONTACT", "")
+CONSENT_CONTROLLER_ADDRESS = env.str("CONSENT_CONTROLLER_ADDRESS", "")
+CONSENT_CONTROLLER_EMAIL = env.str("CONSENT_CONTROLLER_EMAIL", "")
+CONSENT_CONTROLLER_PHONE = env.str("CONSENT_CONTROLLER_PHONE", "")
+CONSENT_POLICY_URL = env.str("CONSENT_POLICY_URL", "")
+CONSENT_RECEIPT_JURISDICTION = env.str("CONSENT_RECEIPT_JURISDICTION", "")  # when the number's country is unknown
+CONSENT_RECEIPT_LANGUAGE = env.str("CONSENT_RECEIPT_LANGUAGE", "en")
 
 # Ed25519 private key (PEM) that signs ledger checkpoints and export manifests: the signer's only.
 AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY", "")

@@ -22,11 +22,13 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from consent.hashing import GENESIS_HASH, format_instant
 from consent.ledger import ROW_FIELDS, chained_fields_from_row, ledger_head
-from consent.models import Channel, ConsentEvent, Topic, TopicText
+from consent.models import Channel, ConsentEvent, LedgerCheckpoint, StaffAction, Topic, TopicText
 from consent.verification import ledger_rows
 
 from . import signing
+from .actions import action_as_dict, actions_head
 from .checkpoints import LedgerNotIntact, checkpoint_as_dict, checkpoint_create
+from .trust import checkpoint_signature_valid, latest_valid_checkpoint
 
 EXPORT_FORMAT_VERSION = "consent-ledger-export/1"
 FORMATS = ("csv", "jsonl")
@@ -278,11 +280,87 @@ class ExportResult:
     ledger_problem: str = ""
 
 
-def export_to_file(*, path: str, fmt: str, filters: ExportFilters, chunk_size: int = 5000) -> ExportResult:
+INCLUDES = ("actions",)
+
+
+def manifest_build(*, stream: "ExportStream", file_name: str, fmt: str, filters: ExportFilters, head: tuple[int, str],
+                   checkpoint, verification: dict | None) -> dict:
+    """The manifest of an export that `stream` has been read through, signed where the signing key is held."""
+    manifest = {
+        "format": EXPORT_FORMAT_VERSION,
+        "file": file_name,
+        "file_format": fmt,
+        "columns": list(COLUMNS),
+        "sha256": stream.digest.hexdigest(),
+        "bytes": stream.size,
+        "filters": filters.as_dict(),
+        "count": stream.count,
+        "first_seq": stream.first_seq,
+        "last_seq": stream.last_seq,
+        "chain_head": {"seq": head[0], "hash": head[1]},
+        "checkpoint": checkpoint_as_dict(checkpoint) if checkpoint else None,
+        "ledger_verification": verification or {"ok": True},
+        "texts": texts_for_manifest(),
+        "generated_at": format_instant(timezone.now()),
+        "algorithm": signing.ALGORITHM,
+        "key_id": signing.key_id(),
+        "public_key": signing.public_key_pem(),
+    }
+    # Only the signer holds the private key: elsewhere the manifest goes out unsigned and says so; its
+    # checkpoint (signed by the signer) still binds the chain head it names.
+    manifest["signature"] = signing.sign(manifest) if signing.has_private_key() else None
+    return manifest
+
+
+def http_export_bound(upto: str | None) -> tuple[int, str, object]:
+    """(seq, hash, checkpoint or None) an HTTP export and its manifest stop at: `upto` if given, else the latest
+    valid signed checkpoint (so the manifest's chain head is signed), else the head. A ValidationError on bad input."""
+    head_seq, head_hash = ledger_head()
+    if upto not in (None, ""):
+        try:
+            seq = int(upto)
+        except (TypeError, ValueError):
+            raise ValidationError({"upto": "A ledger sequence number."}) from None
+        if seq < 0 or seq > head_seq:
+            raise ValidationError({"upto": f"Between 0 and the head, {head_seq}."})
+    else:
+        found = latest_valid_checkpoint()
+        seq = found[0].seq if found and found[1] else head_seq
+    if seq == head_seq:
+        digest = head_hash
+    else:
+        digest = ConsentEvent.objects.filter(seq=seq).values_list("hash", flat=True).first() or GENESIS_HASH
+    checkpoint = next((c for c in LedgerCheckpoint.objects.filter(seq=seq, hash=digest).order_by("-signed_at")[:5]
+                       if checkpoint_signature_valid(c)), None)
+    return seq, digest, checkpoint
+
+
+def actions_to_file(path: str, *, upto_seq: int) -> dict:
+    """Write the staff action log up to `upto_seq` as JSON Lines; what the manifest says of it."""
+    digest, size, count, first, last = hashlib.sha256(), 0, 0, None, None
+    with open(f"{path}.partial", "wb") as handle:
+        queryset = StaffAction.objects.filter(seq__lte=upto_seq).order_by("seq")
+        for record in queryset.iterator(chunk_size=2000):
+            line = (json.dumps(action_as_dict(record), ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
+            handle.write(line)
+            digest.update(line)
+            size += len(line)
+            count += 1
+            first = record.seq if first is None else first
+            last = record.seq
+    os.replace(f"{path}.partial", path)
+    return {"file": os.path.basename(path), "file_format": "jsonl", "sha256": digest.hexdigest(), "bytes": size,
+            "count": count, "first_seq": first, "last_seq": last}
+
+
+def export_to_file(*, path: str, fmt: str, filters: ExportFilters, chunk_size: int = 5000,
+                   include: tuple[str, ...] = ()) -> ExportResult:
     """Write the export and PATH.manifest.json (signed), bounded by a freshly verified, signed checkpoint.
 
     If the ledger does not verify, the file is still written (it is evidence), but the manifest
-    carries no checkpoint and records the verification failure.
+    carries no checkpoint and records the verification failure. With include=("actions",) the staff
+    action log goes to PATH.actions.jsonl, up to the action head the checkpoint signed, and the
+    manifest describes that file too.
     """
     ledger_problem, verification = "", None
     try:
@@ -298,27 +376,20 @@ def export_to_file(*, path: str, fmt: str, filters: ExportFilters, chunk_size: i
     with open(partial, "wb") as handle:
         handle.writelines(stream)
     os.replace(partial, path)
-    manifest = {
-        "format": EXPORT_FORMAT_VERSION,
-        "file": os.path.basename(path),
-        "file_format": fmt,
-        "columns": list(COLUMNS),
-        "sha256": stream.digest.hexdigest(),
-        "bytes": stream.size,
-        "filters": filters.as_dict(),
-        "count": stream.count,
-        "first_seq": stream.first_seq,
-        "last_seq": stream.last_seq,
-        "chain_head": {"seq": head_seq, "hash": head_hash},
-        "checkpoint": checkpoint_as_dict(checkpoint) if checkpoint else None,
-        "ledger_verification": verification or {"ok": True},
-        "texts": texts_for_manifest(),
-        "generated_at": format_instant(timezone.now()),
-        "algorithm": signing.ALGORITHM,
-        "key_id": signing.key_id(),
-        "public_key": signing.public_key_pem(),
-    }
-    manifest["signature"] = signing.sign(manifest)
+    actions = None
+    if "actions" in include:
+        if checkpoint is not None and checkpoint.actions_seq is not None:
+            action_head = (checkpoint.actions_seq, checkpoint.actions_hash)
+        else:
+            action_head = actions_head()
+        actions = {**actions_to_file(f"{path}.actions.jsonl", upto_seq=action_head[0]),
+                   "head": {"seq": action_head[0], "hash": action_head[1]}}
+    manifest = manifest_build(stream=stream, file_name=os.path.basename(path), fmt=fmt, filters=filters,
+                              head=(head_seq, head_hash), checkpoint=checkpoint, verification=verification)
+    if actions is not None:
+        manifest.pop("signature")
+        manifest["actions"] = actions
+        manifest["signature"] = signing.sign(manifest)
     manifest_path = f"{path}.manifest.json"
     with open(f"{manifest_path}.partial", "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, ensure_ascii=False, indent=2)

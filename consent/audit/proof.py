@@ -12,6 +12,8 @@ from consent.verification import ROW_FIELDS, chained_fields_from_row, verify_led
 
 from . import signing
 from .export import ERASED, export_record
+from .receipts import RECEIPT_VERSION
+from .registry import promotional_messages_for_contact
 
 PROOF_FORMAT_VERSION = "consent-proof/1"
 
@@ -25,7 +27,7 @@ def _instant(value):
     return format_instant(value) if value else None
 
 
-def contact_proof(*, contact: Contact, now=None) -> dict:
+def contact_proof(*, contact: Contact, now=None, receipts_href: str | None = None) -> dict:
     """The proof bundle as JSON-ready data, signed over its canonical JSON (without `signature`)."""
     now = now or timezone.now()
     rows = list(ConsentEvent.objects.filter(contact=contact).order_by("seq").values_list(*ROW_FIELDS, "text_id"))
@@ -73,6 +75,8 @@ def contact_proof(*, contact: Contact, now=None) -> dict:
          "created_at": _instant(m.created_at), "sent_at": _instant(m.sent_at), "status_at": _instant(m.status_at)}
         for m in contact.messages.select_related("topic").order_by("created_at", "id")
     ]
+    # Every promotional message with the ledger event that authorised it and that event's text version (rule 14).
+    promotional = promotional_messages_for_contact(contact.pk)
     chain = verify_ledger(resume=True).as_dict()
     proof = {
         "format": PROOF_FORMAT_VERSION,
@@ -87,6 +91,9 @@ def contact_proof(*, contact: Contact, now=None) -> dict:
         "events": events,
         "texts": texts,
         "messages": messages,
+        "promotional_messages": promotional,
+        # The consent receipts (Kantara v1.1) of these consents, a request away (GET contacts/{phone}/receipts/).
+        "receipts": {"href": receipts_href, "format": RECEIPT_VERSION},
         "verification": {
             "ok": bool(chain["ok"] and all_ok),
             "contact_events_ok": all_ok,

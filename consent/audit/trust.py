@@ -6,7 +6,7 @@ Verification reads these; consent.audit.checkpoints verifies the ledger and sign
 import logging
 from datetime import datetime
 
-from consent.hashing import chain_hash, format_instant
+from consent.hashing import GENESIS_HASH, chain_hash, format_instant
 from consent.ledger import ROW_FIELDS, chained_fields_from_row
 from consent.models import ConsentEvent, LedgerCheckpoint
 
@@ -17,14 +17,26 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_TYPE = "consent-ledger-checkpoint"
 
 
-def checkpoint_payload(*, seq: int, hash: str, signed_at: datetime) -> dict:
-    """What a checkpoint signature covers."""
-    return {"type": CHECKPOINT_TYPE, "seq": seq, "hash": hash, "signed_at": format_instant(signed_at)}
+def checkpoint_payload(*, seq: int, hash: str, signed_at: datetime, actions: tuple[int, str] | None = None) -> dict:
+    """What a checkpoint signature covers: the ledger head and, since the staff action log, that log's head too.
+
+    Checkpoints signed before the log existed carry no `actions` and are checked over what they signed.
+    """
+    payload = {"type": CHECKPOINT_TYPE, "seq": seq, "hash": hash, "signed_at": format_instant(signed_at)}
+    if actions is not None:
+        payload["actions"] = {"seq": actions[0], "hash": actions[1]}
+    return payload
+
+
+def checkpoint_actions(checkpoint: LedgerCheckpoint) -> tuple[int, str] | None:
+    """The staff action head a checkpoint signed, or None for one signed before the log."""
+    return None if checkpoint.actions_seq is None else (checkpoint.actions_seq, checkpoint.actions_hash)
 
 
 def checkpoint_signer(checkpoint: LedgerCheckpoint, *, current_only: bool = False):
     """The trusted public key whose signature the checkpoint carries, or None."""
-    payload = checkpoint_payload(seq=checkpoint.seq, hash=checkpoint.hash, signed_at=checkpoint.signed_at)
+    payload = checkpoint_payload(seq=checkpoint.seq, hash=checkpoint.hash, signed_at=checkpoint.signed_at,
+                                 actions=checkpoint_actions(checkpoint))
     keys = (signing.public_key(),) if current_only else signing.trusted_public_keys()
     for key in keys:
         if signing.signature_valid(payload, checkpoint.signature, key):
@@ -46,6 +58,8 @@ def latest_valid_checkpoint(*, scan: int = 50) -> tuple[LedgerCheckpoint, bool] 
         if not checkpoint_signature_valid(checkpoint):
             logger.warning("ledger checkpoint %s at seq %s has an invalid signature; ignored", checkpoint.pk, checkpoint.seq)
             continue
+        if checkpoint.seq == 0:  # signed over staff actions alone, before the first ledger event
+            return checkpoint, checkpoint.hash == GENESIS_HASH
         rows = list(ConsentEvent.objects.filter(seq=checkpoint.seq).values_list(*ROW_FIELDS)[:2])
         matches = (
             len(rows) == 1
@@ -60,6 +74,8 @@ def sink_record_signature_valid(record: dict) -> bool:
     """Whether a record read from the sink carries a signature by a trusted key over its seq, hash and time."""
     payload = {"type": CHECKPOINT_TYPE, "seq": record.get("seq"), "hash": record.get("hash"),
                "signed_at": record.get("signed_at")}
+    if "actions" in record:
+        payload["actions"] = record["actions"]
     signature = record.get("signature")
     if not isinstance(signature, str) or record.get("type", CHECKPOINT_TYPE) != CHECKPOINT_TYPE:
         return False

@@ -2,12 +2,14 @@
 
 PROTECTED = [("consent_consentevent", "consent events are append-only"),
              ("consent_topictext", "topic text versions are immutable")]
+# Added by a later migration (the staff action log); flush lifts and restores them with the others.
+STAFF_ACTIONS = [("consent_staffaction", "staff actions are append-only")]
+ALL = PROTECTED + STAFF_ACTIONS
 
 
-
-def install(schema_editor):
+def install(schema_editor, tables=PROTECTED):
     vendor = schema_editor.connection.vendor
-    for table, message in PROTECTED:
+    for table, message in tables:
         if vendor == "postgresql":
             schema_editor.execute(
                 f"""
@@ -36,9 +38,9 @@ def install(schema_editor):
             raise RuntimeError(f"No append-only triggers for database vendor {vendor!r}.")
 
 
-def uninstall(schema_editor):
+def uninstall(schema_editor, tables=PROTECTED):
     vendor = schema_editor.connection.vendor
-    for table, _ in PROTECTED:
+    for table, _ in tables:
         if vendor == "postgresql":
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_no_update_delete ON {table};")
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table};")

@@ -37,6 +37,11 @@ REFUSED = [
     "TRUNCATE consent_chainhead",
     "UPDATE consent_topictext SET consent_text = ''",
     "CREATE TRIGGER t BEFORE INSERT ON consent_consentevent FOR EACH ROW EXECUTE FUNCTION consent_consentevent_refuse_change()",
+    "UPDATE consent_staffaction SET actor = 'someone else'",
+    "DELETE FROM consent_staffaction",
+    "TRUNCATE consent_staffaction",
+    "ALTER TABLE consent_staffaction DISABLE TRIGGER ALL",
+    "DROP TRIGGER consent_staffaction_no_update_delete ON consent_staffaction",
 ]
 
 

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from consent.audit import signing
-from consent.audit.export import FORMATS, export_to_file, filters_from_params
+from consent.audit.export import FORMATS, INCLUDES, export_to_file, filters_from_params
 
 
 class Command(BaseCommand):
@@ -20,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--until", help="ISO 8601; events that occurred before it.")
         parser.add_argument("--topic", help="A topic slug.")
         parser.add_argument("--channel", help="sms or whatsapp.")
+        parser.add_argument("--include", action="append", choices=INCLUDES, default=[],
+                            help="Also write the staff action log to FILE.actions.jsonl (described in the manifest).")
 
     def handle(self, *args, **options):
         if not signing.has_private_key():
@@ -33,7 +35,8 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(f"--{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         try:
-            result = export_to_file(path=options["output"], fmt=options["format"], filters=filters)
+            result = export_to_file(path=options["output"], fmt=options["format"], filters=filters,
+                                    include=tuple(options["include"]))
         except OSError as exc:
             raise CommandError(f"Cannot write {options['output']}: {exc}") from None
         manifest = result.manifest
@@ -41,6 +44,9 @@ class Command(BaseCommand):
             f"Wrote {manifest['count']} events (sequence {manifest['first_seq']}..{manifest['last_seq']}) to "
             f"{result.path}, manifest {result.manifest_path}; chain head #{manifest['chain_head']['seq']}."
         )
+        if "actions" in manifest:
+            self.stdout.write(f"Wrote {manifest['actions']['count']} staff actions to {result.path}.actions.jsonl; "
+                              f"action head #{manifest['actions']['head']['seq']}.")
         if result.ledger_problem:
             raise CommandError(f"The ledger does not verify, so the export has no signed checkpoint: "
                                f"{result.ledger_problem}")

@@ -18,9 +18,9 @@ class Command(FlushCommand):
             return super().handle(**options)
         connection = connections[options.get("database") or "default"]
         with connection.schema_editor() as editor:
-            triggers.uninstall(editor)
+            triggers.uninstall(editor, triggers.ALL)
         try:
             return super().handle(**options)
         finally:
             with connection.schema_editor() as editor:
-                triggers.install(editor)
+                triggers.install(editor, triggers.ALL)

@@ -28,11 +28,11 @@ class _RawEditor:
 def triggers_lifted():
     """What a database superuser could do: drop the append-only triggers, and put them back after."""
     editor = _RawEditor(connection)
-    triggers.uninstall(editor)
+    triggers.uninstall(editor, triggers.ALL)
     try:
         yield
     finally:
-        triggers.install(editor)
+        triggers.install(editor, triggers.ALL)
 
 
 def raw_sql(sql, params=()):

@@ -41,7 +41,7 @@ def test_public_key_is_public(ledger, api_client):
     data = api_client.get(f"{API}/audit/public-key/").json()
     assert data["algorithm"] == "Ed25519" and data["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
     cp = data["latest_checkpoint"]
-    payload = {k: cp[k] for k in ("type", "seq", "hash", "signed_at")}
+    payload = {k: cp[k] for k in ("type", "seq", "hash", "signed_at", "actions")}
     signature_ok({**payload, "signature": cp["signature"]}, data["public_key"])
     assert signature_ok({**payload, "signature": cp["signature"]}, data["public_key"])
 
