@@ -18,7 +18,7 @@ from config.pagination import LimitOffsetPagination
 from . import selectors, services
 from .filters import ConsentFilter, ContactFilter, MessageFilter
 from .models import Consent, Contact, Message, RevocationReview, RevocationVia, Source, Topic, actor_for
-from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
+from .permissions import IsAdminRole, IsAgentRole, IsRevocationFromConversation, ReadAnyRoleWriteMarketer
 from .serializers import (
     AttributesField,
     ChannelField,
@@ -193,9 +193,9 @@ class OptinConfirmApi(APIView):
 
 
 class ConsentRevokeApi(APIView):
-    """Revoke a contact's consents on a channel (one topic, or all)."""
+    """Revoke a contact's consents on a channel (one topic, or all); agents only with `via: conversation`."""
 
-    permission_classes = [ReadAnyRoleWriteMarketer]
+    permission_classes = [ReadAnyRoleWriteMarketer | (IsAgentRole & IsRevocationFromConversation)]
 
     class InputSerializer(serializers.Serializer):
         phone = PhoneField()

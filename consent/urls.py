@@ -21,4 +21,5 @@ urlpatterns = [
     path("contacts/<str:phone>/proof/", audit_apis.ContactProofApi.as_view(), name="contact-proof"),
     path("contacts/<str:phone>/erase/", audit_apis.ContactEraseApi.as_view(), name="contact-erase"),
     path("audit/", include("consent.audit.urls")),
+    path("conversations/", include("consent.care.urls")),
 ]
