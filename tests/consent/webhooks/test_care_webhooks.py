@@ -165,3 +165,19 @@ def test_a_template_on_sms_is_400_and_a_long_key_too(twilio_post, settings, webh
     assert reply(agent, conversation, template=True).status_code == 400
     assert reply(agent, conversation, key="k" * 201, body="Hi").status_code == 400
     assert agent.post("/api/v1/conversations/999999/reply/", {"body": "x"}, format="json").status_code == 404
+
+
+def test_a_text_revocation_in_a_conversation_revokes_and_the_conversation_shows_it(
+        twilio_post, settings, webhook_settings, agent, topic):
+    from consent import services
+    from consent.models import Source
+    from tests.prompts import deliver_prompts
+
+    result = services.optin_request(phone=SMS_PHONE, topic=topic, channel="sms", source=Source.API, evidence={})
+    deliver_prompts(contact=result.consent.contact, topic=topic, channel="sms")
+    services.optin_confirm_by_reply(contact=result.consent.contact, channel="sms", source=Source.SMS_KEYWORD)
+    sms_in(twilio_post, "Is my order late?", settings)
+    sms_in(twilio_post, "pls stop txting me", settings)
+    conversation = agent.get("/api/v1/conversations/?status=open").json()["results"][0]
+    assert [m["body"] for m in conversation["messages"]] == ["Is my order late?", "pls stop txting me"]
+    assert [(c["topic"], c["status"]) for c in conversation["consents"]] == [("promo", "revoked")]
