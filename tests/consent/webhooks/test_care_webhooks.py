@@ -10,7 +10,9 @@ import time_machine
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from consent.models import Conversation, ConversationReply, Message
+from consent import services
+from consent.models import Conversation, ConversationReply, Message, Source
+from tests.prompts import deliver_prompts
 
 from .payloads import twilio_form
 
@@ -169,10 +171,6 @@ def test_a_template_on_sms_is_400_and_a_long_key_too(twilio_post, settings, webh
 
 def test_a_text_revocation_in_a_conversation_revokes_and_the_conversation_shows_it(
         twilio_post, settings, webhook_settings, agent, topic):
-    from consent import services
-    from consent.models import Source
-    from tests.prompts import deliver_prompts
-
     result = services.optin_request(phone=SMS_PHONE, topic=topic, channel="sms", source=Source.API, evidence={})
     deliver_prompts(contact=result.consent.contact, topic=topic, channel="sms")
     services.optin_confirm_by_reply(contact=result.consent.contact, channel="sms", source=Source.SMS_KEYWORD)
