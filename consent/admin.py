@@ -1,20 +1,28 @@
 """Django admin: contacts with their consent timeline, topics with their text versions, a read-only ledger."""
 
+import uuid
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import services
+from . import selectors, services
 from .audit.actions import Via, action_record, changed, review_action_record, topic_snapshot
+from .care import selectors as care_selectors
+from .care import services as care_services
 from .models import (
     ApiRole,
     Consent,
     ConsentEvent,
     Contact,
+    Conversation,
     LedgerCheckpoint,
     Message,
     RevocationReview,
@@ -318,3 +326,120 @@ class StaffActionAdmin(ReadOnlyAdmin):
     list_filter = ["action", "via", "object_type"]
     search_fields = ["actor", "action", "object_id", "object_repr", "uuid"]
     ordering = ["-seq"]
+
+
+# --- customer care: the inbox (rule 18) ------------------------------------------------------
+
+
+def _may_care(request) -> bool:
+    return bool(user_roles(request.user) & {ApiRole.AGENT, ApiRole.ADMIN})
+
+
+class InboxReplyForm(forms.Form):
+    body = forms.CharField(required=False, max_length=1600, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+    idempotency_key = forms.CharField(max_length=200, widget=forms.HiddenInput)
+
+
+@admin.register(Conversation)
+class ConversationAdmin(ReadOnlyAdmin):
+    """Conversations; the care inbox page (`inbox/`) is where agents answer them."""
+
+    list_display = ["id", "contact", "channel", "status", "waiting_since", "last_message_at", "first_response",
+                    "assigned_to"]
+    list_filter = ["status", "channel"]
+    search_fields = ["contact__phone"]
+    list_select_related = ["contact", "assigned_to"]
+
+    @admin.display(description="First response")
+    def first_response(self, obj):
+        seconds = obj.first_response_seconds
+        return "—" if seconds is None else f"{seconds // 60} min {seconds % 60} s"
+
+    def has_view_permission(self, request, obj=None):
+        return _may_care(request)
+
+    def has_module_permission(self, request):
+        return _may_care(request) or super().has_module_permission(request)
+
+    def get_urls(self):
+        return [path("inbox/", self.admin_site.admin_view(self.inbox_view), name="consent_conversation_inbox"),
+                *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET" and not request.GET and _may_care(request):
+            return redirect("admin:consent_conversation_inbox")
+        return super().changelist_view(request, extra_context)
+
+    def inbox_view(self, request):
+        if not _may_care(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            return self._inbox_action(request)
+        now = timezone.now()
+        conversations = list(care_selectors.conversation_list()[:200])
+        selected_id = request.GET.get("c")
+        selected = None
+        if selected_id and selected_id.isdigit():
+            selected = next((c for c in conversations if c.pk == int(selected_id)), None) or \
+                care_selectors.conversation_get(int(selected_id))
+        if selected is None:
+            selected = next((c for c in conversations if c.status == Conversation.Status.OPEN), None)
+        thread = care_selectors.threads([selected]).get(selected.pk, []) if selected else []
+        window_seconds = None
+        if selected and selected.channel == "whatsapp" and selected.contact.whatsapp_window_until:
+            window_seconds = max(0, int((selected.contact.whatsapp_window_until - now).total_seconds()))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Care inbox",
+            "conversations": conversations,
+            "selected": selected,
+            "thread": thread,
+            "consents": [(c, selectors.effective_status(c)) for c in selected.contact.consents.all()] if selected else [],
+            "window_seconds": window_seconds,
+            "window_open": window_seconds is not None and window_seconds > 0,
+            "form": InboxReplyForm(initial={"idempotency_key": uuid.uuid4().hex}),
+            "template_name": settings.WHATSAPP_CARE_TEMPLATE,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/consent/care_inbox.html", context)
+
+    def _inbox_action(self, request):
+        pk = request.POST.get("conversation", "")
+        if not pk.isdigit() or care_selectors.conversation_get(int(pk)) is None:
+            self.message_user(request, "No such conversation.", messages.ERROR)
+            return redirect("admin:consent_conversation_inbox")
+        conversation = care_selectors.conversation_get(int(pk))
+        action = request.POST.get("action")
+        actor = actor_for(request.user)
+        back = redirect(f"{reverse('admin:consent_conversation_inbox')}?c={conversation.pk}")
+        if action in ("reply", "template"):
+            form = InboxReplyForm(request.POST)
+            if not form.is_valid() or (action == "reply" and not form.cleaned_data["body"].strip()):
+                self.message_user(request, "Write a reply (at most 1600 characters).", messages.ERROR)
+                return back
+            try:
+                care_services.conversation_reply(conversation_id=conversation.pk, author=actor,
+                                                 body=form.cleaned_data["body"].strip(), template=action == "template",
+                                                 idempotency_key=form.cleaned_data["idempotency_key"])
+            except care_services.ReplyRefused as refused:
+                self.message_user(request, refused.refusal.detail, messages.ERROR)
+            except care_services.IdempotencyConflict as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, "Reply queued.", messages.SUCCESS)
+        elif action == "close":
+            care_services.conversation_close(conversation_id=conversation.pk, actor=actor)
+            self.message_user(request, "Conversation closed.", messages.SUCCESS)
+        elif action == "assign":
+            care_services.conversation_assign(conversation_id=conversation.pk, user=request.user)
+            self.message_user(request, "Assigned to you.", messages.SUCCESS)
+        elif action == "revoke":
+            revoked = services.revocation_apply(
+                contact=conversation.contact, channel=conversation.channel, source=Source.ADMIN,
+                reason="asked in a care conversation", actor=actor,
+                evidence={"via": RevocationVia.CONVERSATION, "conversation_id": conversation.pk})
+            self.message_user(request, f"Revoked {len(revoked)} consent(s) on {conversation.channel}.",
+                              messages.SUCCESS)
+        else:
+            self.message_user(request, "Unknown action.", messages.ERROR)
+        return back

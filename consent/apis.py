@@ -27,7 +27,7 @@ from .audit.actions import (
 )
 from .filters import ConsentFilter, ContactFilter, MessageFilter
 from .models import Consent, Contact, Message, RevocationReview, RevocationVia, Source, Topic, actor_for
-from .permissions import IsAdminRole, ReadAnyRoleWriteMarketer
+from .permissions import IsAdminRole, IsAgentRole, IsRevocationFromConversation, ReadAnyRoleWriteMarketer
 from .serializers import (
     AttributesField,
     ChannelField,
@@ -211,9 +211,9 @@ class OptinConfirmApi(APIView):
 
 
 class ConsentRevokeApi(APIView):
-    """Revoke a contact's consents on a channel (one topic, or all)."""
+    """Revoke a contact's consents on a channel (one topic, or all); agents only with `via: conversation`."""
 
-    permission_classes = [ReadAnyRoleWriteMarketer]
+    permission_classes = [ReadAnyRoleWriteMarketer | (IsAgentRole & IsRevocationFromConversation)]
 
     class InputSerializer(serializers.Serializer):
         phone = PhoneField()

@@ -24,6 +24,7 @@ from messaging import lifecycle
 
 from . import keywords as kw
 from . import revocation, selectors, services
+from .care.services import conversation_message_receive
 from .models import Channel, Consent, Contact, Message, Source, Topic
 from .outbox import messages_store, outbound, preference_link, revocation_confirmation_body
 from .phones import InvalidPhoneNumber, parse_phone
@@ -196,6 +197,8 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         until = (message.received_at or now) + WHATSAPP_WINDOW
         Contact.objects.filter(pk=contact.pk).exclude(whatsapp_window_until__gte=until).update(whatsapp_window_until=until)
         contact.refresh_from_db(fields=["whatsapp_window_until"])
+    if inbound.kind == Message.Kind.INBOUND:
+        conversation_message_receive(message=inbound, now=now)  # rule 18: care opens or continues a conversation
 
     if classified.kind == revocation.MAYBE:
         # Rule 11: may be a revocation; a person decides before the deadline, else it is applied then.

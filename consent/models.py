@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Exists, OuterRef, Q, Subquery
 
@@ -374,10 +375,77 @@ class LedgerCheckpoint(models.Model):
         ordering = ["-seq"]
 
 
+class Conversation(models.Model):
+    """Customer care with one contact on one channel (rule 18 of docs/design.md).
+
+    One per contact × channel: the person's care messages (inbound, kind `inbound`) open it or reopen
+    it when it was closed; the agents' replies (`ConversationReply`) answer it. `waiting_since` is the
+    first message not answered yet (empty when answered); `first_response_at` the first reply since
+    the conversation (re)opened at `opened_at`.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="conversations")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField()
+    last_message_at = models.DateTimeField()
+    waiting_since = models.DateTimeField(null=True, blank=True, help_text="First message not answered yet.")
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.CharField(max_length=160, blank=True)
+
+    class Meta:
+        ordering = ["status", "waiting_since", "last_message_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "channel"], name="conversation_unique_contact_channel")
+        ]
+        indexes = [models.Index(fields=["status", "waiting_since", "last_message_at"], name="conversation_inbox_idx")]
+
+    def __str__(self):
+        return f"{self.contact} {self.channel} ({self.status})"
+
+    @property
+    def first_response_seconds(self) -> int | None:
+        if self.first_response_at is None:
+            return None
+        return max(0, int((self.first_response_at - self.opened_at).total_seconds()))
+
+
+class ConversationReply(models.Model):
+    """An agent's reply in a conversation: the outbound message (kind `reply`) and who wrote it.
+
+    `idempotency_key` (the client's `Idempotency-Key`) makes a retried request return this reply
+    instead of sending a second one.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="replies")
+    message = models.OneToOneField(Message, on_delete=models.PROTECT, related_name="care_reply")
+    author = models.CharField(max_length=160, help_text="Who wrote it, as the ledger names actors.")
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "idempotency_key"], condition=~Q(idempotency_key=""),
+                                    name="conversation_reply_unique_key")
+        ]
+
+    def __str__(self):
+        return f"reply {self.pk} by {self.author}"
+
+
 class ApiRole(models.TextChoices):
     ADMIN = "admin", "Admin"
     MARKETER = "marketer", "Marketer"
     AUDITOR = "auditor", "Auditor"
+    AGENT = "agent", "Agent (customer care)"
 
 
 def actor_for(user) -> str:

@@ -1,4 +1,5 @@
-"""API roles: admin (everything), marketer (topics, contacts, opt-ins, broadcasts), auditor (read-only)."""
+"""API roles: admin (everything), marketer (topics, contacts, opt-ins, broadcasts), auditor (read-only),
+agent (the customer-care inbox only)."""
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
@@ -43,6 +44,21 @@ class IsAuditorRole(BasePermission):
         return bool(_has(request, ApiRole.AUDITOR))
 
 
+class IsAgentRole(BasePermission):
+    """Customer-care agents."""
+
+    def has_permission(self, request, view):
+        return bool(_has(request, ApiRole.AGENT))
+
+
+class IsRevocationFromConversation(BasePermission):
+    """A revocation recorded from a care conversation (`via: conversation`): what an agent may record."""
+
+    def has_permission(self, request, view):
+        data = request.data if request.method == "POST" else None
+        return isinstance(data, dict) and data.get("via") == "conversation"
+
+
 class IsReadOnly(BasePermission):
     """Safe methods only (GET, HEAD, OPTIONS)."""
 
@@ -52,3 +68,6 @@ class IsReadOnly(BasePermission):
 
 # Every role reads; marketers and admins write.
 ReadAnyRoleWriteMarketer = IsAdminRole | IsMarketerRole | (IsReadOnly & IsAuditorRole)
+
+# The care inbox: agents and admins.
+CareInbox = IsAdminRole | IsAgentRole

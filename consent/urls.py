@@ -23,4 +23,5 @@ urlpatterns = [
     path("contacts/<str:phone>/receipts/", audit_apis.ContactReceiptsApi.as_view(), name="contact-receipts"),
     path("contacts/<str:phone>/erase/", audit_apis.ContactEraseApi.as_view(), name="contact-erase"),
     path("audit/", include("consent.audit.urls")),
+    path("conversations/", include("consent.care.urls")),
 ]

@@ -13,12 +13,13 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 pytestmark = pytest.mark.django_db
 
-IDENTITIES = ("anonymous", "auditor", "marketer", "admin")
+IDENTITIES = ("anonymous", "auditor", "marketer", "admin", "agent")
 EVERYONE = frozenset(IDENTITIES)
 ANY_ROLE = frozenset({"auditor", "marketer", "admin"})
 WRITERS = frozenset({"marketer", "admin"})
 AUDITORS = frozenset({"auditor", "admin"})
 ADMIN = frozenset({"admin"})
+CARE = frozenset({"agent", "admin"})  # the care inbox; agents nothing else (revocations: only via a conversation)
 SIGNATURE = "signature"  # webhooks: authenticated by the provider's signature only
 SESSION = "session"  # Django admin: staff session login only, an API token is not enough
 
@@ -61,6 +62,11 @@ MATRIX = {
     ("api/v1/broadcasts/<int:pk>/audience/", "GET"): ANY_ROLE,
     ("api/v1/broadcasts/<int:pk>/test/", "POST"): WRITERS,
     ("api/v1/broadcasts/<int:pk>/deliveries/", "GET"): ANY_ROLE,
+    ("api/v1/conversations/", "GET"): CARE,
+    ("api/v1/conversations/<int:pk>/", "GET"): CARE,
+    ("api/v1/conversations/<int:pk>/reply/", "POST"): CARE,
+    ("api/v1/conversations/<int:pk>/close/", "POST"): CARE,
+    ("api/v1/conversations/<int:pk>/assign/", "POST"): CARE,
     ("webhooks/twilio/inbound/", "POST"): SIGNATURE,
     ("webhooks/twilio/status/", "POST"): SIGNATURE,
     ("webhooks/whatsapp/", "GET"): SIGNATURE,  # hub.verify_token
@@ -121,7 +127,7 @@ def world(topic, make_user):
     from consent.models import Source
 
     services.optin_request(phone="+14155550100", topic=topic, channel="sms", source=Source.API, evidence={})
-    tokens = {role: make_user(role)[1] for role in ("auditor", "marketer", "admin")}
+    tokens = {role: make_user(role)[1] for role in ("auditor", "marketer", "admin", "agent")}
     broadcast = broadcast_services.broadcast_create(name="matrix", topic=topic, channel="sms", body="Hi")
     return {"slug": "promo", "topic": "promo", "phone": "+14155550100", "pk": str(broadcast.pk),
             "token": "not-a-real-token", "tokens": tokens}

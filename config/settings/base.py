@@ -244,6 +244,9 @@ WHATSAPP_APP_SECRET = env.str("WHATSAPP_APP_SECRET", "")
 WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", "")
 WHATSAPP_OPTIN_TEMPLATE = env.str("WHATSAPP_OPTIN_TEMPLATE", "optin_confirmation")
 WHATSAPP_OPTIN_TEMPLATE_LANGUAGE = env.str("WHATSAPP_OPTIN_TEMPLATE_LANGUAGE", "en_US")
+# The approved utility template a care reply uses outside the 24-hour window (no parameters).
+WHATSAPP_CARE_TEMPLATE = env.str("WHATSAPP_CARE_TEMPLATE", "care_follow_up")
+WHATSAPP_CARE_TEMPLATE_LANGUAGE = env.str("WHATSAPP_CARE_TEMPLATE_LANGUAGE", "en_US")
 WHATSAPP_API_BASE = env.str("WHATSAPP_API_BASE", "https://graph.facebook.com/v23.0").rstrip("/")
 WHATSAPP_PROVIDER = env.str("WHATSAPP_PROVIDER", "cloud" if WHATSAPP_ACCESS_TOKEN else "console")
 

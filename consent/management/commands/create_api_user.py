@@ -14,7 +14,7 @@ from consent.roles import ensure_role_groups
 
 
 class Command(BaseCommand):
-    help = "Create or update an API user with a role (marketer, auditor, admin) and print its token."
+    help = "Create or update an API user with a role (marketer, auditor, admin, agent) and print its token."
 
     def add_arguments(self, parser):
         parser.add_argument("name")

@@ -1,0 +1,1 @@
+"""Customer care: conversations with people and the agents' replies (rule 18 of docs/design.md)."""
