@@ -16,7 +16,8 @@ from consent.models import actor_for
 from . import selectors, services
 from .models import Broadcast, BroadcastStatus, Delivery
 
-EDITABLE = ["name", "topic", "channel", "body", "template", "send_at", "local_time", "respect_quiet_hours", "frequency_cap"]
+EDITABLE = ["name", "topic", "channel", "body", "template", "send_at", "local_time", "respect_quiet_hours", "frequency_cap",
+            "when_capped"]
 
 
 class BroadcastForm(forms.ModelForm):
@@ -39,7 +40,7 @@ class DeliveryInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ["contact", "status", "skip_reason", "authorized_by", "attempts", "provider_message_id", "error_code",
+    fields = ["contact", "status", "skip_reason", "rule", "authorized_by", "attempts", "provider_message_id", "error_code",
               "not_before", "sent_at", "status_at"]
     readonly_fields = fields
     ordering = ["-status_at"]

@@ -141,6 +141,8 @@ JURISDICTIONS: dict[str, tuple] = {
 US_STATES = {"Florida": "US-FL", "Oklahoma": "US-OK", "Maryland": "US-MD"}
 US_STATE_ABBREVIATIONS = {"FL": "US-FL", "OK": "US-OK", "MD": "US-MD"}
 UNPLACED = "US-UNPLACED"
+# A +1 number whose zone is not known either: every contiguous US zone must be inside the window.
+UNPLACED_ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
 # Setting keys that apply to several jurisdictions: every one, or every US one (states included).
 EVERY, EVERY_US = "*", "US"
 
@@ -404,6 +406,14 @@ def longest_period(caps: Iterable[Cap]) -> timedelta:
 # --- what the API shows ---------------------------------------------------------------------
 
 
+def zones_for(policy: Policy, zones: Iterable[str]) -> tuple[str, ...]:
+    """The zones whose windows must all be open: the number's, or for a US number its area code does not
+    place (toll-free codes span every NANP zone, from Guam to Newfoundland), every contiguous US zone."""
+    if policy.jurisdiction == UNPLACED:
+        return UNPLACED_ZONES
+    return tuple(z for z in zones if z)
+
+
 def describe(policy: Policy, *, timezones: Iterable[str] = (), extra_rules: Iterable[str] = ()) -> dict:
     """The policy as `GET /api/v1/policies/` shows it."""
     window = policy.window
@@ -412,7 +422,7 @@ def describe(policy: Policy, *, timezones: Iterable[str] = (), extra_rules: Iter
         "name": policy.name,
         "window": {"days": [DAY_NAMES[d] for d in sorted(window.weekdays)], "start": window.start.strftime("%H:%M"),
                    "end": window.end.strftime("%H:%M"), "holidays": window.holiday_country or None,
-                   "timezones": list(timezones), "rule": policy.window_rule},
+                   "timezones": list(zones_for(policy, timezones)), "rule": policy.window_rule},
         "caps": [{"count": cap.count, "period_hours": cap.hours, "scope": cap.scope, "rule": cap.rule}
                  for cap in policy.caps],
         "rules": [{"rule": rule, "source": RULES[rule].source} for rule in dict.fromkeys((*policy.rules, *extra_rules))],

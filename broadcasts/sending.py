@@ -163,7 +163,7 @@ def _zones(contact) -> tuple[str, ...]:
 def _quiet_hours_until(contact, policy: policies.Policy, now: datetime, cache: dict) -> datetime | None:
     """None if the contact may be messaged now under its policy's window, else the next allowed instant
     (every zone of the number)."""
-    zones = _zones(contact)
+    zones = policies.zones_for(policy, _zones(contact))
     key = (policy.jurisdiction, zones, now)
     if key not in cache:
         cache[key] = _next_open(policy.window, zones, now, contact.pk)
@@ -367,7 +367,7 @@ def _apply_caps(broadcast: Broadcast, passing: list[tuple], now: datetime, skipp
             skipped.setdefault((SkipReason.POLICY_CAP, rule), []).append(row[0])
             continue
         if broadcast.respect_quiet_hours:
-            until = _next_open(policy.window, _zones(contact), until, contact.pk) or until
+            until = _next_open(policy.window, policies.zones_for(policy, _zones(contact)), until, contact.pk) or until
         waits.setdefault((until, rule), []).append(row[0])
     return kept
 
