@@ -364,6 +364,7 @@ def test_the_record_counts_a_held_back_outcome_as_deferred(topic, provider, run_
 
 def test_whatsapp_messaging_limit_defers_new_recipients_beyond_it(topic, provider, run_on_commit, settings):
     settings.WHATSAPP_MESSAGING_LIMIT = 3
+    settings.BROADCAST_CLAIM_SIZE = 10  # one claim decides for the whole second audience
     phones = [f"+336123400{i:02d}" for i in range(5)]
     start = utc(2026, 7, 6, 10, 0)
     with time_machine.travel(start, tick=False) as clock:
