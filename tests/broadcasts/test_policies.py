@@ -453,3 +453,71 @@ def test_deliveries_show_the_rule(topic, provider, run_on_commit, auditor_client
         broadcast, _ = send(topic, run_on_commit=run_on_commit)
     rows = auditor_client.get(f"/api/v1/broadcasts/{broadcast.pk}/deliveries/").json()["results"]
     assert [(r["status"], r["rule"]) for r in rows] == [("deferred", "us-fl-window")]
+
+
+# --- caps under concurrency (PostgreSQL) ------------------------------------------------------
+
+
+def _launched_quietly(topic, monkeypatch):
+    with monkeypatch.context() as setup:  # no eager send at commit: the test plays the send tasks
+        setup.setattr(transaction, "on_commit", lambda *args, **kwargs: None)
+        broadcast = services.broadcast_create(name="s", topic=topic, channel="sms", body="Sale. STOP to opt out.",
+                                              respect_quiet_hours=False)
+        services.broadcast_schedule(broadcast=broadcast)
+        assert services.broadcast_launch(broadcast_id=broadcast.pk)
+        services.broadcast_fanout(broadcast_id=broadcast.pk)
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("not __import__('django.db').db.connection.vendor == 'postgresql'", reason="row locks: PostgreSQL")
+def test_two_workers_cannot_both_send_the_fourth_message(topic, monkeypatch):
+    """A Florida number has two promo messages today; two broadcasts of the topic claim its rows at once
+    on two connections. The first claim holds its transaction open after counting; the second must wait
+    for it and then see its `sending` row: three go, the fourth waits, naming the cap."""
+    import threading
+
+    from django.db import connection
+
+    contact = consent_for(FL, topic)
+    for hours in (1, 2):  # two messages of the topic handed over today
+        earlier = _launched_quietly(topic, monkeypatch)
+        Delivery.objects.filter(broadcast=earlier).update(status=DeliveryStatus.SENT,
+                                                          claimed_at=datetime.now(timezone.utc) - timedelta(hours=hours))
+    first, second = _launched_quietly(topic, monkeypatch), _launched_quietly(topic, monkeypatch)
+    counted, release = threading.Event(), threading.Event()
+    errors, waited = [], []
+
+    def claim(broadcast, hold):
+        try:
+            with transaction.atomic():
+                sending.claim_batch(broadcast=broadcast, lo=0, hi=None, limit=10, now=datetime.now(timezone.utc))
+                if hold:
+                    counted.set()
+                    release.wait(timeout=10)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def second_claim():
+        assert counted.wait(timeout=10)
+        started = datetime.now(timezone.utc)
+        timer = threading.Timer(0.5, release.set)  # the first commits half a second after the second starts
+        timer.start()
+        claim(second, hold=False)
+        waited.append(datetime.now(timezone.utc) - started)
+
+    threads = [threading.Thread(target=claim, args=(first, True)), threading.Thread(target=second_claim)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert Delivery.objects.get(broadcast=first).status == DeliveryStatus.SENDING
+    late = Delivery.objects.get(broadcast=second)
+    assert (late.status, late.rule) == (DeliveryStatus.DEFERRED, "us-fl-cap")
+    assert Delivery.objects.filter(contact=contact, status__in=lifecycle.HANDED_OVER).count() == 3
+    assert waited[0] >= timedelta(seconds=0.4)  # it waited for the first claim's commit
