@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from consent.models import actor_for
 
 from . import selectors, services
-from .models import Broadcast, BroadcastStatus, Delivery
+from .models import Broadcast, BroadcastStatus, Delivery, WhenCapped
 
 EDITABLE = ["name", "topic", "channel", "body", "template", "send_at", "local_time", "respect_quiet_hours", "frequency_cap",
             "when_capped"]
@@ -25,8 +25,15 @@ class BroadcastForm(forms.ModelForm):
         model = Broadcast
         fields = EDITABLE
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "when_capped" in self.fields:
+            self.fields["when_capped"].required = False  # left out: deferred until the cap allows
+
     def clean(self):
         data = super().clean()
+        if "when_capped" in self.fields and not data.get("when_capped"):
+            data["when_capped"] = WhenCapped.DEFER
         if data.get("topic") and data.get("channel"):
             errors = services.broadcast_content_errors(topic=data["topic"], channel=data["channel"],
                                                        body=data.get("body") or "", template=data.get("template"))

@@ -55,6 +55,7 @@ MATRIX = {
     ("api/v1/broadcasts/<int:pk>/audience/", "GET"): ANY_ROLE,
     ("api/v1/broadcasts/<int:pk>/test/", "POST"): WRITERS,
     ("api/v1/broadcasts/<int:pk>/deliveries/", "GET"): ANY_ROLE,
+    ("api/v1/policies/", "GET"): ANY_ROLE,
     ("webhooks/twilio/inbound/", "POST"): SIGNATURE,
     ("webhooks/twilio/status/", "POST"): SIGNATURE,
     ("webhooks/whatsapp/", "GET"): SIGNATURE,  # hub.verify_token
