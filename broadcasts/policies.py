@@ -7,8 +7,9 @@ in). Each jurisdiction has a window (local hours, weekdays, a public-holiday cal
 them), and every window and cap names the rule that imposes it; `RULES` gives each rule's source.
 
 - A US state's policy is the federal one narrowed by the state's (the later start, the earlier end,
-  both sets of caps). The state comes from the number's area code (`phonenumbers`' geocoder), the
-  way Florida's, Oklahoma's and Maryland's acts presume where the called person is. A +1 number
+  both sets of caps). The state comes from the number's area code (`phonenumbers`' geocoder, through
+  the table it generates: broadcasts/area_codes.py), the way Florida's, Oklahoma's and Maryland's acts
+  presume where the called person is. A +1 number
   whose area code places it in no state gets the strictest US policy (`US-UNPLACED`).
 - A brand narrows windows (`BROADCAST_QUIET_HOURS`) and adds caps (`BROADCAST_CAPS`) by settings;
   `narrowing_errors` refuses any setting that would widen a rule, and the app refuses to start
@@ -28,8 +29,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, time, timedelta
 
 import phonenumbers
-from phonenumbers import geocoder
 
+from .area_codes import US_AREA_CODE_STATES
 from .quiet_hours import ALL_DAYS, MONDAY_TO_SATURDAY, QuietHoursPolicy
 
 TOPIC, ALL_TOPICS = "topic", "all"
@@ -138,8 +139,7 @@ JURISDICTIONS: dict[str, tuple] = {
            "fr-af2m-window", ()),
     "default": ("Default", QuietHoursPolicy(start=time(8, 0), end=time(21, 0), weekdays=ALL_DAYS), "default-window", ()),
 }
-US_STATES = {"Florida": "US-FL", "Oklahoma": "US-OK", "Maryland": "US-MD"}
-US_STATE_ABBREVIATIONS = {"FL": "US-FL", "OK": "US-OK", "MD": "US-MD"}
+US_STATES = {"FL": "US-FL", "OK": "US-OK", "MD": "US-MD"}  # the states with a rule of their own
 UNPLACED = "US-UNPLACED"
 # A +1 number whose zone is not known either: every contiguous US zone must be inside the window.
 UNPLACED_ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
@@ -190,21 +190,13 @@ STATUTORY[UNPLACED] = _unplaced()
 @functools.lru_cache(maxsize=2048)
 def _nanp_area(area: str) -> str:
     """The jurisdiction of a +1 area code: a US state we know, "US", another country, or unplaced."""
-    probe = phonenumbers.parse(f"+1{area}2345678", None)
-    region = phonenumbers.region_code_for_number(probe)
+    region = phonenumbers.region_code_for_number(phonenumbers.parse(f"+1{area}2345678", None))
     if region not in (None, "US"):
         return region
-    if region is None:
-        return UNPLACED
-    description = geocoder.description_for_number(probe, "en")
-    if not description:
-        return UNPLACED  # toll-free and other non-geographic codes
-    if description in US_STATES:
-        return US_STATES[description]
-    state = description.rsplit(", ", 1)[-1] if ", " in description else ""
-    if state in US_STATE_ABBREVIATIONS:
-        return US_STATE_ABBREVIATIONS[state]
-    return "US"
+    state = US_AREA_CODE_STATES.get(area)
+    if region is None or state is None:
+        return UNPLACED  # unassigned, toll-free and other codes that place no one
+    return US_STATES.get(state, "US")
 
 
 def jurisdiction_for(phone: str | None, country: str = "") -> str:

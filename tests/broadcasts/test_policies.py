@@ -521,3 +521,15 @@ def test_two_workers_cannot_both_send_the_fourth_message(topic, monkeypatch):
     assert (late.status, late.rule) == (DeliveryStatus.DEFERRED, "us-fl-cap")
     assert Delivery.objects.filter(contact=contact, status__in=lifecycle.HANDED_OVER).count() == 3
     assert waited[0] >= timedelta(seconds=0.4)  # it waited for the first claim's commit
+
+
+def test_the_area_code_table_is_the_geocoders_answer():
+    """broadcasts/area_codes.py is generated from the installed phonenumbers (tools/us_area_codes.py): an
+    upgrade that places an area code elsewhere fails here until the table is generated again."""
+    import phonenumbers
+
+    from broadcasts.area_codes import PHONENUMBERS_VERSION, US_AREA_CODE_STATES
+    from tools.us_area_codes import table
+
+    assert table() == US_AREA_CODE_STATES, f"generated from phonenumbers {PHONENUMBERS_VERSION}, " \
+                                           f"installed {phonenumbers.__version__}: run tools/us_area_codes.py"
