@@ -19,7 +19,7 @@ from consent.services import phone_normalise
 
 from . import selectors, sending, services
 from .audit import broadcast_object, broadcast_snapshot
-from .models import Broadcast, BroadcastStatus, Delivery
+from .models import Broadcast, BroadcastStatus, Delivery, WhenCapped
 
 # "View site" opens the marketers' dashboard.
 admin.site.site_url = reverse_lazy("workspace:dashboard")
@@ -62,7 +62,8 @@ def progress_payload(broadcast: Broadcast) -> dict:
             "next_due": local(stats["next_due_at"]) if stats.get("next_due_at") else "",
             "live": broadcast.status in LIVE}
 
-EDITABLE = ["name", "topic", "channel", "body", "template", "send_at", "local_time", "respect_quiet_hours", "frequency_cap"]
+EDITABLE = ["name", "topic", "channel", "body", "template", "send_at", "local_time", "respect_quiet_hours", "frequency_cap",
+            "when_capped"]
 
 
 class BroadcastForm(forms.ModelForm):
@@ -70,8 +71,15 @@ class BroadcastForm(forms.ModelForm):
         model = Broadcast
         fields = EDITABLE
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "when_capped" in self.fields:
+            self.fields["when_capped"].required = False  # left out: deferred until the cap allows
+
     def clean(self):
         data = super().clean()
+        if "when_capped" in self.fields and not data.get("when_capped"):
+            data["when_capped"] = WhenCapped.DEFER
         if data.get("topic") and data.get("channel"):
             errors = services.broadcast_content_errors(topic=data["topic"], channel=data["channel"],
                                                        body=data.get("body") or "", template=data.get("template"))

@@ -19,10 +19,10 @@ from consent.models import actor_for
 from consent.permissions import IsAdminRole, IsMarketerRole, ReadAnyRoleWriteMarketer
 from consent.serializers import ChannelField, PhoneField, TopicSlugField
 
-from . import selectors, sending, services
+from . import policies, quiet_hours, selectors, sending, services
 from .audit import broadcast_object, broadcast_snapshot
 from .filters import BroadcastFilter, DeliveryFilter
-from .models import Broadcast, Delivery
+from .models import Broadcast, Delivery, WhenCapped
 
 
 class BroadcastOutputSerializer(serializers.ModelSerializer):
@@ -31,7 +31,7 @@ class BroadcastOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Broadcast
         fields = ["id", "name", "topic", "channel", "body", "template", "send_at", "local_time", "respect_quiet_hours",
-                  "frequency_cap", "status", "status_reason", "created_by", "created_at", "scheduled_at", "launched_at",
+                  "frequency_cap", "when_capped", "status", "status_reason", "created_by", "created_at", "scheduled_at", "launched_at",
                   "completed_at"]
 
 
@@ -89,6 +89,9 @@ class BroadcastListApi(APIView):
         local_time = serializers.TimeField(required=False, allow_null=True, default=None)
         respect_quiet_hours = serializers.BooleanField(required=False, default=True)
         frequency_cap = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=1000)
+        when_capped = serializers.ChoiceField(choices=WhenCapped.choices, required=False, default=WhenCapped.DEFER,
+                                              help_text="A delivery a jurisdiction's or the brand's cap holds back: "
+                                                        "deferred until the cap allows, or skipped.")
 
         def validate_send_at(self, value):
             if value is not None and value < timezone.now() - timedelta(minutes=1):
@@ -250,7 +253,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Delivery
-        fields = ["id", "phone", "status", "skip_reason", "rule", "authorized_by", "attempts", "provider_message_id", "error_code",
+        fields = ["id", "phone", "status", "skip_reason", "rule", "authorized_by", "attempts", "deferrals", "provider_message_id", "error_code",
                   "error_message", "not_before", "created_at", "claimed_at", "sent_at", "status_at"]
 
 
@@ -273,3 +276,59 @@ class BroadcastDeliveryListApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(DeliveryOutputSerializer(page, many=True).data)
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+class PolicyWindowSerializer(serializers.Serializer):
+    days = serializers.ListField(child=serializers.CharField(), help_text="Local weekdays the window opens (mon … sun).")
+    start = serializers.CharField(help_text="Local opening time, HH:MM.")
+    end = serializers.CharField(help_text="Local closing time, HH:MM (exclusive).")
+    holidays = serializers.CharField(allow_null=True, help_text="Country whose public holidays are closed all day.")
+    timezones = serializers.ListField(child=serializers.CharField(), help_text="Every zone of the number: all must be open.")
+    rule = serializers.CharField()
+
+
+class PolicyCapSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    period_hours = serializers.IntegerField()
+    scope = serializers.ChoiceField(choices=policies.SCOPES, help_text="topic: per topic; all: every topic together.")
+    rule = serializers.CharField()
+
+
+class PolicyRuleSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    source = serializers.CharField()
+
+
+class PolicyApi(APIView):
+    """The jurisdiction policy that applies to a number, and why (rules 9, 12 and 13): its window, its
+    caps and every rule with its source. `channel=whatsapp` adds the platform's rules."""
+
+    permission_classes = [ReadAnyRoleWriteMarketer]
+
+    class InputSerializer(serializers.Serializer):
+        phone = PhoneField()
+        channel = ChannelField(required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        phone = serializers.CharField()
+        jurisdiction = serializers.CharField(help_text="US, US-FL, US-OK, US-MD, US-UNPLACED, FR, default, …")
+        name = serializers.CharField()
+        window = PolicyWindowSerializer()
+        caps = PolicyCapSerializer(many=True)
+        rules = PolicyRuleSerializer(many=True)
+
+    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer)
+    def get(self, request):
+        data = self.InputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        phone = data.validated_data["phone"]
+        policy = sending.policy_book().for_number(phone)
+        extra = []
+        if data.validated_data.get("channel") == "whatsapp":
+            extra = ["whatsapp-us-marketing"] if phone.startswith("+1") else []
+            extra += ["whatsapp-held-back", "whatsapp-messaging-limit"]
+        shown = policies.describe(policy, timezones=quiet_hours.timezones_for_number(phone), extra_rules=extra)
+        return Response(self.OutputSerializer({"phone": phone, **shown}).data)

@@ -1,7 +1,11 @@
 from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
 
 from consent.audit.registry import PromotionalMessages, promotional_messages_register
 from consent.webhooks.registry import StatusHandler, status_handler_register
+
+from . import policies
+from .conf import setting
 
 
 class BroadcastsConfig(AppConfig):
@@ -15,3 +19,11 @@ class BroadcastsConfig(AppConfig):
         status_handler_register("broadcasts", StatusHandler(find=delivery_record_for, apply=delivery_status_apply))
         promotional_messages_register("broadcasts", PromotionalMessages(for_contact=deliveries_for_contact,
                                                                         verify=deliveries_verify))
+        policies_check()
+
+
+def policies_check() -> None:
+    """Refuse to start with a brand setting that would widen a jurisdiction's rule (rule 12)."""
+    errors = policies.narrowing_errors(setting("BROADCAST_QUIET_HOURS"), setting("BROADCAST_CAPS"))
+    if errors:
+        raise ImproperlyConfigured("Jurisdiction policies may only be narrowed: " + "; ".join(errors))

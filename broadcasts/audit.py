@@ -45,7 +45,7 @@ def deliveries_for_contact(contact_id: int) -> list[dict]:
         found.append({
             "delivery_id": row.pk, "broadcast_id": row.broadcast_id, "broadcast": row.broadcast.name,
             "topic": row.broadcast.topic.slug, "channel": row.broadcast.channel, "status": row.status,
-            "skip_reason": row.skip_reason or None, "rule": row.rule, "authorized_by": row.authorized_by,
+            "skip_reason": row.skip_reason or None, "rule": row.rule or None, "authorized_by": row.authorized_by,
             "authorising_event": None if event is None else {
                 "sequence": row.authorized_by, "kind": event[0], "occurred_at": _instant(event[1]),
                 "text_version": event[2], "text_sha256": event[3], "hash": event[4]},

@@ -24,8 +24,9 @@ DEFAULTS = {
     "BROADCAST_UNKNOWN_AFTER_SECONDS": 120,
     # No progress for this long while rows wait: the send tasks were lost; enqueue them again.
     "BROADCAST_STALL_SECONDS": 60,
-    # Per-country quiet-hour overrides for broadcasts.quiet_hours.policy_for_country.
+    # A brand's narrower windows and extra caps per jurisdiction (broadcasts/policies.py; narrowing only).
     "BROADCAST_QUIET_HOURS": {},
+    "BROADCAST_CAPS": {},
     # Contact attribute names always accepted as {{ placeholders }} (besides phone, country).
     "BROADCAST_CONTACT_ATTRIBUTES": ["first_name", "last_name", "name"],
     "BROADCAST_FREQUENCY_WINDOW_DAYS": 7,

@@ -36,6 +36,13 @@ class SkipReason(models.TextChoices):
     FREQUENCY_CAP = "frequency_cap", "Frequency cap for the topic reached"
     NO_NUMBER = "no_number", "Contact erased"
     MISSING_ATTRIBUTE = "missing_attribute", "A placeholder without fallback that the contact lacks"
+    POLICY_CAP = "policy_cap", "A jurisdiction's or the brand's cap reached (the broadcast skips capped deliveries)"
+    PLATFORM_RULE = "platform_rule", "The channel's platform does not deliver it (e.g. WhatsApp marketing to +1 numbers)"
+
+
+class WhenCapped(models.TextChoices):
+    DEFER = "defer", "Defer until the cap allows"
+    SKIP = "skip", "Skip"
 
 
 class Broadcast(models.Model):
@@ -54,6 +61,10 @@ class Broadcast(models.Model):
     respect_quiet_hours = models.BooleanField(default=True)
     frequency_cap = models.PositiveIntegerField(
         null=True, blank=True, help_text="At most this many promotional messages of the topic per contact per rolling 7 days."
+    )
+    when_capped = models.CharField(
+        max_length=8, choices=WhenCapped.choices, default=WhenCapped.DEFER, db_default=WhenCapped.DEFER,
+        help_text="A delivery a cap holds back (rule 12): deferred until the cap allows, or skipped.",
     )
     status = models.CharField(max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.DRAFT)
     status_reason = models.CharField(max_length=255, blank=True)
@@ -100,12 +111,15 @@ class Delivery(OutboundMessage):
     not_before = models.DateTimeField(null=True, blank=True, help_text="Not to be sent before (deferral, retry, local time).")
     attempts = models.PositiveSmallIntegerField(default=0)
     skip_reason = models.CharField(max_length=32, blank=True, choices=SkipReason.choices)
+    rule = models.CharField(
+        max_length=64, blank=True, default="", db_default="",
+        help_text="The policy rule that last deferred or skipped it (GET /api/v1/policies/ lists each with its source).",
+    )
+    deferrals = models.PositiveSmallIntegerField(
+        default=0, db_default=0, help_text="Times the provider held it back (WhatsApp 131049): the next wait grows with it.",
+    )
     authorized_by = models.BigIntegerField(
         null=True, blank=True, help_text="Ledger sequence number of the event that made the consent current when claimed."
-    )
-    rule = models.CharField(
-        max_length=64, null=True, blank=True,
-        help_text="The policy rule that decided a skip or a deferral (jurisdiction or platform), when a policy did.",
     )
     retryable = models.BooleanField(
         default=False, db_default=False, help_text="Failed only on errors that prove the provider did not take it: a resume tries again."
@@ -131,3 +145,13 @@ class Delivery(OutboundMessage):
 
     def __str__(self):
         return f"broadcast {self.broadcast_id} → contact {self.contact_id}: {self.status}"
+
+
+class SenderLock(models.Model):
+    """One row per limited sender (the WhatsApp business number): a claim that may add new recipients
+    under the messaging limit locks it first, so that two workers never both take the last slot."""
+
+    key = models.CharField(max_length=128, primary_key=True)
+
+    def __str__(self):
+        return self.key

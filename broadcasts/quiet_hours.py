@@ -1,9 +1,9 @@
 """Quiet hours: when a promotional message may reach a person, in their local time (rule 9 of docs/design.md).
 
-Pure logic, no ORM. A policy is data: a daily window [start, end) of local wall-clock time,
+Pure logic, no ORM. A window is data: a daily window [start, end) of local wall-clock time,
 the weekdays it applies to, and optionally a country whose public holidays (the `holidays`
-package) are closed all day. Policies are per country; `policy_for_country` takes overrides
-(e.g. from a setting) so operators can change them without code.
+package) are closed all day. Which window applies to whom (jurisdictions, their sources, a
+brand's narrowing) is in broadcasts/policies.py; this module only evaluates one.
 
 A recipient may have several candidate time zones (a number whose prefix spans zones): a
 message may leave only when *every* zone is inside its window. `next_allowed_instant` returns
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -76,28 +76,6 @@ class QuietHoursPolicy:
         return True
 
 
-DEFAULT_POLICY = QuietHoursPolicy()
-POLICIES: dict[str, QuietHoursPolicy] = {
-    "US": QuietHoursPolicy(start=time(8, 0), end=time(21, 0)),
-    "FR": QuietHoursPolicy(start=time(8, 0), end=time(21, 30), weekdays=MONDAY_TO_SATURDAY, holiday_country="FR"),
-}
-
-
-def policy_for_country(code: str | None, overrides: Mapping | None = None) -> QuietHoursPolicy:
-    """The policy for an ISO country code, `overrides` first, then POLICIES, then DEFAULT_POLICY.
-
-    `overrides` maps a country code (or "default") to a QuietHoursPolicy or to a dict of the
-    fields to change, e.g. {"FR": {"end": "20:00"}, "default": {"start": "09:00"}}; dict
-    values are applied on top of the built-in policy for that country.
-    """
-    code = (code or "").upper()
-    overrides = {str(k).upper(): v for k, v in (overrides or {}).items()}
-    base = POLICIES.get(code)
-    if base is None:
-        base = _apply(DEFAULT_POLICY, overrides.get("DEFAULT"))
-    return _apply(base, overrides.get(code)) if code else base
-
-
 def is_allowed(instant_utc: datetime, timezones: Iterable[str | tzinfo], policy: QuietHoursPolicy) -> bool:
     """Whether `instant_utc` is inside the policy's window in every one of `timezones`."""
     instant = _as_utc(instant_utc)
@@ -143,20 +121,6 @@ def timezones_for_number(phone_e164: str) -> tuple[str, ...]:
 
 
 # -- internals ---------------------------------------------------------------------------------
-
-
-def _apply(policy: QuietHoursPolicy, override) -> QuietHoursPolicy:
-    if override is None:
-        return policy
-    if isinstance(override, QuietHoursPolicy):
-        return override
-    if not isinstance(override, Mapping):
-        raise TypeError(f"quiet-hours override must be a QuietHoursPolicy or a dict, got {type(override).__name__}")
-    fields = {f.name for f in dataclasses.fields(QuietHoursPolicy)}
-    unknown = set(override) - fields
-    if unknown:
-        raise ValueError(f"unknown quiet-hours fields {sorted(unknown)}; expected some of {sorted(fields)}")
-    return dataclasses.replace(policy, **override)
 
 
 def _as_utc(instant: datetime) -> datetime:

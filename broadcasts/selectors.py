@@ -4,12 +4,13 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Substr
 from django.utils import timezone
 
 from consent.models import Consent, ConsentStatus, Contact
 from consent.selectors import audience_consents
 
-from . import quiet_hours
+from . import policies, quiet_hours
 from .conf import setting
 from .models import HANDED_OVER_STATUSES, Broadcast, BroadcastStatus, Delivery, DeliveryStatus
 
@@ -129,23 +130,26 @@ EXCLUSION_REASONS = ("pending", "revoked", "expired", "suppressed", "no_ledger_e
 
 
 def _quiet_hours_now(*, broadcast: Broadcast, audience: QuerySet, now: datetime) -> int:
-    """How many of the audience are inside quiet hours now (their delivery would wait, not be dropped)."""
+    """How many of the audience are outside their jurisdiction's window now (their delivery would wait,
+    not be dropped): the policy the claim applies (broadcasts/policies.py), grouped by country and the
+    number's first digits (a +1 number's area code places it)."""
     if not broadcast.respect_quiet_hours:
         return 0
-    overrides = setting("BROADCAST_QUIET_HOURS")
+    book = policies.book(setting("BROADCAST_QUIET_HOURS"), setting("BROADCAST_CAPS"))
     groups = (Contact.objects.filter(pk__in=audience).order_by()
-              .values_list("country", "timezone", "timezones").annotate(n=Count("id")))
-    waiting: dict[tuple, int] = {}
-    for country, zone, zones, n in groups:
-        names = tuple(z for z in (zones or []) if isinstance(z, str) and z) or (zone or "UTC",)
-        policy = quiet_hours.policy_for_country(country, overrides)
+              .annotate(prefix=Substr("phone", 1, 5))
+              .values_list("country", "prefix", "timezone", "timezones").annotate(n=Count("id")))
+    waiting = 0
+    for country, prefix, zone, zones, n in groups:
+        policy = book.for_number(prefix, country)
+        names = policies.zones_for(policy, tuple(z for z in (zones or []) if isinstance(z, str) and z) or (zone or "UTC",))
         try:
-            allowed = quiet_hours.is_allowed(now, names, policy)
+            allowed = quiet_hours.is_allowed(now, names, policy.window)
         except (ValueError, KeyError):
-            allowed = quiet_hours.is_allowed(now, ("UTC",), policy)
+            allowed = quiet_hours.is_allowed(now, ("UTC",), policy.window)
         if not allowed:
-            waiting[(country, names)] = waiting.get((country, names), 0) + n
-    return sum(waiting.values())
+            waiting += n
+    return waiting
 
 
 def _capped(*, broadcast: Broadcast, audience: QuerySet, now: datetime) -> int:

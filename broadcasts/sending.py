@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, Q
+from django.db.models import Count, Exists, F, Max, Min, Q
 from django.utils import timezone
 
 from consent.models import Channel, Consent, Contact
@@ -48,7 +48,7 @@ from messaging import lifecycle
 from messaging.lifecycle import Outcome
 from messaging.providers import OutgoingMessage, thread_provider
 
-from . import content, quiet_hours, services, throttle
+from . import content, policies, quiet_hours, services, throttle
 from .conf import setting
 from .models import (
     HANDED_OVER_STATUSES,
@@ -57,7 +57,9 @@ from .models import (
     BroadcastStatus,
     Delivery,
     DeliveryStatus,
+    SenderLock,
     SkipReason,
+    WhenCapped,
 )
 from .sql import deliveries_mark_claimed
 
@@ -134,6 +136,7 @@ class Claim:
     contact_id: int
     attempts: int
     message: OutgoingMessage
+    deferrals: int = 0
     _contact: object = field(default=None, repr=False)
 
     @property
@@ -157,22 +160,39 @@ def _zones(contact) -> tuple[str, ...]:
     return zones
 
 
-def _quiet_hours_until(contact, now: datetime, cache: dict) -> datetime | None:
-    """None if the contact may be messaged now, else the next allowed instant (every zone of the number)."""
-    zones = _zones(contact)
-    key = (contact.country, zones)
+def _quiet_hours_until(contact, policy: policies.Policy, now: datetime, cache: dict) -> datetime | None:
+    """None if the contact may be messaged now under its policy's window, else the next allowed instant
+    (every zone of the number)."""
+    zones = policies.zones_for(policy, _zones(contact))
+    key = (policy.jurisdiction, zones, now)
     if key not in cache:
-        policy = quiet_hours.policy_for_country(contact.country, setting("BROADCAST_QUIET_HOURS"))
-        try:
-            cache[key] = None if quiet_hours.is_allowed(now, zones, policy) else quiet_hours.next_allowed_instant(now, zones, policy)
-        except quiet_hours.NoAllowedWindowError:
-            # The zones never share a window: fall back to the contact's own zone (never drop it).
-            own = (contact.timezone or "UTC",)
-            cache[key] = None if quiet_hours.is_allowed(now, own, policy) else quiet_hours.next_allowed_instant(now, own, policy)
-        except (ValueError, KeyError):
-            logger.warning("contact %s has unusable time zones %s; using UTC", contact.pk, zones)
-            cache[key] = None if quiet_hours.is_allowed(now, ("UTC",), policy) else quiet_hours.next_allowed_instant(now, ("UTC",), policy)
+        cache[key] = _next_open(policy.window, zones, now, contact.pk)
     return cache[key]
+
+
+def _next_open(window: quiet_hours.QuietHoursPolicy, zones: tuple[str, ...], now: datetime, contact_id=None) -> datetime | None:
+    try:
+        return None if quiet_hours.is_allowed(now, zones, window) else quiet_hours.next_allowed_instant(now, zones, window)
+    except quiet_hours.NoAllowedWindowError:
+        # The zones never share a window: fall back to the first zone, the contact's own (never drop it).
+        return _next_open(window, zones[:1], now, contact_id) if len(zones) > 1 else None
+    except (ValueError, KeyError):
+        logger.warning("contact %s has unusable time zones %s; using UTC", contact_id, zones)
+        return _next_open(window, ("UTC",), now, contact_id) if zones != ("UTC",) else None
+
+
+def policy_book() -> policies.PolicyBook:
+    """Every jurisdiction's policy under this brand's settings (checked at start: narrowing only)."""
+    return policies.book(setting("BROADCAST_QUIET_HOURS"), setting("BROADCAST_CAPS"))
+
+
+def sender_key(channel: str) -> str:
+    """The sender whose limits (rate, WhatsApp messaging limit) every worker sending for it shares."""
+    if channel == Channel.SMS:
+        sender = settings.TWILIO_MESSAGING_SERVICE_SID or settings.TWILIO_FROM_NUMBER or "default"
+    else:
+        sender = settings.WHATSAPP_PHONE_NUMBER_ID or "default"
+    return f"{channel}:{sender}"
 
 
 def local_send_instant(broadcast: Broadcast, contact) -> datetime:
@@ -193,7 +213,7 @@ def _broadcast_status(broadcast_id: int) -> str | None:
     return Broadcast.objects.filter(pk=broadcast_id).values_list("status", flat=True).first()
 
 
-_ROW_COLUMNS = ("pk", "contact_id", "attempts", "contact__phone", "contact__country", "contact__timezone",
+_ROW_COLUMNS = ("pk", "contact_id", "attempts", "deferrals", "contact__phone", "contact__country", "contact__timezone",
                 "contact__timezones", "contact__attributes")
 
 
@@ -224,16 +244,16 @@ class ClaimQueries:
         self.gate = Consent.objects.filter(topic_id=broadcast.topic_id, channel=broadcast.channel).order_by().promotable()
 
     def claimable(self, *, now: datetime, limit: int) -> list[tuple]:
-        """(pk, contact_id, attempts, authorising seq or None, phone, country, timezone, timezones, attributes)
-        of up to `limit` due open rows, locked. Call inside the claim's transaction."""
+        """(pk, contact_id, attempts, deferrals, authorising seq or None, phone, country, timezone, timezones,
+        attributes) of up to `limit` due open rows, locked. Call inside the claim's transaction."""
         rows = list(self.rows.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
                     .values_list(*_ROW_COLUMNS)[:limit])
         if not rows:
             return []
         authorised = dict(self.gate.filter(contact_id__in=[row[1] for row in rows]).current(now)
                           .values_list("contact_id", "current_event__seq"))
-        return [(pk, contact_id, attempts, authorised.get(contact_id), *fields)
-                for pk, contact_id, attempts, *fields in rows]
+        return [(pk, contact_id, attempts, deferrals, authorised.get(contact_id), *fields)
+                for pk, contact_id, attempts, deferrals, *fields in rows]
 
 
 def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, now: datetime,
@@ -246,6 +266,13 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
     open rows and the send-time gate for their contacts (`ClaimQueries`, built once per send task:
     pass `queries`), and one UPDATE moving the claimed rows to `sending` and recording on each the
     ledger sequence number of the event that made its consent current (rule 14).
+
+    Policies (rules 9, 12 and 13) are resolved per batch: each number's jurisdiction from a cache by
+    area code or country, the windows from a cache per jurisdiction and zones. Caps cost two more
+    statements, only when some row of the batch has a capped jurisdiction: its contacts are locked
+    (so that two workers cannot both send the message that passes a cap), then their recent
+    promotional messages are read in one query. The WhatsApp messaging limit likewise locks its
+    sender's row and counts the day's recipients once per batch.
     """
     batch = ClaimBatch()
     queries = queries or ClaimQueries(broadcast, lo, hi)
@@ -262,54 +289,134 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                                         claimed_at__gte=since, status__in=HANDED_OVER_STATUSES)
                 .exclude(broadcast_id=broadcast.pk).order_by().values_list("contact_id").annotate(n=Count("id"))
             )
-        skipped: dict[str, list[int]] = {}
-        waits: dict[tuple[str, datetime], list[int]] = {}
-        claimed: list[tuple[int, int, Recipient, int, OutgoingMessage]] = []
-        lacking: dict[str, list[int]] = {}  # missing placeholder names → rows skipped for them
+        book = policy_book()
+        whatsapp = broadcast.channel == Channel.WHATSAPP
+        skipped: dict[tuple[str, str], list[int]] = {}  # (reason, rule) → rows
+        waits: dict[tuple[datetime, str], list[int]] = {}  # (until, rule) → rows deferred
+        passing: list[tuple] = []  # (pk, attempts, deferrals, contact, authorized_by, policy)
         quiet_cache: dict = {}
-        for pk, contact_id, attempts, authorized_by, *fields in rows:
+        for pk, contact_id, attempts, deferrals, authorized_by, *fields in rows:
             contact = Recipient(contact_id, *fields)
             if contact.phone is None:
-                skipped.setdefault(SkipReason.NO_NUMBER, []).append(pk)
+                skipped.setdefault((SkipReason.NO_NUMBER, ""), []).append(pk)
             elif authorized_by is None:
-                skipped.setdefault(SkipReason.CONSENT, []).append(pk)
+                skipped.setdefault((SkipReason.CONSENT, ""), []).append(pk)
             elif broadcast.frequency_cap and recent.get(contact_id, 0) >= broadcast.frequency_cap:
-                skipped.setdefault(SkipReason.FREQUENCY_CAP, []).append(pk)
+                skipped.setdefault((SkipReason.FREQUENCY_CAP, "broadcast-frequency-cap"), []).append(pk)
+            elif whatsapp and contact.phone.startswith("+1"):
+                # Rule 13: broadcasts are marketing templates, which Meta does not deliver to +1 numbers.
+                skipped.setdefault((SkipReason.PLATFORM_RULE, "whatsapp-us-marketing"), []).append(pk)
             else:
                 due = local_send_instant(broadcast, contact) if broadcast.local_time else None
                 if due is not None and due > now:
-                    waits.setdefault((DeliveryStatus.DEFERRED, due), []).append(pk)
+                    waits.setdefault((due, "broadcast-local-time"), []).append(pk)
                     continue
-                quiet_until = _quiet_hours_until(contact, now, quiet_cache) if broadcast.respect_quiet_hours else None
+                policy = book.for_number(contact.phone, contact.country)
+                quiet_until = _quiet_hours_until(contact, policy, now, quiet_cache) if broadcast.respect_quiet_hours else None
                 if quiet_until is not None and quiet_until > now:
-                    waits.setdefault((DeliveryStatus.DEFERRED, quiet_until), []).append(pk)
+                    waits.setdefault((quiet_until, policy.window_rule), []).append(pk)
                     continue
-                try:
-                    message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
-                                           attributes=contact.attributes, reference=f"{DELIVERY}-{pk}")
-                except content.MissingAttributes as exc:
-                    # Rendered now, at the send: an attribute added while the row waited counts.
-                    lacking.setdefault(", ".join(exc.names), []).append(pk)
-                    continue
-                claimed.append((pk, attempts, contact, authorized_by, message))
-        for reason, pks in skipped.items():
+                passing.append((pk, attempts, deferrals, contact, authorized_by, policy))
+        passing = _apply_caps(broadcast, passing, now, skipped, waits)
+        if whatsapp:
+            passing = _apply_messaging_limit(broadcast, passing, now, waits)
+        claimed: list[tuple[int, int, int, Recipient, int, OutgoingMessage]] = []
+        lacking: dict[str, list[int]] = {}  # missing placeholder names → rows skipped for them
+        for pk, attempts, deferrals, contact, authorized_by, _ in passing:
+            try:
+                message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
+                                       attributes=contact.attributes, reference=f"{DELIVERY}-{pk}")
+            except content.MissingAttributes as exc:
+                # Rendered now, at the send: an attribute added while the row waited counts.
+                lacking.setdefault(", ".join(exc.names), []).append(pk)
+                continue
+            claimed.append((pk, attempts, deferrals, contact, authorized_by, message))
+        for (reason, rule), pks in skipped.items():
             # A row tried before (a transient error) keeps no authorisation: it never left.
-            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, status_at=now,
-                                                       authorized_by=None)
+            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason, rule=rule,
+                                                       status_at=now, authorized_by=None)
             batch.skipped += len(pks)
         for names, pks in lacking.items():
             Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=SkipReason.MISSING_ATTRIBUTE,
                                                        error_message=f"no value for {names}"[:255], status_at=now,
                                                        authorized_by=None)
             batch.skipped += len(pks)
-        for (status, until), pks in waits.items():
-            Delivery.objects.filter(pk__in=pks).update(status=status, not_before=until, status_at=now)
-            batch.deferred += len(pks) if status == DeliveryStatus.DEFERRED else 0
+        for (until, rule), pks in waits.items():
+            Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.DEFERRED, not_before=until, rule=rule,
+                                                       status_at=now)
+            batch.deferred += len(pks)
         if claimed:
-            deliveries_mark_claimed([(pk, authorized_by) for pk, _, _, authorized_by, _ in claimed], now)
-        for pk, attempts, contact, _, message in claimed:
-            batch.claims.append(Claim(delivery_id=pk, contact_id=contact.pk, attempts=attempts + 1, message=message))
+            deliveries_mark_claimed([(pk, authorized_by) for pk, _, _, _, authorized_by, _ in claimed], now)
+        for pk, attempts, deferrals, contact, _, message in claimed:
+            batch.claims.append(Claim(delivery_id=pk, contact_id=contact.pk, attempts=attempts + 1, message=message,
+                                      deferrals=deferrals))
     return batch
+
+
+def _apply_caps(broadcast: Broadcast, passing: list[tuple], now: datetime, skipped: dict, waits: dict) -> list[tuple]:
+    """The rows whose send passes every cap of their policy (rule 12); the others deferred to when the
+    caps allow (inside the window, unless the broadcast lifts windows) or skipped, naming the cap's rule.
+
+    Counted over the promotional messages handed to the provider (every broadcast, every channel) in
+    the longest cap period, for the batch's capped contacts only, in one query, after locking those
+    contacts in id order: a worker claiming for the same person waits here until this claim commits,
+    and then counts what it handed over.
+    """
+    capped = sorted({row[3].pk for row in passing if row[5].caps})
+    if not capped:
+        return passing
+    list(Contact.objects.select_for_update(no_key=True).filter(pk__in=capped).order_by("pk").values_list("pk", flat=True))
+    since = now - max(policies.longest_period(row[5].caps) for row in passing if row[5].caps)
+    history: dict[int, list[tuple[int, datetime]]] = {}
+    for contact_id, topic_id, at in (Delivery.objects.filter(contact_id__in=capped, claimed_at__gt=since,
+                                                             status__in=HANDED_OVER_STATUSES)
+                                     .order_by().values_list("contact_id", "broadcast__topic_id", "claimed_at")):
+        history.setdefault(contact_id, []).append((topic_id, at))
+    kept = []
+    for row in passing:
+        contact, policy = row[3], row[5]
+        wait = policies.cap_wait(policy.caps, history.get(contact.pk, ()), broadcast.topic_id, now) if policy.caps else None
+        if wait is None:
+            kept.append(row)
+            continue
+        until, rule = wait
+        if broadcast.when_capped == WhenCapped.SKIP:
+            skipped.setdefault((SkipReason.POLICY_CAP, rule), []).append(row[0])
+            continue
+        if broadcast.respect_quiet_hours:
+            until = _next_open(policy.window, policies.zones_for(policy, _zones(contact)), until, contact.pk) or until
+        waits.setdefault((until, rule), []).append(row[0])
+    return kept
+
+
+def _apply_messaging_limit(broadcast: Broadcast, passing: list[tuple], now: datetime, waits: dict) -> list[tuple]:
+    """The rows within the WhatsApp messaging limit (rule 13: unique recipients per rolling 24 h across
+    broadcasts, WHATSAPP_MESSAGING_LIMIT, 0 = unlimited); the new recipients beyond it deferred to when
+    the first of the day's recipients ages out. Under the sender's lock row, so that claims on several
+    workers never share out the same last slots."""
+    limit = int(getattr(settings, "WHATSAPP_MESSAGING_LIMIT", 0) or 0)
+    if limit <= 0 or not passing:
+        return passing
+    SenderLock.objects.select_for_update().get_or_create(key=sender_key(Channel.WHATSAPP))
+    since = now - timedelta(hours=24)
+    day = Delivery.objects.filter(broadcast__channel=Channel.WHATSAPP, claimed_at__gt=since, status__in=HANDED_OVER_STATUSES)
+    ids = [row[3].pk for row in passing]
+    known = set(day.filter(contact_id__in=ids).order_by().values_list("contact_id", flat=True).distinct())
+    room = limit - day.order_by().values("contact_id").distinct().count()
+    kept, beyond = [], []
+    for row in passing:
+        if row[3].pk in known:
+            kept.append(row)
+        elif room > 0:
+            room -= 1
+            kept.append(row)
+        else:
+            beyond.append(row[0])
+    if beyond:
+        first = (day.order_by().values("contact_id").annotate(last=Max("claimed_at")).aggregate(first=Min("last"))["first"])
+        until = (first + timedelta(hours=24)) if first else now + timedelta(hours=24)
+        waits.setdefault((max(until, now + timedelta(seconds=1)), "whatsapp-messaging-limit"), []).extend(beyond)
+    return kept
 
 
 # --- record ---------------------------------------------------------------------------------
@@ -321,6 +428,7 @@ class Recorded:
     failed: int = 0
     unknown: int = 0
     retried: int = 0
+    deferred: int = 0
     retry_in: float | None = None
     rate_limited: bool = False
 
@@ -372,7 +480,14 @@ def record_outcomes(*, broadcast: Broadcast, claims: list[Claim], outcomes: list
                 continue
             retry = outcome.kind == "retry" and (claim.attempts < max_attempts or resumed)
             fields = lifecycle.outcome_fields(outcome, now, retry=retry)
-            if retry:
+            if outcome.kind == "deferred":
+                # Rule 13: held back by the provider for the person's sake (WhatsApp 131049). Not a failure,
+                # no consent change, no attempt used: it waits longer each time, then goes through the gate again.
+                delay = lifecycle.retry_delay(claim.deferrals, held_back=True)
+                fields.update(not_before=now + timedelta(seconds=delay), rule="whatsapp-held-back",
+                              deferrals=F("deferrals") + 1, attempts=max(0, claim.attempts - 1))
+                recorded.deferred += 1
+            elif retry:
                 delay = lifecycle.retry_delay(claim.attempts - 1, outcome.retry_after)
                 fields.update(not_before=now + timedelta(seconds=delay))
                 if claim.attempts >= max_attempts:
@@ -424,11 +539,7 @@ class RangeResult:
 
 def throttle_key(channel: str) -> str:
     """The sender whose rate the throttle limits (every worker sending for it shares the key)."""
-    if channel == Channel.SMS:
-        sender = settings.TWILIO_MESSAGING_SERVICE_SID or settings.TWILIO_FROM_NUMBER or "default"
-    else:
-        sender = settings.WHATSAPP_PHONE_NUMBER_ID or "default"
-    return f"broadcast:{channel}:{sender}"
+    return f"broadcast:{sender_key(channel)}"
 
 
 def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> RangeResult:
@@ -462,6 +573,7 @@ def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> Range
             outcomes = send_all([claim.message for claim in batch.claims])
             recorded = record_outcomes(broadcast=broadcast, claims=batch.claims, outcomes=outcomes)
             result.sent += recorded.sent
+            result.deferred += recorded.deferred
             result.failed += recorded.failed
             result.unknown += recorded.unknown
             if recorded.retry_in is not None:

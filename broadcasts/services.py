@@ -12,7 +12,7 @@ from itertools import pairwise
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from config.enqueue import enqueue, enqueue_on_commit
@@ -21,6 +21,7 @@ from consent.selectors import audience_consents
 from consent.webhooks import references
 from consent.webhooks.registry import OutboundRecord
 from messaging import lifecycle
+from messaging.providers import whatsapp
 
 from . import content, sql
 from .conf import setting
@@ -93,14 +94,14 @@ def broadcast_content_errors(*, topic: Topic, channel: str, body: str, template:
 def broadcast_create(*, name: str, topic: Topic, channel: str, body: str = "", template: dict | None = None,
                      send_at: datetime | None = None, local_time: dtime | None = None,
                      respect_quiet_hours: bool = True, frequency_cap: int | None = None,
-                     actor: str = "system") -> Broadcast:
+                     when_capped: str = "defer", actor: str = "system") -> Broadcast:
     """A draft broadcast, its content checked against the channel and the known placeholders."""
     errors = broadcast_content_errors(topic=topic, channel=channel, body=body, template=template)
     if errors:
         raise ValidationError(errors)
     broadcast = Broadcast(name=name, topic=topic, channel=channel, body=body or "", template=template,
                           send_at=send_at, local_time=local_time, respect_quiet_hours=respect_quiet_hours,
-                          frequency_cap=frequency_cap, created_by=actor)
+                          frequency_cap=frequency_cap, when_capped=when_capped, created_by=actor)
     broadcast.full_clean()
     broadcast.save()
     return broadcast
@@ -420,8 +421,30 @@ def delivery_status_update(*, channel: str, provider_message_id: str, status: st
     if not provider_message_id:
         return False
     rows = Delivery.objects.filter(provider_message_id=provider_message_id, broadcast__channel=channel)
+    if channel == Channel.WHATSAPP and str(status).lower() == "failed" and whatsapp.is_held_back_code(error_code) \
+            and rows.filter(broadcast__status__in=(BroadcastStatus.SENDING, BroadcastStatus.PAUSED)).exists():
+        # A broadcast already over has nobody left to send it again: then it is recorded as failed.
+        return delivery_held_back(rows=rows, error_code=error_code, error_message=error_message,
+                                  now=occurred_at or timezone.now())
     return lifecycle.callback_status_apply(rows, status=status, occurred_at=occurred_at or timezone.now(),
                                            error_code=error_code, error_message=error_message)
+
+
+def delivery_held_back(*, rows, error_code: str, error_message: str = "", now: datetime) -> bool:
+    """A status webhook says Meta held the message back (WhatsApp 131049, rule 13): not a failure and no
+    consent change; the delivery waits (`deferred`) for the held-back backoff and goes through the gate
+    again, its provider id cleared (that message never reached the person). Only a row not yet known to
+    have reached the handset; true if it moved."""
+    delivery = rows.select_for_update(of=("self",)).filter(
+        status__in=(DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)).first()
+    if delivery is None:
+        return False
+    delay = lifecycle.retry_delay(delivery.deferrals, held_back=True)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=DeliveryStatus.DEFERRED, not_before=now + timedelta(seconds=delay), rule="whatsapp-held-back",
+        deferrals=F("deferrals") + 1, provider_message_id=None, sent_at=None, error_code=str(error_code)[:32],
+        error_message=(error_message or "")[:255], status_at=now)
+    return True
 
 
 def delivery_match_status(*, update) -> Delivery | None:

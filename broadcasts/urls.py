@@ -14,4 +14,5 @@ urlpatterns = [
     path("broadcasts/<int:pk>/audience/", apis.BroadcastAudienceApi.as_view(), name="broadcast-audience"),
     path("broadcasts/<int:pk>/test/", apis.BroadcastTestSendApi.as_view(), name="broadcast-test-send"),
     path("broadcasts/<int:pk>/deliveries/", apis.BroadcastDeliveryListApi.as_view(), name="broadcast-deliveries"),
+    path("policies/", apis.PolicyApi.as_view(), name="policies"),
 ]

@@ -15,7 +15,9 @@ are two tables built on one abstract model, `OutboundMessage`, and share everyth
 - one stale-row upkeep (`mark_stale_unknown`): a row left in `sending` by a crash is `unknown`,
   never resent;
 - one retry policy (`RETRY_POLICY`, `retry_delay`): Celery's exponential backoff with full jitter,
-  or the provider's own Retry-After when it gave one.
+  or the provider's own Retry-After when it gave one; a message the provider held back for the
+  person's sake (`deferred`: WhatsApp 131049) waits on the same function with its longer,
+  unjittered steps (`HELD_BACK_POLICY`), so it is never tried again at once.
 
 What a provider error means for consent (an opt-out revokes, an invalid number is suppressed) is the
 consent app's decision, taken by its callers: this module knows statuses, not people.
@@ -38,6 +40,7 @@ from django.db.models import F, Q
 
 from . import sql
 from .providers import (
+    HeldBackError,
     InvalidRecipientError,
     OutgoingMessage,
     PermanentProviderError,
@@ -88,6 +91,10 @@ CALLBACK_STATUS = {"sent": Status.SENT, "delivered": Status.DELIVERED, "read": S
 # The one retry policy, as Celery task options (both sending tasks are declared with them) and for
 # the rows a broadcast puts back to wait: 5 s, 10 s, 20 s … up to 10 minutes, full jitter.
 RETRY_POLICY = {"retry_backoff": 5, "retry_backoff_max": 600, "retry_jitter": True}
+# A message the provider held back for the person's sake (WhatsApp 131049: Meta advises retrying
+# "with increasing time intervals", never at once, and its per-user limit eases over about a day):
+# 15 min, 30 min, 1 h, 2 h … up to 24 h, without jitter so that no wait is ever short.
+HELD_BACK_POLICY = {"retry_backoff": 900, "retry_backoff_max": 86400, "retry_jitter": False}
 
 
 class OutboundMessage(models.Model):
@@ -128,7 +135,7 @@ def claim(rows: models.QuerySet, *, now: datetime, **extra) -> int:
 class Outcome:
     """What became of one hand-over, as the provider's answer tells it."""
 
-    kind: str  # sent | retry | failed | opted_out | invalid | unknown
+    kind: str  # sent | retry | deferred | failed | opted_out | invalid | unknown
     provider_message_id: str = ""
     code: str = ""
     message: str = ""
@@ -140,6 +147,8 @@ def send(provider: Provider, message: OutgoingMessage) -> Outcome:
     """Hand one message to the provider and classify what came back (never raises)."""
     try:
         result = provider.send(message)
+    except HeldBackError as exc:
+        return Outcome("deferred", code=exc.code, message=str(exc))
     except TransientProviderError as exc:
         if exc.outcome_unknown:
             return Outcome("unknown", code=exc.code, message=str(exc))
@@ -167,13 +176,15 @@ class RetryLater(Exception):  # noqa: N818  (a signal to the task, not an error)
         self.outcome = outcome
 
 
-def retry_delay(retries: int, retry_after: float | None = None) -> float:
-    """Seconds before the next attempt: the provider's Retry-After, else the policy's backoff."""
+def retry_delay(retries: int, retry_after: float | None = None, *, held_back: bool = False) -> float:
+    """Seconds before the next attempt: the provider's Retry-After, else the policy's backoff (the
+    held-back steps after a `deferred` outcome)."""
     if retry_after is not None:
         return max(0.5, float(retry_after))
+    policy = HELD_BACK_POLICY if held_back else RETRY_POLICY
     return float(max(1, get_exponential_backoff_interval(
-        factor=RETRY_POLICY["retry_backoff"], retries=retries, maximum=RETRY_POLICY["retry_backoff_max"],
-        full_jitter=RETRY_POLICY["retry_jitter"])))
+        factor=policy["retry_backoff"], retries=retries, maximum=policy["retry_backoff_max"],
+        full_jitter=policy["retry_jitter"])))
 
 
 # --- record ---------------------------------------------------------------------------------
@@ -198,9 +209,12 @@ def record_sent(model: type[OutboundMessage], rows: list[tuple[int, str]], now: 
 
 def outcome_fields(outcome: Outcome, now: datetime, *, retry: bool) -> dict:
     """What a send that did not go out records: `queued` again (`retry`: a transient error, attempts
-    left), `unknown` (it may have left), else `failed`, with the provider's code and text."""
+    left), `deferred` (held back by the provider: the caller sets when it may go), `unknown` (it may
+    have left), else `failed`, with the provider's code and text."""
     fields = {"status_at": now, "error_code": outcome.code[:32], "error_message": outcome.message[:255]}
-    if outcome.kind == "unknown":
+    if outcome.kind == "deferred":
+        fields["status"] = Status.DEFERRED
+    elif outcome.kind == "unknown":
         fields["status"] = Status.UNKNOWN
     elif outcome.kind == "retry" and retry:
         fields["status"] = Status.QUEUED

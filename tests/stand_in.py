@@ -23,8 +23,9 @@ Control endpoints (also available in-process as methods of `StandIn`):
                  {"kind": "reset", "count": 1}],
       "recipients": {"+15550000001": "opted_out", "+15550000002": "invalid", "+15550000003": 21612}}`
   Faults apply to the next N provider requests, in order. A recipient entry makes every message
-  to that number fail: "opted_out" (21610 / 131050), "invalid" (21211 / 131026) or an explicit
-  provider error code. `"append": true` adds faults instead of replacing them.
+  to that number fail: "opted_out" (21610 / 131050), "invalid" (21211 / 131026), "held_back"
+  (WhatsApp 131049, the per-user marketing limit; Twilio 30007, filtered) or an explicit provider
+  error code. `"append": true` adds faults instead of replacing them.
 
 Run alone (prints the base URL on the first stdout line, then serves until killed):
     python -m tests.stand_in --port 0 --latency-ms 50
@@ -71,13 +72,15 @@ WHATSAPP_ERRORS = {
     131000: (500, "Something went wrong", "Message failed to send due to an unknown error."),
     131009: (400, "Parameter value is not valid", "One or more parameter values are invalid."),
     131026: (400, "Message Undeliverable", "Unable to deliver message."),
+    131049: (400, "Meta chose not to deliver.",
+             "This message was not delivered to maintain healthy ecosystem engagement."),
     131050: (
         400,
         "User stopped marketing messages",
         "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
     ),
 }
-RECIPIENT_ALIASES = {"opted_out": (21610, 131050), "invalid": (21211, 131026)}
+RECIPIENT_ALIASES = {"opted_out": (21610, 131050), "invalid": (21211, 131026), "held_back": (30007, 131049)}
 REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 MAX_BODY = 1 << 20
 MAX_HEAD = 64 << 10

@@ -67,6 +67,7 @@ MATRIX = {
     ("api/v1/conversations/<int:pk>/reply/", "POST"): CARE,
     ("api/v1/conversations/<int:pk>/close/", "POST"): CARE,
     ("api/v1/conversations/<int:pk>/assign/", "POST"): CARE,
+    ("api/v1/policies/", "GET"): ANY_ROLE,
     ("webhooks/twilio/inbound/", "POST"): SIGNATURE,
     ("webhooks/twilio/status/", "POST"): SIGNATURE,
     ("webhooks/whatsapp/", "GET"): SIGNATURE,  # hub.verify_token

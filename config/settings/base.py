@@ -341,6 +341,14 @@ BROADCAST_RATE_LIMITS = {
 BROADCAST_SEND_CONCURRENCY = env.int("BROADCAST_SEND_CONCURRENCY", 32)
 BROADCAST_BATCH_SIZE = env.int("BROADCAST_BATCH_SIZE", 500)
 BROADCAST_CLAIM_SIZE = env.int("BROADCAST_CLAIM_SIZE", 32)
+# Jurisdiction policies (broadcasts/policies.py): a brand may narrow windows and add caps, never widen
+# them (refused at start). JSON keyed by jurisdiction ("US-FL", "US", "FR", "default", "*" for every one):
+# BROADCAST_QUIET_HOURS='{"US": {"start": "09:00"}}', BROADCAST_CAPS='{"*": [{"count": 5, "hours": 168, "scope": "all"}]}'.
+BROADCAST_QUIET_HOURS = env.json("BROADCAST_QUIET_HOURS", default={})
+BROADCAST_CAPS = env.json("BROADCAST_CAPS", default={})
+# WhatsApp messaging limit: new unique recipients per rolling 24 h across broadcasts (the business's tier:
+# 250, 2000, 10000, 100000; 0 for unlimited). Recipients beyond it are deferred.
+WHATSAPP_MESSAGING_LIMIT = env.int("WHATSAPP_MESSAGING_LIMIT", 250)
 
 # Customers' side: SMS-pumping limits on prompts (every source; the per-IP one on the hosted page), webhooks.
 # Addresses/networks whose X-Forwarded-For is believed.

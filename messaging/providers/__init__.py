@@ -5,6 +5,7 @@ import threading
 from django.conf import settings
 
 from .base import (
+    HeldBackError,
     InvalidRecipientError,
     OutgoingMessage,
     PermanentProviderError,
@@ -19,6 +20,7 @@ from .twilio import TwilioProvider
 from .whatsapp import WhatsAppCloudProvider
 
 __all__ = [
+    "HeldBackError",
     "InvalidRecipientError",
     "OutgoingMessage",
     "PermanentProviderError",

@@ -57,6 +57,11 @@ class TransientProviderError(ProviderError):
         self.rate_limited = rate_limited or http_status == 429
 
 
+class HeldBackError(ProviderError):
+    """The provider held this message back for now, for the person's sake (WhatsApp 131049): not a
+    failure and nothing about consent; it may go later, after a growing wait, never at once."""
+
+
 class PermanentProviderError(ProviderError):
     """Will fail again whatever we do (other 4xx)."""
 

@@ -12,6 +12,10 @@ Cloud API errors, rate limits included, come back as HTTP 400):
   131048 (spam rate limit), 131056 (business/user pair rate limit); and server-side hiccups
   2 (service temporarily unavailable), 131000 (something went wrong), 131016 (service
   unavailable); plus any HTTP 429 or 5xx.
+- 131049 "Meta chose not to deliver" (the per-user marketing template limit, across businesses, "to
+  maintain healthy ecosystem engagement"): held back, not a failure and not an opt-out; retried
+  later with growing intervals, never at once (HeldBackError; rule 13 of docs/design.md). Meta's
+  per-user limits: https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/marketing-templates/per-user-limits
 - Everything else is permanent with the code from `error.code`.
 
 Opt-outs and undeliverable numbers mostly arrive later on the status webhook; use
@@ -24,6 +28,7 @@ import requests
 from django.conf import settings
 
 from .base import (
+    HeldBackError,
     InvalidRecipientError,
     OutgoingMessage,
     PermanentProviderError,
@@ -40,6 +45,7 @@ DEFAULT_TIMEOUT = (3.05, 10.0)
 
 OPT_OUT_CODES = frozenset({"131050"})
 INVALID_RECIPIENT_CODES = frozenset({"131026"})
+HELD_BACK_CODES = frozenset({"131049"})
 MAX_CALLBACK_DATA_CHARS = 512  # biz_opaque_callback_data
 TRANSIENT_CODES = frozenset({"2", "4", "80007", "130429", "131000", "131016", "131048", "131056"})
 # Throttling of the app (4), the business account (80007) or the phone number's throughput (130429):
@@ -55,10 +61,17 @@ def error_for_code(code, message: str = "", *, http_status: int | None = None, r
         return RecipientOptedOutError(text, code=code, http_status=http_status)
     if code in INVALID_RECIPIENT_CODES:
         return InvalidRecipientError(text, code=code, http_status=http_status)
+    if code in HELD_BACK_CODES:
+        return HeldBackError(text, code=code, http_status=http_status)
     if code in TRANSIENT_CODES or http_status == 429 or (http_status or 0) >= 500:
         return TransientProviderError(text, code=code or str(http_status or ""), http_status=http_status, retry_after=retry_after,
                                       rate_limited=code in RATE_LIMIT_CODES)
     return PermanentProviderError(text, code=code or str(http_status or ""), http_status=http_status)
+
+
+def is_held_back_code(code) -> bool:
+    """Whether a status webhook's error code means Meta held the message back (retry later, rule 13)."""
+    return str(code or "") in HELD_BACK_CODES
 
 
 def recipient_id(phone: str) -> str:

@@ -93,7 +93,7 @@ def test_broadcast_stop_broadcast_then_tampering_is_caught(topic, fake_provider,
     # The deliveries API and the proof show the authorisation.
     rows = marketer_client.get(f"{API}/broadcasts/{second.pk}/deliveries/").json()["results"]
     by_phone = {r["phone"]: r for r in rows}
-    assert by_phone[stopped.phone]["skip_reason"] == "consent_not_current" and by_phone[stopped.phone]["rule"] is None
+    assert by_phone[stopped.phone]["skip_reason"] == "consent_not_current" and not by_phone[stopped.phone]["rule"]
     proof = auditor_client.get(f"{API}/contacts/{stopped.phone}/proof/").json()
     promos = proof["promotional_messages"]
     assert [(p["broadcast"], p["authorized_by"], p["skip_reason"]) for p in promos] == [

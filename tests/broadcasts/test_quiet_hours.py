@@ -1,6 +1,6 @@
 """Quiet-hour policies: windows per country, French holidays and Sundays, DST, several zones."""
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine
@@ -8,18 +8,16 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from broadcasts.policies import STATUTORY
 from broadcasts.quiet_hours import (
-    DEFAULT_POLICY,
-    POLICIES,
     NoAllowedWindowError,
     QuietHoursPolicy,
     is_allowed,
     next_allowed_instant,
-    policy_for_country,
     timezones_for_number,
 )
 
-US, FR = POLICIES["US"], POLICIES["FR"]
+US, FR, DEFAULT_POLICY = STATUTORY["US"].window, STATUTORY["FR"].window, STATUTORY["default"].window
 NY, LA, HNL, PARIS = "America/New_York", "America/Los_Angeles", "Pacific/Honolulu", "Europe/Paris"
 
 
@@ -42,13 +40,13 @@ def utc(*args):
         ("US day before DST is EST", utc(2026, 3, 7, 12, 30), [NY], US, False, utc(2026, 3, 7, 13, 0)),
         # US fall back (2026-11-01 02:00 -> 01:00).
         ("US fall back day opens 08:00 EST", utc(2026, 11, 1, 12, 30), [NY], US, False, utc(2026, 11, 1, 13, 0)),
-        # FR: 08:00-21:30, Monday-Saturday, not on public holidays.
+        # FR (AF2M charter): 08:00-22:00, Monday-Saturday, not on public holidays.
         ("FR Monday morning", utc(2026, 11, 30, 7, 0), [PARIS], FR, True, utc(2026, 11, 30, 7, 0)),
-        ("FR 21:29 open", utc(2026, 11, 28, 20, 29), [PARIS], FR, True, utc(2026, 11, 28, 20, 29)),
-        ("FR Saturday 21:30 -> Monday (Sunday closed)", utc(2026, 11, 28, 20, 30), [PARIS], FR, False, utc(2026, 11, 30, 7, 0)),
+        ("FR 21:59 open", utc(2026, 11, 28, 20, 59), [PARIS], FR, True, utc(2026, 11, 28, 20, 59)),
+        ("FR Saturday 22:00 -> Monday (Sunday closed)", utc(2026, 11, 28, 21, 0), [PARIS], FR, False, utc(2026, 11, 30, 7, 0)),
         ("FR Sunday noon -> Monday 08:00", utc(2026, 11, 29, 11, 0), [PARIS], FR, False, utc(2026, 11, 30, 7, 0)),
         ("FR 14 July closed -> 15 July 08:00 CEST", utc(2026, 7, 14, 8, 0), [PARIS], FR, False, utc(2026, 7, 15, 6, 0)),
-        ("FR 13 July evening -> skips 14 July", utc(2026, 7, 13, 19, 45), [PARIS], FR, False, utc(2026, 7, 15, 6, 0)),
+        ("FR 13 July 22:00 -> skips 14 July", utc(2026, 7, 13, 20, 0), [PARIS], FR, False, utc(2026, 7, 15, 6, 0)),
         ("FR 25 December -> 26 December 08:00 CET", utc(2026, 12, 25, 10, 0), [PARIS], FR, False, utc(2026, 12, 26, 7, 0)),
         ("FR Easter weekend: Sunday + Easter Monday", utc(2026, 4, 4, 20, 0), [PARIS], FR, False, utc(2026, 4, 7, 6, 0)),
         ("FR Pentecost Monday closed", utc(2026, 5, 25, 9, 0), [PARIS], FR, False, utc(2026, 5, 26, 6, 0)),
@@ -104,30 +102,11 @@ def test_far_away_window_is_found_beyond_the_first_week():
 
 
 @pytest.mark.parametrize(
-    "code, overrides, expected",
-    [
-        ("US", None, US),
-        ("fr", None, FR),
-        ("DE", None, DEFAULT_POLICY),
-        ("", None, DEFAULT_POLICY),
-        (None, None, DEFAULT_POLICY),
-        ("FR", {"FR": {"end": "20:00"}}, QuietHoursPolicy(end=time(20, 0), weekdays=range(6), holiday_country="FR")),
-        ("DE", {"default": {"start": "09:00"}}, QuietHoursPolicy(start=time(9, 0))),
-        ("DE", {"de": {"holiday_country": "DE"}}, QuietHoursPolicy(holiday_country="DE")),
-        ("US", {"US": QuietHoursPolicy(start="10:00", end="18:00")}, QuietHoursPolicy(start="10:00", end="18:00")),
-    ],
-)
-def test_policy_for_country(code, overrides, expected):
-    assert policy_for_country(code, overrides) == expected
-
-
-@pytest.mark.parametrize(
     "make, message",
     [
         (lambda: QuietHoursPolicy(start="21:00", end="08:00"), "overnight"),
         (lambda: QuietHoursPolicy(weekdays=[]), "weekdays"),
         (lambda: QuietHoursPolicy(weekdays=[7]), "weekdays"),
-        (lambda: policy_for_country("FR", {"FR": {"stop": "20:00"}}), "unknown quiet-hours fields"),
         (lambda: is_allowed(datetime(2026, 7, 4, 12), [NY], US), "aware"),
         (lambda: next_allowed_instant(utc(2026, 7, 4, 12), [], US), "at least one"),
     ],

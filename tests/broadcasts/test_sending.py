@@ -84,7 +84,7 @@ def test_every_consented_contact_gets_exactly_one_message(topic, consented, use_
 
 
 def test_whatsapp_broadcast_sends_the_template(topic, consented, use_stand_in, run_on_commit):
-    consented(3, topic, channel="whatsapp", attributes={"first_name": "Zoé"})
+    consented(3, topic, channel="whatsapp", country="FR", attributes={"first_name": "Zoé"})  # +1 numbers: platform rule
     template = {"name": "spring_sale", "language": "fr",
                 "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{ first_name }}"}]}]}
     broadcast = run(make(topic, channel="whatsapp", body="", template=template), run_on_commit)
@@ -490,8 +490,8 @@ def test_claim_query_reads_each_range_with_the_gate_and_the_contact_fields(topic
                                         (ids[3], ids[4], 4, ids[4:5]), (0, None, 10, ids)]:
             rows = sending.ClaimQueries(broadcast, lo, hi).claimable(now=now, limit=limit)
             assert [row[1] for row in rows] == expected
-    assert [(row[1], row[3] is not None) for row in rows] == [(c.pk, i not in (2, 4)) for i, c in enumerate(contacts)]
-    assert rows[0][7:] == (contacts[0].timezones, {"first_name": "Ada"})
+    assert [(row[1], row[4] is not None) for row in rows] == [(c.pk, i not in (2, 4)) for i, c in enumerate(contacts)]
+    assert rows[0][8:] == (contacts[0].timezones, {"first_name": "Ada"})
 
 
 # --- resume while a batch is in flight --------------------------------------------------------

@@ -13,6 +13,7 @@ from django.db import connection
 
 from broadcasts import services
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from consent.models import Contact
 from tests.plugins.worker import ROOT, _database_url
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -141,3 +142,48 @@ def test_worker_killed_mid_broadcast_then_restarted(topic, consented, use_stand_
     assert len(served) + len(unknown) == 240
     assert all(received[d.contact.phone] == 1 for d in served)
     assert len(contacts) == 240
+
+
+# --- jurisdiction policies on a real worker ------------------------------------------------
+
+
+def test_policies_decide_each_recipient_on_a_real_worker(topic, fast_worker_env, use_stand_in, celery_worker_process):
+    """Florida, New York, Maryland and France at one instant: each sent, deferred to its window or, past
+    Florida's cap, skipped (the broadcast skips capped deliveries), every wait and skip naming its rule.
+    What each should get is asked of the policies for the instant of the run."""
+    from datetime import datetime, timedelta, timezone
+
+    from broadcasts import policies, quiet_hours
+    from tests.broadcasts.test_policies import FL, FR, MD, NY, consent_for
+
+    for phone in (FL, NY, MD, FR):
+        consent_for(phone, topic)
+    for hours in (1, 2, 3):  # Florida's number has had three messages of the topic today
+        earlier = services.broadcast_create(name=f"earlier {hours}", topic=topic, channel="sms", body="Sale. STOP to opt out.")
+        Broadcast.objects.filter(pk=earlier.pk).update(status=BroadcastStatus.COMPLETED)
+        Delivery.objects.create(broadcast=earlier, contact=Contact.objects.get(phone=FL), status=DeliveryStatus.SENT,
+                                     created_at=datetime.now(timezone.utc),
+                                     claimed_at=datetime.now(timezone.utc) - timedelta(hours=hours))
+    broadcast = services.broadcast_create(name="policies", topic=topic, channel="sms", body="Sale today. STOP to opt out.",
+                                          when_capped="skip")
+    now = datetime.now(timezone.utc)
+    services.broadcast_schedule(broadcast=broadcast)
+    expected = {}
+    for phone in (FL, NY, MD, FR):
+        policy = policies.STATUTORY[policies.jurisdiction_for(phone)]
+        zones = policies.zones_for(policy, quiet_hours.timezones_for_number(phone))
+        if not quiet_hours.is_allowed(now, zones, policy.window):
+            expected[phone] = (DeliveryStatus.DEFERRED, policy.window_rule)
+        elif phone == FL:
+            expected[phone] = (DeliveryStatus.SKIPPED, "us-fl-cap")
+        else:
+            expected[phone] = (DeliveryStatus.SENT, "")
+    rows = Delivery.objects.filter(broadcast=broadcast)
+    celery_worker_process(
+        lambda: rows.count() == 4 and not rows.filter(status__in=(DeliveryStatus.QUEUED, DeliveryStatus.SENDING)).exists(),
+        timeout=60, what="every delivery decided",
+    )
+    got = {d.contact.phone: (d.status, d.rule) for d in rows.select_related("contact")}
+    assert got == expected, f"at {now.isoformat()}"
+    sent = {m["to"] for m in use_stand_in.messages()}
+    assert sent == {phone for phone, (status, _) in expected.items() if status == DeliveryStatus.SENT}

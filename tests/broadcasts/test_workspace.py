@@ -1,7 +1,8 @@
 """The marketers' workspace: dashboard figures and charts, the broadcast page's buttons, progress and dry run."""
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -79,8 +80,9 @@ def test_the_opt_out_rate_counts_stops_from_recipients_in_the_24_hours_after(top
     assert row.handed_over == 4 and row.optouts == 1 and row.optout_rate == 0.25
 
 
-def test_the_dry_run_gives_each_reason(topic, consented, settings):
-    settings.BROADCAST_QUIET_HOURS = {"US": {"start": "00:00", "end": "00:01"}}  # the US is in quiet hours now
+def test_the_dry_run_gives_each_reason(topic, consented, settings, time_machine):
+    settings.BROADCAST_QUIET_HOURS = {"US": {"start": "08:00", "end": "08:01"}}  # a narrowing: the US is waiting
+    time_machine.move_to(datetime(2026, 12, 2, 18, 30, tzinfo=dt_timezone.utc))  # a Wednesday
     consented(3, topic)
     consented(2, topic, country="FR", start=50)
     suppressed = consented(1, topic, start=60)[0]
@@ -95,8 +97,8 @@ def test_the_dry_run_gives_each_reason(topic, consented, settings):
     assert run["audience"] == 5 and run["eligible"] == 5
     assert run["excluded"] == {"pending": 1, "revoked": 1, "expired": 1, "suppressed": 1, "no_ledger_event": 0,
                                "frequency_cap": 0, "missing_attribute": 0}
-    # +1212 is New York; the FR numbers are outside the US override and the default window may be open or not.
-    assert run["deferred"]["quiet_hours"] >= 3 and run["eligible_now"] == 5 - run["deferred"]["quiet_hours"]
+    # 18:30 UTC: 13:30 in New York (+1212), outside the narrowed 08:00-08:01; 19:30 in France, inside its window.
+    assert run["deferred"]["quiet_hours"] == 3 and run["eligible_now"] == 2
 
 
 def test_the_dry_run_counts_the_frequency_cap(topic, consented, run_on_commit):
