@@ -101,7 +101,9 @@ class EventRecordSerializer(serializers.Serializer):
     hash = serializers.CharField()
 
 
-class EventCursorPagination(CursorPagination):
+class SeqCursorPagination(CursorPagination):
+    """Ledger events and staff actions alike: both chains are read in sequence order."""
+
     ordering = "seq"
     page_size = 100
     page_size_query_param = "page_size"
@@ -111,7 +113,7 @@ class AuditEventListApi(APIView):
     """Ledger events in sequence order, filtered, cursor-paginated (auditors and admins)."""
 
     permission_classes = [IsAdminRole | IsAuditorRole]
-    pagination_class = EventCursorPagination
+    pagination_class = SeqCursorPagination
 
     @extend_schema(
         parameters=[*EVENT_FILTER_PARAMETERS, OpenApiParameter("cursor", str), OpenApiParameter("page_size", int)],
@@ -370,17 +372,11 @@ class StaffActionRecordSerializer(serializers.Serializer):
     hash = serializers.CharField()
 
 
-class StaffActionCursorPagination(CursorPagination):
-    ordering = "seq"
-    page_size = 100
-    page_size_query_param = "page_size"
-
-
 class AuditActionListApi(APIView):
     """Staff actions in the order they were made, filtered, cursor-paginated (auditors and admins)."""
 
     permission_classes = [IsAdminRole | IsAuditorRole]
-    pagination_class = StaffActionCursorPagination
+    pagination_class = SeqCursorPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("actor", str, description='Who, e.g. "user:alice".'),
