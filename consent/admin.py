@@ -11,9 +11,10 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from . import selectors, services
+from . import selectors, services, text_checks
 from .audit.actions import Via, action_record, changed, review_action_record, topic_snapshot
 from .care import selectors as care_selectors
 from .care import services as care_services
@@ -34,6 +35,7 @@ from .models import (
     TopicText,
     actor_for,
 )
+from .outbox import topic_text_warnings, topic_warnings
 from .permissions import user_roles
 
 
@@ -107,9 +109,13 @@ class ContactAdmin(admin.ModelAdmin):
 class TopicTextInline(ReadOnlyInline):
     model = TopicText
     fk_name = "topic"
-    fields = ["version", "consent_text", "confirmation_message", "help_message", "sha256", "created_at", "created_by"]
+    fields = ["version", "consent_text", "confirmation_message", "help_message", "welcome_message", "sha256",
+              "created_at", "created_by"]
     readonly_fields = fields
     ordering = ["-version"]
+
+
+TOPIC_TEXT_FIELDS = ("consent_text", "confirmation_message", "help_message", "welcome_message")
 
 
 class TopicForm(forms.ModelForm):
@@ -119,6 +125,9 @@ class TopicForm(forms.ModelForm):
     confirmation_message = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
                                            help_text="The prompt; the reply instruction and the link are added.")
     help_message = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Reply to HELP.")
+    welcome_message = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False,
+                                      help_text="Sent once after each confirmation (brand, frequency, HELP, STOP); "
+                                                "empty: the default welcome.")
     keywords = forms.CharField(required=False, help_text="Comma-separated, e.g. PROMO, DEALS.")
 
     class Meta:
@@ -131,7 +140,7 @@ class TopicForm(forms.ModelForm):
             self.fields["slug"].disabled = True
             self.initial["keywords"] = ", ".join(self.instance.keywords or [])
             if self.instance.current_text:
-                for name in ("consent_text", "confirmation_message", "help_message"):
+                for name in TOPIC_TEXT_FIELDS:
                     self.initial[name] = getattr(self.instance.current_text, name)
 
     def clean_keywords(self):
@@ -142,20 +151,43 @@ class TopicForm(forms.ModelForm):
             raise forms.ValidationError(exc.message_dict["keywords"]) from None
         return keywords
 
+    def clean(self):
+        """With CONSENT_TEXT_CHECKS=strict, texts that lack what the messaging principles ask for are form errors."""
+        data = super().clean()
+        names = ("name", "consent_text", "confirmation_message", "welcome_message")
+        if settings.CONSENT_TEXT_CHECKS == "strict" and all(name in data for name in names):
+            warnings = topic_text_warnings(**{name: data[name] for name in names})
+            for field, messages_ in text_checks.errors_by_field(warnings).items():
+                for message in messages_:
+                    self.add_error(field, message)
+        return data
+
 
 @admin.register(Topic)
 class TopicAdmin(admin.ModelAdmin):
     form = TopicForm
-    list_display = ["slug", "name", "keywords", "consent_ttl_days", "current_text"]
+    list_display = ["slug", "name", "keywords", "consent_ttl_days", "current_text", "text_warnings"]
     search_fields = ["slug", "name"]
-    readonly_fields = ["current_text", "created_at", "updated_at"]
+    readonly_fields = ["current_text", "text_warnings", "created_at", "updated_at"]
     fields = ["slug", "name", "keywords", "consent_ttl_days", "consent_text", "confirmation_message", "help_message",
-              "current_text", "created_at", "updated_at"]
+              "welcome_message", "current_text", "text_warnings", "created_at", "updated_at"]
     inlines = [TopicTextInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("current_text")
+
+    @admin.display(description="Text warnings")
+    def text_warnings(self, obj):
+        """What the texts lack (brand, frequency, rates, HELP, STOP), one line each; "none" when complete."""
+        warnings = topic_warnings(obj) if obj.pk else []
+        if not warnings:
+            return "none"
+        return format_html_join(mark_safe("<br>"), '<span style="color:#ba2121">{}: {}</span>',
+                                ((w.field, w.message) for w in warnings))
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        texts = {name: data[name] for name in ("consent_text", "confirmation_message", "help_message")}
+        texts = {name: data[name] for name in TOPIC_TEXT_FIELDS}
         with transaction.atomic():  # the change and its staff action record commit together
             if change:
                 before = topic_snapshot(Topic.objects.select_related("current_text").get(pk=obj.pk))
@@ -172,6 +204,8 @@ class TopicAdmin(admin.ModelAdmin):
                 action_record(request=request, via=Via.ADMIN, action="topic.create", object_type="topic",
                               object_id=saved.pk, object_repr=saved.slug, after=topic_snapshot(saved))
         obj.pk, obj.current_text = saved.pk, saved.current_text
+        for warning in topic_warnings(saved):
+            self.message_user(request, f"{warning.field}: {warning.message}", level=messages.WARNING)
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -2,6 +2,7 @@
 
 import zoneinfo
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.http import Http404
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 from config.filters import filter_or_400
 from config.pagination import LimitOffsetPagination
 
-from . import selectors, services
+from . import selectors, services, text_checks
 from .audit.actions import (
     action_record,
     changed,
@@ -27,6 +28,7 @@ from .audit.actions import (
 )
 from .filters import ConsentFilter, ContactFilter, MessageFilter
 from .models import Consent, Contact, Message, RevocationReview, RevocationVia, Source, Topic, actor_for
+from .outbox import topic_text_warnings
 from .permissions import IsAdminRole, IsAgentRole, IsRevocationFromConversation, ReadAnyRoleWriteMarketer
 from .serializers import (
     AttributesField,
@@ -66,12 +68,30 @@ class TopicInputSerializer(serializers.Serializer):
     consent_text = serializers.CharField(max_length=5000)
     confirmation_message = serializers.CharField(max_length=1000)
     help_message = serializers.CharField(max_length=1000)
+    welcome_message = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="",
+                                            help_text="Sent once after each confirmation; empty: the default welcome.")
     consent_ttl_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True, default=None)
 
     def validate_slug(self, value):
         if Topic.objects.filter(slug=value).exists():
             raise serializers.ValidationError("A topic with this slug already exists.")
         return value
+
+    def validate(self, attrs):
+        """With CONSENT_TEXT_CHECKS=strict, texts that lack what the messaging principles ask for are a 400."""
+        if settings.CONSENT_TEXT_CHECKS == "strict":
+            errors = text_checks.errors_by_field(topic_text_warnings(**self.texts_after(attrs)))
+            if errors:
+                raise serializers.ValidationError(errors)
+        return attrs
+
+    def texts_after(self, attrs) -> dict:
+        """The topic's name and texts as they will be (a change: merged over the topic's current ones)."""
+        topic = self.context.get("topic")
+        current = topic.current_text if topic is not None else None
+        names = ("consent_text", "confirmation_message", "welcome_message")
+        texts = {n: attrs.get(n, getattr(current, n, "") if current is not None else "") for n in names}
+        return {"name": attrs.get("name", topic.name if topic is not None else ""), **texts}
 
 
 class TopicListApi(APIView):
@@ -115,8 +135,8 @@ class TopicDetailApi(APIView):
 
     @extend_schema(request=TopicUpdateSerializer, responses=TopicOutputSerializer)
     def patch(self, request, slug):
-        topic = get_object_or_404(Topic, slug=slug)
-        data = TopicUpdateSerializer(data=request.data, partial=True)
+        topic = get_object_or_404(Topic.objects.select_related("current_text"), slug=slug)
+        data = TopicUpdateSerializer(data=request.data, partial=True, context={"topic": topic})
         data.is_valid(raise_exception=True)
         changes = {k: v for k, v in data.validated_data.items() if k in request.data}
         with transaction.atomic():  # the change and its staff action record commit together

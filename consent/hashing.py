@@ -60,6 +60,12 @@ def chain_hash(prev_hash: str, fields: dict) -> str:
     return digest.hexdigest()
 
 
+def topic_texts_sha256(consent_text: str, confirmation_message: str, help_message: str, welcome_message: str = "") -> str:
+    """SHA-256 of one version of a topic's texts; the welcome message counts only when there is one,
+    so that the versions made before topics had one keep their hash."""
+    return text_sha256(consent_text, confirmation_message, help_message, *([welcome_message] if welcome_message else []))
+
+
 def text_sha256(*parts: str) -> str:
     """SHA-256 of a topic's texts, each part length-prefixed so that boundaries count."""
     digest = hashlib.sha256()

@@ -26,7 +26,7 @@ from . import keywords as kw
 from . import revocation, selectors, services
 from .care.services import conversation_message_receive
 from .models import Channel, Consent, Contact, Message, Source, Topic
-from .outbox import messages_store, outbound, preference_link, revocation_confirmation_body
+from .outbox import messages_store, outbound, preference_link, revocation_confirmation_body, welcome_body
 from .phones import InvalidPhoneNumber, parse_phone
 from .webhooks import references
 from .webhooks.parsers import InboundMessage, PreferenceUpdate, StatusUpdate
@@ -37,9 +37,9 @@ logger = logging.getLogger(__name__)
 WHATSAPP_WINDOW = timedelta(hours=24)
 MAX_TOPICS_LISTED = 5
 
-# The confirmations of STOP and of revocations in other words are consent.outbox's (one text, naming the brand).
+# The confirmations of STOP and of revocations in other words, and the welcome after a YES, are
+# consent.outbox's (naming the brand).
 DEFAULT_REPLIES = {
-    "confirmed": "Thank you, you are subscribed to {topics}. Reply HELP for help, STOP to unsubscribe.",
     "nothing_pending": "There is nothing waiting for your confirmation on this number.{join_hint}",
     "already_active": "You are already subscribed to {topics}. Reply STOP to unsubscribe.",
     "nothing_to_restart": "You have no subscription to restart on this number.{join_hint}",
@@ -188,7 +188,7 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         # Lock what will be confirmed first, so that the reply names exactly that. (For a redelivery
         # that waits on the first copy's locks, nothing is pending any more, and its insert then fails.)
         pending = services.optin_pending_lock(contact=contact, channel=channel, now=now)
-        reply(*_confirm_reply([c.topic for c in pending]), with_inbound=True)
+        reply(*_confirm_reply(pending), with_inbound=True)
     else:
         messages_store([inbound])
 
@@ -254,10 +254,11 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     return result
 
 
-def _confirm_reply(topics: list[Topic]) -> tuple[str, str, Topic | None]:
-    if topics:
-        return (Message.Kind.CONFIRMED_REPLY, reply_text("confirmed", topics=_names(topics)),
-                topics[0] if len(topics) == 1 else None)
+def _confirm_reply(consents: list[Consent]) -> tuple[str, str, Topic | None]:
+    """The welcome naming brand, frequency, HELP and STOP when something was confirmed, else "nothing pending"."""
+    if consents:
+        return (Message.Kind.CONFIRMED_REPLY, welcome_body(consents),
+                consents[0].topic if len(consents) == 1 else None)
     return Message.Kind.NOTHING_PENDING_REPLY, reply_text("nothing_pending", join_hint=_join_hint()), None
 
 

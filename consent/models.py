@@ -105,6 +105,8 @@ class TopicText(models.Model):
     consent_text = models.TextField()
     confirmation_message = models.TextField()
     help_message = models.TextField()
+    welcome_message = models.TextField(blank=True, default="",
+                                       help_text="Sent once after each confirmation; empty: the default welcome.")
     sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.CharField(max_length=150, blank=True)

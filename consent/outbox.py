@@ -11,8 +11,8 @@ from django.core import signing
 
 from config.enqueue import enqueue_on_commit
 
-from . import rows
-from .models import Channel, Contact, Message, Topic
+from . import rows, text_checks
+from .models import Channel, Consent, Contact, Message, Topic
 
 DELIVER_TASK = "consent.tasks.message_deliver_task"
 
@@ -64,13 +64,7 @@ def prompt_for(*, contact: Contact, topic: Topic, channel: str, now: datetime) -
     puts a fresh token into the link when it hands the prompt over.
     """
     link = confirmation_link()
-    text = topic.current_text.confirmation_message.strip()
-    if "{link}" in text:
-        text = text.replace("{link}", link)
-    else:
-        text = f"{text} {link}"
-    if "YES" not in text.upper():
-        text = f"{text} {CONFIRM_INSTRUCTION}"
+    text = prompt_text(topic.current_text.confirmation_message, link=link)
     if channel == Channel.WHATSAPP and not whatsapp_window_open(contact, now):
         template = {
             "name": settings.WHATSAPP_OPTIN_TEMPLATE,
@@ -81,6 +75,63 @@ def prompt_for(*, contact: Contact, topic: Topic, channel: str, now: datetime) -
         }
         return text, template
     return text, None
+
+
+def prompt_text(confirmation_message: str, *, link: str) -> str:
+    """The prompt's words: the topic's confirmation message with the link, and the reply instruction if it has none."""
+    text = confirmation_message.strip()
+    text = text.replace("{link}", link) if "{link}" in text else f"{text} {link}".strip()
+    if "YES" not in text.upper():
+        text = f"{text} {CONFIRM_INSTRUCTION}"
+    return text
+
+
+def topic_brand(topic_name: str) -> str:
+    """The brand a topic's messages name: CONSENT_BRAND_NAME, or without it the topic's own name."""
+    return settings.CONSENT_BRAND_NAME.strip() or topic_name
+
+
+# The welcome after a confirmation (CTIA §5.1.2.1: brand, frequency, HELP, STOP), used when a topic's texts
+# have none of their own; CONSENT_REPLY_TEXTS["confirmed"] may replace it ({brand}, {topics}).
+WELCOME_DEFAULT = ("{brand}: You are subscribed to {topics}. Msg & data rates may apply. "
+                   "Reply HELP for help, STOP to unsubscribe.")
+WELCOME_INSTRUCTION = "Reply HELP for help, STOP to unsubscribe."
+
+
+def welcome_text(*, welcome_message: str, topic_name: str) -> str:
+    """The welcome for one topic: its own text or the default, always naming the brand, HELP and STOP."""
+    brand = topic_brand(topic_name)
+    template = (getattr(settings, "CONSENT_REPLY_TEXTS", None) or {}).get("confirmed") or WELCOME_DEFAULT
+    text = welcome_message.strip() or template.format(brand=brand, topics=topic_name)
+    if not text_checks.has_element(text_checks.BRAND, text, brand=brand):
+        text = f"{brand}: {text}"
+    if not (text_checks.has_element(text_checks.HELP, text) and text_checks.has_element(text_checks.STOP, text)):
+        text = f"{text} {WELCOME_INSTRUCTION}"
+    return text
+
+
+def welcome_body(consents: list[Consent]) -> str:
+    """The one welcome message after confirming `consents` (one line per distinct text), in their text versions."""
+    return "\n".join(dict.fromkeys(welcome_text(welcome_message=c.text.welcome_message if c.text_id else "",
+                                                topic_name=c.topic.name) for c in consents))
+
+
+def topic_text_warnings(*, name: str, consent_text: str, confirmation_message: str,
+                        welcome_message: str = "") -> list[text_checks.TextWarning]:
+    """What a topic's texts lack, as the person will read them (the prompt without its link, the welcome as sent)."""
+    return text_checks.check({
+        "consent_text": consent_text,
+        "confirmation_message": prompt_text(confirmation_message, link=""),
+        "welcome_message": welcome_text(welcome_message=welcome_message, topic_name=name),
+    }, brand=topic_brand(name))
+
+
+def topic_warnings(topic: Topic) -> list[text_checks.TextWarning]:
+    text = topic.current_text
+    if text is None:
+        return []
+    return topic_text_warnings(name=topic.name, consent_text=text.consent_text,
+                               confirmation_message=text.confirmation_message, welcome_message=text.welcome_message)
 
 
 # The one confirmation of a revocation (47 CFR §64.1200(a)(12)): one text, within five minutes, that only

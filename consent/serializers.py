@@ -1,10 +1,12 @@
 """Fields and output shapes shared by several consent endpoints."""
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .attributes import attribute_errors
 from .models import Channel, Consent, Contact, Topic, TopicText
+from .outbox import topic_warnings
 from .phones import InvalidPhoneNumber, parse_phone
 from .selectors import effective_status
 
@@ -102,17 +104,34 @@ class ContactOutputSerializer(serializers.ModelSerializer):
 class TopicTextSerializer(serializers.ModelSerializer):
     class Meta:
         model = TopicText
-        fields = ["version", "consent_text", "confirmation_message", "help_message", "sha256", "created_at", "created_by"]
+        fields = ["version", "consent_text", "confirmation_message", "help_message", "welcome_message", "sha256",
+                  "created_at", "created_by"]
+
+
+class TextWarningSerializer(serializers.Serializer):
+    """An element a topic's text lacks (consent/text_checks.py): `code` is stable, `missing_<element>`."""
+
+    field = serializers.CharField()
+    element = serializers.ChoiceField(choices=["brand", "frequency", "rates", "help", "stop"])
+    code = serializers.CharField()
+    message = serializers.CharField()
 
 
 class TopicOutputSerializer(serializers.ModelSerializer):
     consent_text = serializers.CharField(source="current_text.consent_text")
     confirmation_message = serializers.CharField(source="current_text.confirmation_message")
     help_message = serializers.CharField(source="current_text.help_message")
+    welcome_message = serializers.CharField(source="current_text.welcome_message")
     text_version = serializers.IntegerField(source="current_text.version")
     text_sha256 = serializers.CharField(source="current_text.sha256")
+    warnings = serializers.SerializerMethodField()
 
     class Meta:
         model = Topic
         fields = ["slug", "name", "keywords", "consent_ttl_days", "consent_text", "confirmation_message",
-                  "help_message", "text_version", "text_sha256", "created_at", "updated_at"]
+                  "help_message", "welcome_message", "text_version", "text_sha256", "warnings", "created_at",
+                  "updated_at"]
+
+    @extend_schema_field(TextWarningSerializer(many=True))
+    def get_warnings(self, topic) -> list[dict]:
+        return [warning.as_dict() for warning in topic_warnings(topic)]

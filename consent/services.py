@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from . import limits, rows
 from .attributes import MAX_ATTRIBUTES, attributes_merge
-from .hashing import format_instant, text_sha256
+from .hashing import format_instant, topic_texts_sha256
 from .ledger import event_append, pseudonym_for
 from .models import (
     Channel,
@@ -40,6 +40,7 @@ from .outbox import (
     outbound,
     prompt_for,
     revocation_confirmation_body,
+    welcome_body,
     whatsapp_window_open,
 )
 from .phones import InvalidPhoneNumber, parse_phone
@@ -134,14 +135,16 @@ def contact_suppress(*, contact: Contact, reason: str, source: str, actor: str =
 
 @transaction.atomic
 def topic_create(*, slug: str, name: str, keywords: list[str], consent_text: str, confirmation_message: str,
-                 help_message: str, consent_ttl_days: int | None, actor: str = "system") -> Topic:
+                 help_message: str, consent_ttl_days: int | None, welcome_message: str = "",
+                 actor: str = "system") -> Topic:
     topic = Topic(slug=slug, name=name, keywords=topic_keywords_normalise(keywords), consent_ttl_days=consent_ttl_days)
     topic.full_clean(exclude=["current_text"])
     topic_keywords_check(topic.keywords, exclude_topic=None)
     topic.save()
     topic.current_text = _text_version_create(topic=topic, consent_text=consent_text,
                                               confirmation_message=confirmation_message,
-                                              help_message=help_message, actor=actor)
+                                              help_message=help_message, welcome_message=welcome_message,
+                                              actor=actor)
     topic.save(update_fields=["current_text"])
     return topic
 
@@ -150,7 +153,7 @@ def topic_create(*, slug: str, name: str, keywords: list[str], consent_text: str
 def topic_update(*, topic: Topic, actor: str = "system", **changes) -> Topic:
     """Change a topic; changing any text creates a new text version (old ones stay)."""
     topic = Topic.objects.select_for_update().get(pk=topic.pk)
-    text_fields = {"consent_text", "confirmation_message", "help_message"}
+    text_fields = {"consent_text", "confirmation_message", "help_message", "welcome_message"}
     current = topic.current_text
     new_texts = {f: changes.pop(f) for f in list(changes) if f in text_fields}
     if "keywords" in changes:
@@ -165,6 +168,7 @@ def topic_update(*, topic: Topic, actor: str = "system", **changes) -> Topic:
             consent_text=new_texts.get("consent_text", current.consent_text),
             confirmation_message=new_texts.get("confirmation_message", current.confirmation_message),
             help_message=new_texts.get("help_message", current.help_message),
+            welcome_message=new_texts.get("welcome_message", current.welcome_message),
             actor=actor,
         )
     topic.save()
@@ -204,7 +208,7 @@ def topic_keywords_check(keywords: list[str], exclude_topic: Topic | None) -> No
 
 
 def _text_version_create(*, topic: Topic, consent_text: str, confirmation_message: str, help_message: str,
-                         actor: str) -> TopicText:
+                         welcome_message: str, actor: str) -> TopicText:
     last = topic.texts.order_by("-version").values_list("version", flat=True).first() or 0
     return TopicText.objects.create(
         topic=topic,
@@ -212,7 +216,8 @@ def _text_version_create(*, topic: Topic, consent_text: str, confirmation_messag
         consent_text=consent_text,
         confirmation_message=confirmation_message,
         help_message=help_message,
-        sha256=text_sha256(consent_text, confirmation_message, help_message),
+        welcome_message=welcome_message,
+        sha256=topic_texts_sha256(consent_text, confirmation_message, help_message, welcome_message),
         created_by=actor,
     )
 
@@ -348,6 +353,20 @@ def optin_confirm(*, consents: list[Consent], source: str, evidence: dict | None
     return consents
 
 
+def welcome_queue(*, contact: Contact, channel: str, consents: list[Consent], now: datetime) -> Message | None:
+    """Queue the one welcome after a confirmation (brand, frequency, HELP, STOP; transactional, so never held
+    by quiet hours). On WhatsApp outside the 24-hour window no free-form text may go: recorded as skipped."""
+    if not consents or not contact_is_messageable(contact):
+        return None
+    topics = list(dict.fromkeys(c.topic for c in consents))
+    message = outbound(contact=contact, channel=channel, kind=Message.Kind.CONFIRMED_REPLY, body=welcome_body(consents),
+                       topic=topics[0] if len(topics) == 1 else None)
+    if channel == Channel.WHATSAPP and not whatsapp_window_open(contact, now):
+        message.status, message.status_at = Message.Status.SKIPPED, now
+        message.error_message = "not sent: no free-form WhatsApp message outside the 24-hour window"
+    return messages_store([message])[0]
+
+
 def _with_expiry(evidence: dict | None, expires_at: datetime | None) -> dict:
     """The evidence plus the expiry the consent got, so that a replay of the ledger knows it."""
     return {**(evidence or {}), "consent_expires_at": format_instant(expires_at) if expires_at else "never"}
@@ -405,6 +424,8 @@ def optin_confirm_by_token(*, token: str, source: str, evidence: dict | None = N
         raise TokenError({"token": "There is nothing left to confirm with this link (already confirmed, cancelled or expired)."})
     record.used_at = now
     record.save(update_fields=["used_at"])
+    # The token is used once (its row is locked above), so a double click or a retried call gets no second one.
+    welcome_queue(contact=consent.contact, channel=consent.channel, consents=pending, now=now)
     optin_confirm(consents=pending, source=source, evidence={**(evidence or {}), "method": "confirmation_link"}, now=now)
     consent.refresh_from_db()
     return consent

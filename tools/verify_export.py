@@ -182,7 +182,10 @@ def verify_export(path: str, manifest_path: str | None = None, public_key_pem: s
     # 4. Texts: each version's hash recomputes.
     texts = {}
     for text in manifest.get("texts", []):
-        sha = text_sha256(text.get("consent_text", ""), text.get("confirmation_message", ""), text.get("help_message", ""))
+        # The welcome message counts only when a version has one (older versions hash three texts).
+        welcome = [text["welcome_message"]] if text.get("welcome_message") else []
+        sha = text_sha256(text.get("consent_text", ""), text.get("confirmation_message", ""), text.get("help_message", ""),
+                          *welcome)
         if sha != text.get("sha256"):
             result.problem(f"text {text.get('topic')} v{text.get('version')}: its SHA-256 does not match its words")
         texts[(text.get("topic"), text.get("version"))] = text.get("sha256")

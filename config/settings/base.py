@@ -273,6 +273,11 @@ if CONSENT_REVOKE_SCOPE not in ("channel", "all"):
 # The brand the confirmation of a revocation names (CTIA: the program's name). Empty: the names of
 # the topics revoked.
 CONSENT_BRAND_NAME = env.str("CONSENT_BRAND_NAME", "")
+# Topics whose texts lack what the messaging principles ask for (brand, frequency, rates, HELP, STOP:
+# consent/text_checks.py): "warn" lists them as warnings (API, admin); "strict" refuses the topic.
+CONSENT_TEXT_CHECKS = env.str("CONSENT_TEXT_CHECKS", "warn")
+if CONSENT_TEXT_CHECKS not in ("warn", "strict"):
+    raise ImproperlyConfigured(f"CONSENT_TEXT_CHECKS must be warn or strict, not {CONSENT_TEXT_CHECKS!r}.")
 # Retention (CNIL: prospects' data 3 years from their last contact): a contact with no current consent and
 # nothing from them for this many days has its personal data erased (the ledger and the suppression stay).
 CONSENT_RETENTION_DAYS = env.int("CONSENT_RETENTION_DAYS", 1095)

@@ -259,7 +259,8 @@ def topic_snapshot(topic) -> dict:
             "text_sha256": text.sha256 if text else None,
             "consent_text": text.consent_text if text else None,
             "confirmation_message": text.confirmation_message if text else None,
-            "help_message": text.help_message if text else None}
+            "help_message": text.help_message if text else None,
+            "welcome_message": text.welcome_message if text else None}
 
 
 def consents_snapshot(consents) -> list[dict]:

@@ -18,7 +18,7 @@ from config.filters import filter_or_400
 from config.pagination import CursorPagination
 from consent import services
 from consent.erasure import contact_erase
-from consent.hashing import format_instant, text_sha256
+from consent.hashing import format_instant, topic_texts_sha256
 from consent.ledger import ledger_head
 from consent.models import (
     ConsentEvent,
@@ -226,15 +226,18 @@ class AuditTextListApi(APIView):
     @extend_schema(responses=inline_serializer("AuditText", {
         "topic": serializers.CharField(), "version": serializers.IntegerField(),
         "consent_text": serializers.CharField(), "confirmation_message": serializers.CharField(),
-        "help_message": serializers.CharField(), "sha256": serializers.CharField(),
+        "help_message": serializers.CharField(), "welcome_message": serializers.CharField(),
+        "sha256": serializers.CharField(),
         "sha256_ok": serializers.BooleanField(), "created_at": serializers.CharField(),
         "created_by": serializers.CharField()}, many=True))
     def get(self, request):
         texts = TopicText.objects.select_related("topic").order_by("topic__slug", "version")
         return Response([
             {"topic": t.topic.slug, "version": t.version, "consent_text": t.consent_text,
-             "confirmation_message": t.confirmation_message, "help_message": t.help_message, "sha256": t.sha256,
-             "sha256_ok": text_sha256(t.consent_text, t.confirmation_message, t.help_message) == t.sha256,
+             "confirmation_message": t.confirmation_message, "help_message": t.help_message,
+             "welcome_message": t.welcome_message, "sha256": t.sha256,
+             "sha256_ok": topic_texts_sha256(t.consent_text, t.confirmation_message, t.help_message,
+                                             t.welcome_message) == t.sha256,
              "created_at": format_instant(t.created_at), "created_by": t.created_by}
             for t in texts
         ])

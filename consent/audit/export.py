@@ -265,10 +265,10 @@ def texts_for_manifest() -> list[dict]:
     """Every topic text version with its hash, so that each event's text_sha256 resolves to exact words."""
     return [
         {"topic": slug, "version": version, "consent_text": consent, "confirmation_message": confirmation,
-         "help_message": help_text, "sha256": sha, "created_at": format_instant(created)}
-        for slug, version, consent, confirmation, help_text, sha, created in TopicText.objects.order_by(
+         "help_message": help_text, "welcome_message": welcome, "sha256": sha, "created_at": format_instant(created)}
+        for slug, version, consent, confirmation, help_text, welcome, sha, created in TopicText.objects.order_by(
             "topic__slug", "version").values_list("topic__slug", "version", "consent_text", "confirmation_message",
-                                                  "help_message", "sha256", "created_at")
+                                                  "help_message", "welcome_message", "sha256", "created_at")
     ]
 
 

@@ -4,7 +4,7 @@ bundle handed to a regulator can be checked against the published key."""
 
 from django.utils import timezone
 
-from consent.hashing import chain_hash, format_instant, text_sha256
+from consent.hashing import chain_hash, format_instant, topic_texts_sha256
 from consent.ledger import ledger_head, pseudonym_for
 from consent.models import ConsentEvent, Contact, Suppression, TopicText
 from consent.selectors import effective_status
@@ -64,8 +64,9 @@ def contact_proof(*, contact: Contact, now=None, receipts_href: str | None = Non
         texts.append({
             "topic": text.topic.slug, "version": text.version, "consent_text": text.consent_text,
             "confirmation_message": text.confirmation_message, "help_message": text.help_message,
-            "sha256": text.sha256, "created_at": _instant(text.created_at),
-            "sha256_ok": text_sha256(text.consent_text, text.confirmation_message, text.help_message) == text.sha256,
+            "welcome_message": text.welcome_message, "sha256": text.sha256, "created_at": _instant(text.created_at),
+            "sha256_ok": topic_texts_sha256(text.consent_text, text.confirmation_message, text.help_message,
+                                            text.welcome_message) == text.sha256,
         })
     messages = [
         {"id": m.pk, "direction": m.direction, "kind": m.kind, "channel": m.channel,
