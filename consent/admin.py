@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from . import selectors, services
-from .audit.actions import Via, action_record, changed, review_action_record, topic_snapshot
+from .audit.actions import Staff, Via, action_record, changed, review_action_record, topic_snapshot
 from .care import selectors as care_selectors
 from .care import services as care_services
 from .models import (
@@ -410,7 +410,7 @@ class ConversationAdmin(ReadOnlyAdmin):
             return redirect("admin:consent_conversation_inbox")
         conversation = care_selectors.conversation_get(int(pk))
         action = request.POST.get("action")
-        actor = actor_for(request.user)
+        by = Staff.from_request(request, via=Via.ADMIN)
         back = redirect(f"{reverse('admin:consent_conversation_inbox')}?c={conversation.pk}")
         if action in ("reply", "template"):
             form = InboxReplyForm(request.POST)
@@ -418,7 +418,7 @@ class ConversationAdmin(ReadOnlyAdmin):
                 self.message_user(request, "Write a reply (at most 1600 characters).", messages.ERROR)
                 return back
             try:
-                care_services.conversation_reply(conversation_id=conversation.pk, author=actor,
+                care_services.conversation_reply(conversation_id=conversation.pk, by=by,
                                                  body=form.cleaned_data["body"].strip(), template=action == "template",
                                                  idempotency_key=form.cleaned_data["idempotency_key"])
             except care_services.ReplyRefused as refused:
@@ -428,16 +428,13 @@ class ConversationAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(request, "Reply queued.", messages.SUCCESS)
         elif action == "close":
-            care_services.conversation_close(conversation_id=conversation.pk, actor=actor)
+            care_services.conversation_close(conversation_id=conversation.pk, by=by)
             self.message_user(request, "Conversation closed.", messages.SUCCESS)
         elif action == "assign":
-            care_services.conversation_assign(conversation_id=conversation.pk, user=request.user)
+            care_services.conversation_assign(conversation_id=conversation.pk, user=request.user, by=by)
             self.message_user(request, "Assigned to you.", messages.SUCCESS)
         elif action == "revoke":
-            revoked = services.revocation_apply(
-                contact=conversation.contact, channel=conversation.channel, source=Source.ADMIN,
-                reason="asked in a care conversation", actor=actor,
-                evidence={"via": RevocationVia.CONVERSATION, "conversation_id": conversation.pk})
+            revoked = care_services.conversation_revoke(conversation_id=conversation.pk, by=by)
             self.message_user(request, f"Revoked {len(revoked)} consent(s) on {conversation.channel}.",
                               messages.SUCCESS)
         else:
