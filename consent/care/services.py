@@ -62,6 +62,7 @@ def conversation_message_receive(*, message: Message, now: datetime | None = Non
     if conversation.status == Conversation.Status.CLOSED:
         conversation.status = Conversation.Status.OPEN
         conversation.opened_at = at
+        conversation.waiting_since = at  # a reopened conversation starts a new wait
         conversation.first_response_at = None
         conversation.closed_at = None
         conversation.closed_by = ""
@@ -115,11 +116,13 @@ def conversation_reply(*, conversation_id: int, by: Staff, body: str = "", templ
                                 body=f"[template {settings.WHATSAPP_CARE_TEMPLATE}]", template=care_template())
     else:
         message = message_queue(contact=contact, channel=conversation.channel, kind=Message.Kind.REPLY, body=body)
-    reply = ConversationReply.objects.create(conversation=conversation, message=message, author=by.actor,
-                                             idempotency_key=idempotency_key)
     before = {"waiting_since": conversation.waiting_since, "first_response_at": conversation.first_response_at}
-    if conversation.first_response_at is None:
+    waited = None
+    if conversation.first_response_at is None:  # the first reply since the conversation (re)opened ends its wait
         conversation.first_response_at = now
+        waited = conversation.first_response_seconds
+    reply = ConversationReply.objects.create(conversation=conversation, message=message, author=by.actor,
+                                             idempotency_key=idempotency_key, first_response_seconds=waited)
     conversation.waiting_since = None
     conversation.last_message_at = max(conversation.last_message_at, now)
     conversation.save(update_fields=["first_response_at", "waiting_since", "last_message_at"])
@@ -127,7 +130,8 @@ def conversation_reply(*, conversation_id: int, by: Staff, body: str = "", templ
     by.record(action="conversation.reply", **conversation_object(conversation), before=before,
               after={"reply": reply.pk, "message": message.pk, "template": (message.template or {}).get("name"),
                      "body_sha256": hashlib.sha256(message.body.encode("utf-8")).hexdigest(),
-                     "waiting_since": None, "first_response_at": conversation.first_response_at})
+                     "waiting_since": None, "first_response_at": conversation.first_response_at,
+                     "first_response_seconds": waited})
     return ReplyResult(reply, created=True)
 
 
