@@ -5,6 +5,8 @@ import uuid
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.shortcuts import redirect
@@ -35,6 +37,7 @@ from .models import (
     actor_for,
 )
 from .permissions import user_roles
+from .roles import user_change_record, user_delete_record, user_form_snapshot
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -440,3 +443,32 @@ class ConversationAdmin(ReadOnlyAdmin):
         else:
             self.message_user(request, "Unknown action.", messages.ERROR)
         return back
+
+
+# --- users and roles: every change in the staff action log (rule 16) ----------------------------------
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(UserAdmin):
+    """Django's user admin; each user created, changed (roles, groups, permissions, flags) or deleted here
+    is a staff action, in the admin's transaction of the change."""
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)  # groups and permissions are saved here
+        before = user_form_snapshot(form.initial) if change else None
+        user_change_record(user=form.instance, before=before, by=Staff.from_request(request, via=Via.ADMIN))
+
+    def delete_model(self, request, obj):
+        user_delete_record(user=obj, by=Staff.from_request(request, via=Via.ADMIN))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():  # the bulk action is not in a transaction of its own
+            by = Staff.from_request(request, via=Via.ADMIN)
+            for user in queryset:
+                user_delete_record(user=user, by=by)
+            super().delete_queryset(request, queryset)
