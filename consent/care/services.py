@@ -154,9 +154,9 @@ def conversation_close(*, conversation_id: int, by: Staff, now: datetime | None 
 @transaction.atomic
 def conversation_assign(*, conversation_id: int, user, by: Staff) -> Conversation:
     """Assign a conversation to `user` (assign to me); assigning it to whoever has it records nothing."""
-    conversation = Conversation.objects.select_for_update().select_related("assigned_to").get(pk=conversation_id)
-    was = conversation.assigned_to.get_username() if conversation.assigned_to else None
+    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
     if conversation.assigned_to_id != user.pk:
+        was = conversation.assigned_to.get_username() if conversation.assigned_to_id else None
         conversation.assigned_to = user
         conversation.save(update_fields=["assigned_to"])
         by.record(action="conversation.assign", **conversation_object(conversation),
