@@ -32,7 +32,7 @@ HANDED_OVER_STATUSES = HANDED_OVER  # went, or may have gone, out
 
 
 class SkipReason(models.TextChoices):
-    CONSENT = "consent_not_current", "Consent no longer current (or number suppressed)"
+    NOT_CURRENT = "not_current", "Consent no longer current (or number suppressed)"
     FREQUENCY_CAP = "frequency_cap", "Frequency cap for the topic reached"
     NO_NUMBER = "no_number", "Contact erased"
     MISSING_ATTRIBUTE = "missing_attribute", "A placeholder without fallback that the contact lacks"

@@ -300,7 +300,7 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
             if contact.phone is None:
                 skipped.setdefault((SkipReason.NO_NUMBER, ""), []).append(pk)
             elif authorized_by is None:
-                skipped.setdefault((SkipReason.CONSENT, ""), []).append(pk)
+                skipped.setdefault((SkipReason.NOT_CURRENT, ""), []).append(pk)
             elif broadcast.frequency_cap and recent.get(contact_id, 0) >= broadcast.frequency_cap:
                 skipped.setdefault((SkipReason.FREQUENCY_CAP, "broadcast-frequency-cap"), []).append(pk)
             elif whatsapp and contact.phone.startswith("+1"):

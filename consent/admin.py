@@ -5,6 +5,8 @@ import uuid
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.shortcuts import redirect
@@ -15,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from . import selectors, services, text_checks
-from .audit.actions import Via, action_record, changed, review_action_record, topic_snapshot
+from .audit.actions import Staff, Via, action_record, changed, review_action_record, topic_snapshot
 from .care import selectors as care_selectors
 from .care import services as care_services
 from .models import (
@@ -37,6 +39,7 @@ from .models import (
 )
 from .outbox import topic_text_warnings, topic_warnings
 from .permissions import user_roles
+from .roles import user_change_record, user_delete_record, user_form_snapshot
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -444,7 +447,7 @@ class ConversationAdmin(ReadOnlyAdmin):
             return redirect("admin:consent_conversation_inbox")
         conversation = care_selectors.conversation_get(int(pk))
         action = request.POST.get("action")
-        actor = actor_for(request.user)
+        by = Staff.from_request(request, via=Via.ADMIN)
         back = redirect(f"{reverse('admin:consent_conversation_inbox')}?c={conversation.pk}")
         if action in ("reply", "template"):
             form = InboxReplyForm(request.POST)
@@ -452,7 +455,7 @@ class ConversationAdmin(ReadOnlyAdmin):
                 self.message_user(request, "Write a reply (at most 1600 characters).", messages.ERROR)
                 return back
             try:
-                care_services.conversation_reply(conversation_id=conversation.pk, author=actor,
+                care_services.conversation_reply(conversation_id=conversation.pk, by=by,
                                                  body=form.cleaned_data["body"].strip(), template=action == "template",
                                                  idempotency_key=form.cleaned_data["idempotency_key"])
             except care_services.ReplyRefused as refused:
@@ -462,18 +465,44 @@ class ConversationAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(request, "Reply queued.", messages.SUCCESS)
         elif action == "close":
-            care_services.conversation_close(conversation_id=conversation.pk, actor=actor)
+            care_services.conversation_close(conversation_id=conversation.pk, by=by)
             self.message_user(request, "Conversation closed.", messages.SUCCESS)
         elif action == "assign":
-            care_services.conversation_assign(conversation_id=conversation.pk, user=request.user)
+            care_services.conversation_assign(conversation_id=conversation.pk, user=request.user, by=by)
             self.message_user(request, "Assigned to you.", messages.SUCCESS)
         elif action == "revoke":
-            revoked = services.revocation_apply(
-                contact=conversation.contact, channel=conversation.channel, source=Source.ADMIN,
-                reason="asked in a care conversation", actor=actor,
-                evidence={"via": RevocationVia.CONVERSATION, "conversation_id": conversation.pk})
+            revoked = care_services.conversation_revoke(conversation_id=conversation.pk, by=by)
             self.message_user(request, f"Revoked {len(revoked)} consent(s) on {conversation.channel}.",
                               messages.SUCCESS)
         else:
             self.message_user(request, "Unknown action.", messages.ERROR)
         return back
+
+
+# --- users and roles: every change in the staff action log (rule 16) ----------------------------------
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(UserAdmin):
+    """Django's user admin; each user created, changed (roles, groups, permissions, flags) or deleted here
+    is a staff action, in the admin's transaction of the change."""
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)  # groups and permissions are saved here
+        before = user_form_snapshot(form.initial) if change else None
+        user_change_record(user=form.instance, before=before, by=Staff.from_request(request, via=Via.ADMIN))
+
+    def delete_model(self, request, obj):
+        user_delete_record(user=obj, by=Staff.from_request(request, via=Via.ADMIN))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():  # the bulk action is not in a transaction of its own
+            by = Staff.from_request(request, via=Via.ADMIN)
+            for user in queryset:
+                user_delete_record(user=user, by=by)
+            super().delete_queryset(request, queryset)

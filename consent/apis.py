@@ -21,9 +21,10 @@ from . import selectors, services, text_checks
 from .audit.actions import (
     action_record,
     changed,
-    consents_snapshot,
+    consent_statuses,
     contact_object,
     review_action_record,
+    revocation_snapshots,
     topic_snapshot,
 )
 from .filters import ConsentFilter, ContactFilter, MessageFilter
@@ -256,19 +257,16 @@ class ConsentRevokeApi(APIView):
         if data.validated_data["via"]:
             evidence["via"] = data.validated_data["via"]
         with transaction.atomic():  # the change and its staff action record commit together
-            scope = {"topic": data.validated_data["topic"]} if data.validated_data.get("topic") else {}
-            was = dict(Consent.objects.filter(contact=contact, channel=data.validated_data["channel"], **scope)
-                       .values_list("topic_id", "status"))
+            was = consent_statuses(contact)
             revoked = services.revocation_apply(
                 contact=contact, channel=data.validated_data["channel"], topic=data.validated_data.get("topic"),
                 source=Source.API, reason=data.validated_data["reason"], actor=actor_for(request.user),
                 evidence=evidence,
             )
             if revoked:
-                action_record(request=request, action="consent.revoke", **contact_object(contact),
-                              before={"consents": [{**row, "status": was.get(c.topic_id)} for c, row in
-                                                   zip(revoked, consents_snapshot(revoked), strict=True)]},
-                              after={"consents": consents_snapshot(revoked), "reason": data.validated_data["reason"],
+                before, after = revocation_snapshots(was, revoked)
+                action_record(request=request, action="consent.revoke", **contact_object(contact), before=before,
+                              after={**after, "reason": data.validated_data["reason"],
                                      "via": data.validated_data["via"] or None})
         return Response(ConsentWithPhoneSerializer(revoked, many=True).data)
 

@@ -383,7 +383,7 @@ class Conversation(models.Model):
     One per contact × channel: the person's care messages (inbound, kind `inbound`) open it or reopen
     it when it was closed; the agents' replies (`ConversationReply`) answer it. `waiting_since` is the
     first message not answered yet (empty when answered); `first_response_at` the first reply since
-    the conversation (re)opened at `opened_at`.
+    the conversation (re)opened at `opened_at` (each opening's wait is kept on the reply that ended it).
     """
 
     class Status(models.TextChoices):
@@ -431,6 +431,9 @@ class ConversationReply(models.Model):
     author = models.CharField(max_length=160, help_text="Who wrote it, as the ledger names actors.")
     idempotency_key = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    first_response_seconds = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="On the first reply since the conversation (re)opened: how long the person waited for it.")
 
     class Meta:
         ordering = ["id"]
@@ -438,6 +441,8 @@ class ConversationReply(models.Model):
             models.UniqueConstraint(fields=["conversation", "idempotency_key"], condition=~Q(idempotency_key=""),
                                     name="conversation_reply_unique_key")
         ]
+        indexes = [models.Index(fields=["created_at"], condition=Q(first_response_seconds__isnull=False),
+                                name="reply_first_response_idx")]
 
     def __str__(self):
         return f"reply {self.pk} by {self.author}"

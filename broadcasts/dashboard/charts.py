@@ -73,6 +73,62 @@ def line_chart(*, title: str, labels: list[str], series: dict[str, list[int]], w
     return "".join(parts)
 
 
+def duration_label(seconds: float | None) -> str:
+    """A wait as people read it: `45 s`, `12 min 5 s`, `3 h 20 min`; `–` for none."""
+    if seconds is None:
+        return "–"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+# Round upper bounds for a time axis, in seconds: 1, 5, 15, 30 min, 1, 2, 4, 8, 12 h, 1 day, then days.
+DURATION_STEPS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
+
+
+def _nice_duration_max(seconds: float) -> int:
+    for step in DURATION_STEPS:
+        if seconds <= step:
+            return step
+    return 86400 * -(-int(seconds) // 86400)
+
+
+def duration_bar_chart(*, title: str, labels: list[str], values: list[float | None], width: int = 560,
+                       height: int = 180, css_id: str = "") -> str:
+    """Durations in seconds, one vertical bar per day (none where the value is None), the y-axis maximum and
+    the first and last day labelled; each bar's <title> gives its day and duration."""
+    unit_label = duration_label
+    left, right, top, bottom = 56, 8, 10, 22
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = _nice_duration_max(max((v for v in values if v is not None), default=0))
+    n = max(len(values), 1)
+    slot = plot_w / n
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart bar-chart" role="img" viewBox="0 0 {width} {height}"'
+             f' width="{width}" height="{height}"{_id(css_id)}>',
+             f"<title>{escape(title)}</title>",
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#d0d7de"/>',
+             f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" font-size="10" fill="#57606a">'
+             f"{escape(unit_label(peak))}</text>",
+             f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" font-size="10" fill="#57606a">0</text>']
+    if labels:
+        parts.append(f'<text x="{left}" y="{height - 6}" font-size="10" fill="#57606a">{escape(labels[0])}</text>')
+        parts.append(f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end" font-size="10" fill="#57606a">'
+                     f"{escape(labels[-1])}</text>")
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        h = max(plot_h * value / peak, 1)
+        label = labels[i] if i < len(labels) else ""
+        parts.append(f'<rect x="{left + i * slot + slot * 0.15:.1f}" y="{top + plot_h - h:.1f}" width="{slot * 0.7:.1f}"'
+                     f' height="{h:.1f}" fill="{DEFAULT_COLOUR}" data-value="{value:g}">'
+                     f"<title>{escape(label)}: {escape(unit_label(value))}</title></rect>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def funnel(*, title: str, stages: list[tuple[str, int]], width: int = 360, css_id: str = "") -> str:
     """Horizontal bars, one per stage, scaled to the largest, each with its name and count."""
     bar_h, gap, label_w = 22, 6, 96

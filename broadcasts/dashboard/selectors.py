@@ -1,11 +1,15 @@
 """Reads for the dashboard: the consent funnel and daily opt-ins/opt-outs from the ledger, the current
-audience per channel, per-broadcast outcomes with the opt-out rate after each, and revocation reviews.
+audience per channel, per-broadcast outcomes with the opt-out rate after each, revocation reviews and
+the care inbox's median first-response time per day.
 
-Days are the marketer's days (settings.WORKSPACE_TIME_ZONE). Every figure is one grouped query.
+Days are the marketer's days (settings.WORKSPACE_TIME_ZONE). Every figure is one grouped query (the
+medians: one query over the window, grouped in Python).
 """
 
 from __future__ import annotations
 
+import statistics
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
@@ -13,7 +17,7 @@ from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from consent.models import Consent, ConsentEvent, EventKind, RevocationReview, Topic
+from consent.models import Consent, ConsentEvent, ConversationReply, EventKind, RevocationReview, Topic
 
 from ..models import HANDED_OVER_STATUSES, Broadcast, Delivery
 from ..selectors import STAT_OF_STATUS
@@ -111,3 +115,29 @@ def revocation_reviews(*, now: datetime | None = None) -> dict:
     unresolved = RevocationReview.objects.filter(resolved_at__isnull=True)
     return {"open": unresolved.count(), "overdue": unresolved.filter(deadline__lt=now).count(),
             "due_soon": unresolved.filter(due_soon_at__lte=now, deadline__gte=now).count()}
+
+@dataclass
+class FirstResponseDay:
+    day: date
+    answered: int  # conversations (openings) whose first reply was queued that day
+    median_seconds: float | None  # None: none answered that day
+
+
+def first_response_medians(*, days: int, zone: tzinfo, now: datetime | None = None) -> list[FirstResponseDay]:
+    """Per day over the last `days` days, the median first-response time of the care conversations whose
+    first reply (since they opened or reopened) was queued that day (docs/care.md defines the wait).
+
+    One query over the window's first replies (the partial index on them); the median per day in Python,
+    as SQLite and PostgreSQL share no median aggregate.
+    """
+    now = now or timezone.now()
+    axis = days_ending(now.astimezone(zone).date(), days)
+    since = datetime.combine(axis[0], datetime.min.time(), tzinfo=zone)
+    waits: dict[date, list[int]] = defaultdict(list)
+    rows = (ConversationReply.objects.filter(first_response_seconds__isnull=False, created_at__gte=since,
+                                             created_at__lte=now)
+            .annotate(day=TruncDate("created_at", tzinfo=zone)).order_by().values_list("day", "first_response_seconds"))
+    for day, seconds in rows:
+        waits[day].append(seconds)
+    return [FirstResponseDay(day, len(waits[day]), statistics.median(waits[day]) if waits[day] else None)
+            for day in axis]

@@ -39,8 +39,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 title=f"{row.broadcast.name}: deliveries by state",
                 parts_=[(name, row.counts.get(name, 0)) for name in order])),
         })
+    care_days = selectors.first_response_medians(days=DAYS, zone=zone)
+    care = {
+        "days": [{"day": item.day, "answered": item.answered, "median": charts.duration_label(item.median_seconds),
+                  "median_seconds": item.median_seconds} for item in care_days if item.answered],
+        "svg": mark_safe(charts.duration_bar_chart(  # noqa: S308 - built by charts, every text escaped
+            title=f"Care: median first-response time per day, last {DAYS} days", labels=labels,
+            values=[item.median_seconds for item in care_days], css_id="first-response")),
+    }
     context = {
         **admin.site.each_context(request),
+        "care": care,
         "title": "Dashboard",
         "days": DAYS,
         "panels": panels,

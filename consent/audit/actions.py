@@ -3,7 +3,8 @@
 Every change a person makes (topics and their texts, broadcasts and their actions, consents changed
 by staff, imports, users and roles, erasures) is recorded by `action_record`, called at the edge
 (API views, admin, commands) inside the same transaction as the change, so a change and its record
-commit or roll back together and the services keep their signatures. Records are append-only in the
+commit or roll back together and the services keep their signatures; a service that alone knows
+whether it changed anything (the care inbox's) is given a `Staff` and records itself. Records are append-only in the
 database (triggers, and on PostgreSQL the application role's grants) and hash-chained like the
 ledger: each carries the SHA-256 of the previous one over a canonical serialisation, and the signed
 checkpoints cover the chain's head, so a record changed, removed or added behind the application's
@@ -125,19 +126,38 @@ def action_append(*, actor: str, action: str, object_type: str, object_id="", ob
 
 
 def action_record(*, request=None, actor: str | None = None, action: str, object_type: str, object_id="",
-                  object_repr: str = "", before=None, after=None, via: str | None = None) -> StaffAction:
-    """The one way a staff action is recorded: the actor and IP from the request (API or admin), or given (commands)."""
+                  object_repr: str = "", before=None, after=None, via: str | None = None,
+                  ip: str = "") -> StaffAction:
+    """The one way a staff action is recorded: the actor and IP from the request (API or admin), or given
+    (commands, and services that record their own change: see `Staff`)."""
     if request is not None:
         actor = actor or actor_for(getattr(request, "user", None))
         ip = client_ip(request)
         via = via or Via.API
     else:
-        ip = ""
         via = via or Via.COMMAND
     if not actor:
         raise ValueError("a staff action needs its actor")
     return action_append(actor=actor, action=action, object_type=object_type, object_id=object_id,
                          object_repr=object_repr, before=before, after=after, ip=ip, via=via)
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Who makes a change and from where, handed to a service that records its own staff action because
+    only it knows, under its row locks, whether anything changed and what was there before."""
+
+    actor: str
+    ip: str = ""
+    via: str = Via.API
+
+    @classmethod
+    def from_request(cls, request, *, via: str = Via.API) -> Staff:
+        return cls(actor=actor_for(getattr(request, "user", None)), ip=client_ip(request), via=via)
+
+    def record(self, **fields) -> StaffAction:
+        """`action_record` with this actor, IP and way in."""
+        return action_record(actor=self.actor, ip=self.ip, via=self.via, **fields)
 
 
 def changed(before: dict | None, after: dict | None) -> tuple[dict | None, dict | None]:
@@ -266,6 +286,19 @@ def topic_snapshot(topic) -> dict:
 def consents_snapshot(consents) -> list[dict]:
     """Consents as a staff action records them (no number: the contact is the action's object, by pseudonym)."""
     return [{"topic": c.topic.slug, "channel": c.channel, "status": c.status} for c in consents]
+
+
+def consent_statuses(contact) -> dict[tuple[int, str], str]:
+    """(topic id, channel) → status of a contact's consents, read before a revocation for its record."""
+    return {(topic_id, channel): status for topic_id, channel, status in
+            contact.consents.values_list("topic_id", "channel", "status")}
+
+
+def revocation_snapshots(was: dict[tuple[int, str], str], revoked) -> tuple[dict, dict]:
+    """Before and after of a revocation made by staff: each revoked consent's status before (`was`) and now."""
+    now = consents_snapshot(revoked)
+    return ({"consents": [{**row, "status": was.get((c.topic_id, c.channel))} for c, row in zip(revoked, now, strict=True)]},
+            {"consents": now})
 
 
 def contact_object(contact) -> dict:

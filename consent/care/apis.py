@@ -7,7 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.pagination import LimitOffsetPagination
-from consent.models import Conversation, Message, actor_for
+from consent.audit.actions import Staff
+from consent.models import Conversation, Message
 from consent.permissions import CareInbox
 from consent.serializers import ConsentOutputSerializer
 
@@ -135,7 +136,7 @@ class ConversationReplyApi(APIView):
             raise exceptions.ValidationError({"template": "Templates are for WhatsApp conversations only."})
         try:
             result = services.conversation_reply(
-                conversation_id=conversation.pk, author=actor_for(request.user), body=data.validated_data.get("body", ""),
+                conversation_id=conversation.pk, by=Staff.from_request(request), body=data.validated_data.get("body", ""),
                 template=data.validated_data["template"], idempotency_key=key)
         except services.ReplyRefused as refused:
             r = refused.refusal
@@ -157,7 +158,7 @@ class ConversationCloseApi(APIView):
 
     @extend_schema(request=None, responses=ConversationOutputSerializer)
     def post(self, request, pk):
-        services.conversation_close(conversation_id=_conversation(pk).pk, actor=actor_for(request.user))
+        services.conversation_close(conversation_id=_conversation(pk).pk, by=Staff.from_request(request))
         return Response(_serialize([_conversation(pk)])[0])
 
 
@@ -168,5 +169,6 @@ class ConversationAssignApi(APIView):
 
     @extend_schema(request=None, responses=ConversationOutputSerializer)
     def post(self, request, pk):
-        services.conversation_assign(conversation_id=_conversation(pk).pk, user=request.user)
+        services.conversation_assign(conversation_id=_conversation(pk).pk, user=request.user,
+                                     by=Staff.from_request(request))
         return Response(_serialize([_conversation(pk)])[0])

@@ -86,18 +86,18 @@ def test_broadcast_stop_broadcast_then_tampering_is_caught(topic, fake_provider,
     fake_provider.on_send = stop_during_second
     second = broadcast_sent(marketer_client, topic, run_on_commit, "second")
     skipped = Delivery.objects.get(broadcast=second, contact=stopped)
-    assert skipped.status == DeliveryStatus.SKIPPED and skipped.skip_reason == SkipReason.CONSENT
+    assert skipped.status == DeliveryStatus.SKIPPED and skipped.skip_reason == SkipReason.NOT_CURRENT
     assert skipped.authorized_by is None
     assert len(fake_provider.sent) == 5
 
     # The deliveries API and the proof show the authorisation.
     rows = marketer_client.get(f"{API}/broadcasts/{second.pk}/deliveries/").json()["results"]
     by_phone = {r["phone"]: r for r in rows}
-    assert by_phone[stopped.phone]["skip_reason"] == "consent_not_current" and not by_phone[stopped.phone]["rule"]
+    assert by_phone[stopped.phone]["skip_reason"] == "not_current" and not by_phone[stopped.phone]["rule"]
     proof = auditor_client.get(f"{API}/contacts/{stopped.phone}/proof/").json()
     promos = proof["promotional_messages"]
     assert [(p["broadcast"], p["authorized_by"], p["skip_reason"]) for p in promos] == [
-        ("first", people[2][1].seq, None), ("second", None, "consent_not_current")]
+        ("first", people[2][1].seq, None), ("second", None, "not_current")]
     assert promos[0]["authorising_event"]["kind"] == "confirmed"
     assert promos[0]["authorising_event"]["text_version"] == topic.current_text.version
 

@@ -75,7 +75,7 @@ def test_an_active_row_with_no_event_is_not_in_the_audience_and_is_never_sent(to
     sending.broadcast_send_range(broadcast_id=broadcast.pk, lo=0, hi=None)
     assert [m.to for m in fake_provider.sent] == [real.phone]
     skipped = Delivery.objects.get(broadcast=broadcast, contact=forged)
-    assert skipped.status == DeliveryStatus.SKIPPED and skipped.skip_reason == SkipReason.CONSENT
+    assert skipped.status == DeliveryStatus.SKIPPED and skipped.skip_reason == SkipReason.NOT_CURRENT
     assert skipped.authorized_by is None
 
 
@@ -91,7 +91,7 @@ def test_a_row_pointing_at_another_contacts_confirmation_is_never_sent(topic, fa
     Delivery.objects.create(broadcast=broadcast, contact=forged, created_at=timezone.now())
     sending.broadcast_send_range(broadcast_id=broadcast.pk, lo=0, hi=None)
     assert [m.to for m in fake_provider.sent] == [real.phone]
-    assert Delivery.objects.get(broadcast=broadcast, contact=forged).skip_reason == SkipReason.CONSENT
+    assert Delivery.objects.get(broadcast=broadcast, contact=forged).skip_reason == SkipReason.NOT_CURRENT
 
 
 def test_a_pointer_to_another_topics_or_channels_event_or_a_request_does_not_pass(topic, fake_provider):
@@ -152,7 +152,7 @@ def test_a_stop_between_fanout_and_claim_stops_the_send(topic, fake_provider, ru
     sending.broadcast_send_range(broadcast_id=broadcast.pk, lo=0, hi=None)
     assert [m.to for m in fake_provider.sent] == [other.phone]
     stopped = Delivery.objects.get(broadcast=broadcast, contact=stopper)
-    assert stopped.skip_reason == SkipReason.CONSENT and stopped.authorized_by is None
+    assert stopped.skip_reason == SkipReason.NOT_CURRENT and stopped.authorized_by is None
 
 
 def test_the_pointer_follows_every_change_of_state(topic, now):
@@ -250,5 +250,5 @@ def test_a_row_retried_after_a_transient_error_then_stopped_keeps_no_authorisati
     time_machine.move_to(timezone.now() + timedelta(minutes=10))
     sending.broadcast_send_range(broadcast_id=broadcast.pk, lo=0, hi=None)
     delivery.refresh_from_db()
-    assert delivery.status == DeliveryStatus.SKIPPED and delivery.skip_reason == SkipReason.CONSENT
+    assert delivery.status == DeliveryStatus.SKIPPED and delivery.skip_reason == SkipReason.NOT_CURRENT
     assert delivery.authorized_by is None and fake_provider.sent == []

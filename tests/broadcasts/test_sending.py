@@ -117,7 +117,7 @@ def test_stop_landing_mid_broadcast_stops_every_message_not_yet_handed_over(
     assert not {c.phone for c in contacts if c.pk in stoppers} & set(sent_to)
     skipped = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.SKIPPED)
     assert {d.contact_id for d in skipped} == stoppers
-    assert {d.skip_reason for d in skipped} == {SkipReason.CONSENT}
+    assert {d.skip_reason for d in skipped} == {SkipReason.NOT_CURRENT}
     assert broadcast.status == BroadcastStatus.COMPLETED
 
 

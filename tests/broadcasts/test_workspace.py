@@ -1,6 +1,7 @@
 """The marketers' workspace: dashboard figures and charts, the broadcast page's buttons, progress and dry run."""
 
 import re
+import zoneinfo
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
@@ -12,8 +13,12 @@ from broadcasts import selectors, services
 from broadcasts.dashboard import charts
 from broadcasts.dashboard import selectors as dashboard
 from broadcasts.models import Broadcast, BroadcastStatus, Delivery
+from consent import inbound
 from consent import services as consent_services
-from consent.models import Consent, Source, Suppression
+from consent.audit.actions import Staff
+from consent.care import services as care_services
+from consent.models import Consent, Conversation, Source, Suppression
+from consent.webhooks.parsers import InboundMessage
 
 pytestmark = pytest.mark.django_db
 
@@ -172,3 +177,84 @@ def test_charts_escape_their_labels():
     line = charts.line_chart(title="t", labels=["a", "b"], series={"optins": [0, 5]})
     assert 'data-series="optins"' in line and ">5<" in line  # the axis maximum
     assert Broadcast.objects.count() == 0
+
+
+def _care_question(phone, text="Where is my order?"):
+    message = InboundMessage(channel="whatsapp", provider_message_id=f"wamid.{phone}.{timezone.now().timestamp()}",
+                             sender=phone, text=text)
+    inbound.inbound_message_receive(message=message, provider="whatsapp_cloud")
+    return Conversation.objects.get(contact__phone=phone, channel="whatsapp")
+
+
+def _care_reply(conversation, body="Here to help."):
+    care_services.conversation_reply(conversation_id=conversation.pk, body=body, by=Staff(actor="user:ada"))
+
+
+def test_the_median_first_response_time_per_day(marketer, settings, time_machine):
+    settings.WORKSPACE_TIME_ZONE = "Europe/Paris"
+    zone = zoneinfo.ZoneInfo("Europe/Paris")
+
+    def at(month, day, hh, mm):
+        time_machine.move_to(datetime(2026, month, day, hh, mm, tzinfo=dt_timezone.utc), tick=False)
+
+    # 30 Nov: waits of 2, 10 and 1 minutes (median 2 min); a second reply in the same wait does not count.
+    at(11, 30, 9, 0)
+    conv_a = _care_question("+33612340001")
+    at(11, 30, 9, 2)
+    _care_reply(conv_a)
+    at(11, 30, 10, 0)
+    conv_b = _care_question("+33612340002")
+    at(11, 30, 10, 10)
+    _care_reply(conv_b)
+    at(11, 30, 11, 0)
+    conv_c = _care_question("+33612340003")
+    at(11, 30, 11, 1)
+    _care_reply(conv_c)
+    at(11, 30, 11, 40)
+    _care_reply(conv_c)
+    # 1 Dec: a closed conversation reopened starts a new wait (30 min); a new message in an answered open one
+    # is no first response.
+    care_services.conversation_close(conversation_id=conv_a.pk, by=Staff(actor="user:ada"))
+    at(12, 1, 8, 0)
+    _care_question("+33612340001", "Me again")
+    at(12, 1, 8, 30)
+    _care_reply(conv_a)
+    at(12, 1, 9, 0)
+    _care_question("+33612340002", "And?")
+    at(12, 1, 9, 45)
+    _care_reply(conv_b)
+    # Replies at 00:30 and 00:40 in Paris count on 2 Dec there (23:30 and 23:40 UTC on 1 Dec): 30 and 50 min.
+    at(12, 1, 23, 0)
+    conv_d = _care_question("+33612340004")
+    at(12, 1, 22, 50)
+    conv_e = _care_question("+33612340005")
+    at(12, 1, 23, 30)
+    _care_reply(conv_d)
+    at(12, 1, 23, 40)
+    _care_reply(conv_e)
+    at(12, 3, 12, 0)
+
+    figures = dashboard.first_response_medians(days=5, zone=zone)
+    assert [(f.day.isoformat(), f.answered, f.median_seconds) for f in figures] == [
+        ("2026-11-29", 0, None), ("2026-11-30", 3, 120), ("2026-12-01", 1, 1800), ("2026-12-02", 2, 2400),
+        ("2026-12-03", 0, None)]
+    # The window bounds what is read: 30 Nov falls out of a three-day window.
+    assert [f.answered for f in dashboard.first_response_medians(days=3, zone=zone)] == [1, 2, 0]
+
+    html = marketer.get("/workspace/").content.decode()
+    assert 'id="first-response"' in html
+    assert re.search(r'data-day="2026-11-30">.*?data-seconds="120">2 min 0 s<', html, re.S)
+    assert re.search(r'data-day="2026-12-02">.*?data-seconds="2400">40 min 0 s<', html, re.S)
+    assert 'data-value="1800"' in html and "01 Dec: 30 min 0 s" in html
+
+
+def test_the_first_response_query_is_one_query(django_assert_num_queries):
+    with django_assert_num_queries(1):
+        dashboard.first_response_medians(days=30, zone=dt_timezone.utc)
+
+
+def test_duration_labels_and_the_bar_chart():
+    assert [charts.duration_label(s) for s in (None, 0, 59.6, 61, 3600, 5400)] == [
+        "–", "0 s", "1 min 0 s", "1 min 1 s", "1 h 0 min", "1 h 30 min"]
+    svg = charts.duration_bar_chart(title="<t>", labels=["a", "b", "c"], values=[None, 90, 600])
+    assert svg.count("<rect") == 2 and "&lt;t&gt;" in svg and ">15 min 0 s<" in svg  # the axis: 15 min

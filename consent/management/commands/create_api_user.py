@@ -8,9 +8,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from consent.audit.actions import Via, action_record
+from consent.audit.actions import Staff, Via
 from consent.models import ApiRole
-from consent.roles import ensure_role_groups
+from consent.roles import ensure_role_groups, user_change_record, user_snapshot
 
 
 class Command(BaseCommand):
@@ -27,9 +27,7 @@ class Command(BaseCommand):
             raise CommandError("NAME must be 1 to 150 characters.")
         User = get_user_model()
         user, created = User.objects.get_or_create(username=name)
-        before = None if created else {"roles": sorted(user.groups.filter(name__in=ApiRole.values)
-                                                      .values_list("name", flat=True)),
-                                       "is_superuser": user.is_superuser, "is_staff": user.is_staff}
+        before = None if created else user_snapshot(user)
         if created:
             user.set_unusable_password()
         # Every role may sign in to the Django admin, with its group's permissions.
@@ -43,10 +41,8 @@ class Command(BaseCommand):
             Token.objects.filter(user=user).delete()
         token, _ = Token.objects.get_or_create(user=user)
         # Whoever ran the command, as the operating system names them (the command has no signed-in user).
-        action_record(actor=f"os:{_os_user()}", via=Via.COMMAND, action="user.create" if created else "user.update",
-                      object_type="user", object_id=user.pk, object_repr=name, before=before,
-                      after={"roles": [role], "is_superuser": user.is_superuser, "is_staff": user.is_staff,
-                             "token_rotated": bool(rotate)})
+        user_change_record(user=user, before=before, by=Staff(actor=f"os:{_os_user()}", via=Via.COMMAND),
+                           extra={"token_rotated": True} if rotate else None)
         self.stderr.write(f"{'Created' if created else 'Updated'} API user {name!r} with role {role}.")
         self.stdout.write(token.key)
 
