@@ -17,7 +17,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from . import selectors, services, text_checks
-from .audit.actions import Staff, Via, action_record, changed, review_action_record, topic_snapshot
+from .audit.actions import (
+    Staff,
+    Via,
+    action_record,
+    changed,
+    consent_statuses,
+    contact_object,
+    review_action_record,
+    revocation_snapshots,
+    topic_snapshot,
+)
 from .care import selectors as care_selectors
 from .care import services as care_services
 from .models import (
@@ -237,11 +247,20 @@ def revoke_selected_consents(modeladmin, request, queryset):
                    "action": "revoke_selected_consents", "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
         return TemplateResponse(request, "admin/consent/staff_revocation.html", context)
     evidence = {"via": form.cleaned_data["via"], "ip": request.META.get("REMOTE_ADDR")}
+    by = Staff.from_request(request, via=Via.ADMIN)
+    reason = form.cleaned_data["reason"]
     revoked = 0
     for consent in queryset.select_related("contact", "topic").order_by("contact_id", "id"):
-        revoked += len(services.revocation_apply(
-            contact=consent.contact, channel=consent.channel, topic=consent.topic, source=Source.ADMIN,
-            reason=form.cleaned_data["reason"], evidence=evidence, actor=actor_for(request.user)))
+        with transaction.atomic():  # each revocation and its staff action record commit together
+            was = consent_statuses(consent.contact)
+            done = services.revocation_apply(
+                contact=consent.contact, channel=consent.channel, topic=consent.topic, source=Source.ADMIN,
+                reason=reason, evidence=evidence, actor=by.actor)
+            if done:
+                before, after = revocation_snapshots(was, done)
+                by.record(action="consent.revoke", **contact_object(consent.contact), before=before,
+                          after={**after, "reason": reason, "via": form.cleaned_data["via"]})
+        revoked += len(done)
     modeladmin.message_user(request, f"{revoked} consent(s) revoked; each person gets one confirmation.",
                             messages.SUCCESS)
     return None

@@ -23,6 +23,8 @@ from consent.models import (
     Message,
     RevocationReview,
     Source,
+    StaffAction,
+    actor_for,
 )
 from tests.prompts import deliver_prompts
 
@@ -283,7 +285,7 @@ def test_staff_revocation_refuses_an_unknown_via(topic, marketer_client):
     assert response.status_code == 400 and "via" in response.json()
 
 
-def test_admin_records_a_revocation_with_via(topic, admin_client, run_on_commit):
+def test_admin_records_a_revocation_with_via(topic, admin_client, admin_user, run_on_commit):
     consent = active_consent(topic)
     url = "/admin/consent/consent/"
     page = admin_client.post(url, {"action": "revoke_selected_consents", "_selected_action": [consent.pk]})
@@ -297,6 +299,15 @@ def test_admin_records_a_revocation_with_via(topic, admin_client, run_on_commit)
     (event,) = revoked_events()
     assert (event.source, event.evidence["via"]) == (Source.ADMIN, "letter")
     assert len(confirmations()) == 1
+    # Rule 16: the staff change is logged with its actor, before and after, in the change's transaction.
+    (action,) = StaffAction.objects.filter(action="consent.revoke")
+    assert action.actor == actor_for(admin_user) and action.via == "admin"
+    assert action.after["via"] == "letter" and action.after["reason"] == "letter of 3 March"
+    assert action.before != action.after
+    # A second revocation of the same consent changes nothing and records nothing.
+    admin_client.post(url, {"action": "revoke_selected_consents", "_selected_action": [consent.pk],
+                            "apply": "1", "via": "letter", "reason": "again"})
+    assert StaffAction.objects.filter(action="consent.revoke").count() == 1
 
 
 def test_admin_review_queue_shows_overdue_items_and_resolves(topic, twilio_post, admin_client, run_on_commit):
