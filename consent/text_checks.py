@@ -4,8 +4,9 @@ The industry's rules for recurring programmes (CTIA Messaging Principles and Bes
 2023, §5.1.1 calls-to-action and §5.1.2.1 confirming an opt-in) ask the consent text shown at
 opt-in, the confirmation prompt and the welcome message after a confirmation to name the
 programme's brand, the message frequency, "Message and data rates may apply", how to get help
-and how to opt out. Twilio refuses registrations whose opt-in language lacks them (errors 30909
-and 30924: "message frequency", "message and data rates may apply", "Reply STOP to unsubscribe").
+and how to opt out. Twilio refuses registrations whose opt-in language lacks them (errors 30540:
+the double opt-in confirmation without brand, rates, help or opt-out; 30545: a call-to-action
+without the message frequency; 30569: without "message and data rates may apply"; 30909, 30924).
 Each requirement below is data with its source; `check` says which of them a text lacks.
 
 Matching is on the keywords' folding (consent/keywords.py: no accents, case-folded, every run of
@@ -32,6 +33,10 @@ TWILIO_30924 = ("Twilio error 30924, campaign rejected: consent language missing
                 "\"message and data rates may apply\" or opt-out instructions")
 TWILIO_30909 = ("Twilio error 30909, campaign rejected: opt-in flow missing message frequency or "
                 "the \"message and data rates may apply\" disclosure")
+TWILIO_30540 = ("Twilio error 30540, double opt-in confirmation message is required: it must include the brand "
+                "name, \"message and data rates may apply\", help and opt-out disclosures")
+TWILIO_30545 = "Twilio error 30545, Call-to-Action does not state message frequency"
+TWILIO_30569 = "Twilio error 30569, Call-to-Action is missing the message and data rates disclosure"
 AF2M = "AF2M Charte Business Messaging (2024, in force 2024-09-01): the STOP opposition mention"
 
 _COUNT = r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|un|une|deux|trois|quatre|cinq|six|sept|huit|neuf|dix)"
@@ -52,7 +57,7 @@ class Requirement:
 
 
 REQUIREMENTS: tuple[Requirement, ...] = (
-    Requirement(BRAND, "the brand", "Acme:", (), f"{CTIA} (the programme's brand or name)"),
+    Requirement(BRAND, "the brand", "Acme:", (), f"{CTIA} (the programme's brand or name); {TWILIO_30540}"),
     Requirement(
         FREQUENCY, "the message frequency", "Up to 4 msgs/month; Msg frequency varies; 4 SMS par mois maximum",
         (
@@ -65,7 +70,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             r"\bfrequence (?:des (?:messages|sms) )?(?:variable|varie)\b",
             r"\b(?:messages|sms) (?:\w+ ){0,2}(?:recurrents|periodiques|hebdomadaires|mensuels|quotidiens)\b",
         ),
-        f"{CTIA}; {TWILIO_30924}",
+        f"{CTIA}; {TWILIO_30545}; {TWILIO_30924}",
     ),
     Requirement(
         RATES, "\"Msg & data rates may apply\"", "Msg & data rates may apply; Frais d'envoi d'un SMS selon votre opérateur",
@@ -78,17 +83,17 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             r"\b(?:tarif|prix) (?:d un sms|sms|normal|standard|de votre operateur|selon (?:votre )?operateur)\b",
             r"\bsms non surtaxes?\b",
         ),
-        f"{CTIA}; {TWILIO_30924}; {TWILIO_30909}",
+        f"{CTIA}; {TWILIO_30569}; {TWILIO_30540}; {TWILIO_30924}; {TWILIO_30909}",
     ),
     Requirement(
         HELP, "HELP (how to get help)", "Reply HELP for help; Répondez AIDE",
         (r"\bhelp\b", r"\baide\b"),
-        f"{CTIA} (customer care: the HELP keyword)",
+        f"{CTIA} (customer care: the HELP keyword); {TWILIO_30540}",
     ),
     Requirement(
         STOP, "STOP (how to opt out)", "Reply STOP to cancel; STOP au 36xxx",
         (r"\bstop\b", r"\barret\b"),
-        f"{CTIA}; {TWILIO_30924}; {AF2M}",
+        f"{CTIA}; {TWILIO_30540}; {TWILIO_30924}; {AF2M}",
     ),
 )
 BY_ELEMENT = {requirement.element: requirement for requirement in REQUIREMENTS}
