@@ -40,6 +40,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, Max, Min, Q
 from django.utils import timezone
 
+from consent.fallback import promotions_held
 from consent.models import Channel, Consent, Contact
 from consent.selectors import contact_get_by_phone, contact_may_receive_promotion
 from consent.services import consents_lock, provider_refusal_apply
@@ -64,6 +65,8 @@ from .models import (
 from .sql import deliveries_mark_claimed
 
 logger = logging.getLogger(__name__)
+
+INBOUND_FALLBACK_RULE = "inbound-fallback"
 
 
 # --- content --------------------------------------------------------------------------------
@@ -281,6 +284,13 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
         batch.examined = len(rows)
         if not rows:
             return batch if _broadcast_status(broadcast.pk) == BroadcastStatus.SENDING else None
+        if promotions_held():
+            # Rule 7: a STOP kept in the inbound fallback is not applied yet and counts as applied, and
+            # which numbers it holds is not known before the drain: every row waits (one Redis call).
+            until = now + timedelta(seconds=float(settings.INBOUND_FALLBACK_HOLD_SECONDS))
+            batch.deferred = Delivery.objects.filter(pk__in=[row[0] for row in rows]).update(
+                status=DeliveryStatus.DEFERRED, not_before=until, rule=INBOUND_FALLBACK_RULE, status_at=now)
+            return batch
         recent = {}
         if broadcast.frequency_cap:
             since = now - timedelta(days=int(setting("BROADCAST_FREQUENCY_WINDOW_DAYS")))
@@ -613,6 +623,9 @@ def broadcast_test_send(*, broadcast: Broadcast, phone: str, now: datetime | Non
         raise ValidationError({"phone": "No contact with this phone number."})
     if not contact_may_receive_promotion(contact_id=contact.pk, topic_id=broadcast.topic_id, channel=broadcast.channel, now=now):
         raise ValidationError({"phone": f"This contact has no current {broadcast.channel} consent for {broadcast.topic.slug}."})
+    if promotions_held():
+        raise ValidationError({"phone": "Webhooks received during a database outage are still being applied "
+                                        "(one may be this contact's STOP): try again in a few seconds."})
     try:
         message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
                                attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")

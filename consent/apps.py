@@ -2,7 +2,10 @@ from django.apps import AppConfig
 from django.db import connections
 from django.db.models.signals import post_migrate
 
+from config.health import readiness_detail
+
 from .database_role import app_role_grant
+from .fallback import inbound_backlog
 
 
 def _app_role_grant(sender, using="default", **kwargs):
@@ -16,3 +19,4 @@ class ConsentConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_app_role_grant, sender=self, dispatch_uid="consent.app_role_grant")
+        readiness_detail("inbound", inbound_backlog)

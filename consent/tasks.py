@@ -1,11 +1,16 @@
 """Celery tasks: ids in, a service call, an explicit retry policy. Each may run twice safely."""
 
-from celery import shared_task
+import logging
+
+from celery import shared_task, signals
 
 from messaging.lifecycle import RETRY_POLICY, RetryLater, retry_delay
 
-from . import messaging, retention, services
+from . import fallback, messaging, retention, services
 from .audit.tasks import ledger_checkpoint_task  # noqa: F401  (registered for autodiscovery)
+from .webhooks import accepted
+
+logger = logging.getLogger(__name__)
 
 MESSAGE_MAX_RETRIES = 8
 
@@ -44,3 +49,23 @@ def messages_upkeep_task() -> dict:
 def retention_erase_task() -> int:
     """Beat, daily: erase the personal data of contacts past CONSENT_RETENTION_DAYS (idempotent)."""
     return len(retention.retention_erase())
+
+
+@shared_task
+def inbound_fallback_drain_task() -> int:
+    """Beat, every few seconds, at worker start and when a webhook joins a waiting fallback: apply the
+    webhooks kept in Redis during a database outage, in order. Safe to run twice (one drain at a time)."""
+    try:
+        return fallback.fallback_drain(apply=accepted.fallback_entry_apply)
+    except fallback.DATABASE_UNREACHABLE as exc:
+        logger.warning("inbound fallback: the database is still unreachable (%s); the next drain retries", exc)
+    except fallback.FallbackUnavailable as exc:
+        logger.warning("inbound fallback: Redis unreachable (%s); the next drain retries", exc)
+    return 0
+
+
+@signals.worker_ready.connect
+def _drain_at_worker_start(sender=None, **kwargs):
+    """A worker that starts (after a crash, after the database came back) drains what waits at once."""
+    if fallback.configured():
+        inbound_fallback_drain_task.delay()

@@ -2,8 +2,10 @@
 
 No API token: each request is authenticated by its provider's signature (else 403). The
 order is always: size cap (413), signature (403), parse (400), apply. Applying is
-idempotent, so a provider's redelivery changes nothing twice. Nothing a request carries can
-cause a 500: a failure while applying answers 503 so that the provider tries again later.
+idempotent, so a provider's redelivery changes nothing twice. When the database cannot be
+reached, the verified webhook is kept in the inbound fallback and answered 200 all the same
+(`accepted.webhook_accept`, rule 15). Nothing a request carries can cause a 500: a failure
+while applying, or a webhook that can be neither applied nor kept, answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from consent import inbound
 from consent.signatures import (
     TWILIO_SIGNATURE_HEADER,
     TWILIO_SIGNATURE_SETTINGS_HEADER,
@@ -27,13 +28,12 @@ from consent.signatures import (
     verify_whatsapp_signature,
 )
 
-from . import parsers
+from . import accepted, parsers
+from .accepted import twilio_inbound_apply
 
 logger = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-TWILIO = "twilio"
-WHATSAPP_CLOUD = "whatsapp_cloud"
 
 
 def max_body_bytes() -> int:
@@ -98,15 +98,6 @@ def _unverifiable(setting: str) -> JsonResponse:
     return _error(403, detail)
 
 
-def twilio_inbound_apply(form, *, provider: str = TWILIO) -> inbound.InboundResult:
-    """A verified Twilio inbound form, parsed (PayloadError) and applied once: the webhook's path after
-    its signature check, also taken by `manage.py inbound` for a person typing on the console."""
-    message = parsers.parse_twilio_inbound(form)
-    result = inbound.inbound_message_receive(message=message, provider=provider)
-    logger.info("%s inbound %s: %s %s", provider, message.provider_message_id, result.outcome, result.intent.kind)
-    return result
-
-
 def _callback_reference(request: HttpRequest) -> str:
     """The `ref` we put on the StatusCallback URL (signed with the rest of the URL), or "".
 
@@ -122,6 +113,15 @@ def _callback_reference(request: HttpRequest) -> str:
 
 def _retry_later(what: str) -> HttpResponse:
     logger.exception("webhook %s could not be applied; the provider will retry", what)
+    return _unavailable()
+
+
+def _unrecorded(what: str) -> HttpResponse:
+    logger.error("webhook %s refused with 503: neither the database nor the inbound fallback can record it", what)
+    return _unavailable()
+
+
+def _unavailable() -> HttpResponse:
     response = _error(503, "Temporarily unable to process this webhook; retry later.")
     response["Retry-After"] = "30"
     return response
@@ -135,11 +135,17 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if error:
         return error
     try:
-        twilio_inbound_apply(form)
+        parsers.parse_twilio_inbound(form)
     except parsers.PayloadError as exc:
         return _error(400, f"Not a Twilio inbound message: {exc}.")
+    what = f"twilio inbound {form.get('MessageSid', '')[:64]}"
+    try:
+        recorded, _ = accepted.webhook_accept(kind=accepted.TWILIO_INBOUND, payload={"form": form.dict()},
+                                              apply=lambda: twilio_inbound_apply(form))
     except Exception:
-        return _retry_later(f"twilio inbound {form.get('MessageSid', '')[:64]}")
+        return _retry_later(what)
+    if not recorded:
+        return _unrecorded(what)
     return HttpResponse(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
 
 
@@ -150,14 +156,20 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     form, error = _twilio_form(request)
     if error:
         return error
+    reference = _callback_reference(request)
     try:
-        update = parsers.parse_twilio_status(form, reference=_callback_reference(request))
+        update = parsers.parse_twilio_status(form, reference=reference)
     except parsers.PayloadError as exc:
         return _error(400, f"Not a Twilio status callback: {exc}.")
+    what = f"twilio status {update.provider_message_id}"
     try:
-        inbound.provider_status_apply(update=update, provider=TWILIO)
+        recorded, _ = accepted.webhook_accept(
+            kind=accepted.TWILIO_STATUS, payload={"form": form.dict(), "reference": reference},
+            apply=lambda: accepted.twilio_status_apply(form, reference=reference))
     except Exception:
-        return _retry_later(f"twilio status {update.provider_message_id}")
+        return _retry_later(what)
+    if not recorded:
+        return _unrecorded(what)
     return HttpResponse(status=204)
 
 
@@ -180,21 +192,17 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
         return _error(400, f"Not a WhatsApp Cloud webhook: {exc}.")
     if batch.ignored:
         logger.info("whatsapp webhook: ignored %s", ", ".join(batch.ignored[:20]))
-    outcomes = {"messages": 0, "duplicates": 0, "statuses": 0, "preferences": 0, "ignored": len(batch.ignored)}
-    bucket = {"applied": "messages", "duplicate": "duplicates", "ignored": "ignored"}
     try:
-        for message in batch.messages:
-            result = inbound.inbound_message_receive(message=message, provider=WHATSAPP_CLOUD)
-            outcomes[bucket[result.outcome]] += 1
-        for update in batch.statuses:
-            inbound.provider_status_apply(update=update, provider=WHATSAPP_CLOUD)
-            outcomes["statuses"] += 1
-        for preference in batch.preferences:
-            inbound.whatsapp_preference_apply(preference=preference)
-            outcomes["preferences"] += 1
+        # Kept whole if the database goes away half-way: what was applied is skipped when the drain
+        # applies it again (ids, forward-only statuses), as it is on Meta's redelivery.
+        recorded, outcomes = accepted.webhook_accept(kind=accepted.WHATSAPP, payload={"body": body.decode("utf-8")},
+                                                     apply=lambda: accepted.whatsapp_batch_apply(batch))
     except Exception:
-        # What was applied stays applied; the redelivery skips it (ids, forward-only statuses).
         return _retry_later("whatsapp batch")
+    if not recorded:
+        return _unrecorded("whatsapp batch")
+    if outcomes is None:
+        return JsonResponse({"ok": True, "kept": True})
     return JsonResponse({"ok": True, **outcomes})
 
 

@@ -10,7 +10,7 @@ from config.logging import mask
 from consent import revocation
 from consent.models import Channel, Message, RevocationReview
 from consent.phones import InvalidPhoneNumber, parse_phone
-from consent.webhooks.views import twilio_inbound_apply
+from consent.webhooks.accepted import twilio_inbound_apply
 
 CONSOLE = "console"
 
