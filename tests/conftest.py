@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-pytest_plugins = ["tests.plugins.providers", "tests.plugins.worker"]
+pytest_plugins = ["tests.plugins.providers", "tests.plugins.worker", "tests.plugins.fallback_redis"]
 
 
 @pytest.fixture(autouse=True)
