@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 # What a failed write means "the database cannot be reached" (Django wraps the driver's errors in these).
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 FORMAT = 1  # the entry format, stored with each entry
-DRAIN_BATCH = 200
-DRAIN_LOCK_SECONDS = 60
+DRAIN_BATCH = 50
+DRAIN_LOCK_SECONDS = 10  # renewed after every batch; a killed drain blocks the next one this long
 SET_ASIDE = ":set-aside"  # the stream of entries the drain could not apply, beside the fallback's own
 
 
