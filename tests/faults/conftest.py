@@ -321,3 +321,29 @@ def database_refused():
     finally:
         admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
         admin.close()
+
+
+def burst(web, token, forms, seconds, threads=48):
+    """Post every form within `seconds` (evenly scheduled, from `threads` keep-alive clients); for each,
+    (status or the transport error, seconds from its scheduled instant to the answer)."""
+    start = time.monotonic() + 0.5
+    step = seconds / max(1, len(forms))
+    results = [None] * len(forms)
+
+    def client(offset):
+        session = requests.Session()
+        for i in range(offset, len(forms), threads):
+            due = start + i * step
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                status = post_twilio(session, web, token, forms[i], timeout=30).status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            results[i] = (status, time.monotonic() - due)
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results
