@@ -41,7 +41,7 @@ from django.db.models import Count, Exists, F, Max, Min, Q
 from django.utils import timezone
 
 from consent.models import Channel, Consent, Contact
-from consent.selectors import contact_get_by_phone, contact_may_receive_promotion
+from consent.selectors import contact_get_by_phone, contact_may_receive_promotion, numbers_revoking_unapplied
 from consent.services import consents_lock, provider_refusal_apply
 from consent.webhooks.references import DELIVERY, twilio_status_callback
 from messaging import lifecycle
@@ -209,6 +209,12 @@ def local_send_instant(broadcast: Broadcast, contact) -> datetime:
     return candidate.astimezone(dt_timezone.utc)
 
 
+# A delivery whose number has a revocation received and not applied yet waits this long, then is claimed
+# again: by then the revocation is applied (and the delivery skipped) or was no revocation after all.
+REVOCATION_PENDING_WAIT = timedelta(seconds=5)
+REVOCATION_PENDING_RULE = "inbound-revocation-pending"
+
+
 def _broadcast_status(broadcast_id: int) -> str | None:
     return Broadcast.objects.filter(pk=broadcast_id).values_list("status", flat=True).first()
 
@@ -289,6 +295,8 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                                         claimed_at__gte=since, status__in=HANDED_OVER_STATUSES)
                 .exclude(broadcast_id=broadcast.pk).order_by().values_list("contact_id").annotate(n=Count("id"))
             )
+        # Rule 7: a revocation received (rule 15) and not applied yet counts as applied here.
+        held = numbers_revoking_unapplied([row[5] for row in rows], channel=broadcast.channel)
         book = policy_book()
         whatsapp = broadcast.channel == Channel.WHATSAPP
         skipped: dict[tuple[str, str], list[int]] = {}  # (reason, rule) → rows
@@ -301,6 +309,8 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                 skipped.setdefault((SkipReason.NO_NUMBER, ""), []).append(pk)
             elif authorized_by is None:
                 skipped.setdefault((SkipReason.CONSENT, ""), []).append(pk)
+            elif contact.phone in held:
+                waits.setdefault((now + REVOCATION_PENDING_WAIT, REVOCATION_PENDING_RULE), []).append(pk)
             elif broadcast.frequency_cap and recent.get(contact_id, 0) >= broadcast.frequency_cap:
                 skipped.setdefault((SkipReason.FREQUENCY_CAP, "broadcast-frequency-cap"), []).append(pk)
             elif whatsapp and contact.phone.startswith("+1"):
@@ -613,6 +623,8 @@ def broadcast_test_send(*, broadcast: Broadcast, phone: str, now: datetime | Non
         raise ValidationError({"phone": "No contact with this phone number."})
     if not contact_may_receive_promotion(contact_id=contact.pk, topic_id=broadcast.topic_id, channel=broadcast.channel, now=now):
         raise ValidationError({"phone": f"This contact has no current {broadcast.channel} consent for {broadcast.topic.slug}."})
+    if numbers_revoking_unapplied([contact.phone], channel=broadcast.channel):
+        raise ValidationError({"phone": "A revocation from this number was received and is being applied."})
     try:
         message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
                                attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")

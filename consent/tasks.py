@@ -6,6 +6,8 @@ from messaging.lifecycle import RETRY_POLICY, RetryLater, retry_delay
 
 from . import messaging, retention, services
 from .audit.tasks import ledger_checkpoint_task  # noqa: F401  (registered for autodiscovery)
+from .intake import applier
+from .intake import services as intake
 
 MESSAGE_MAX_RETRIES = 8
 
@@ -44,3 +46,18 @@ def messages_upkeep_task() -> dict:
 def retention_erase_task() -> int:
     """Beat, daily: erase the personal data of contacts past CONSENT_RETENTION_DAYS (idempotent)."""
     return len(retention.retention_erase())
+
+
+@shared_task
+def inbound_receipts_prune_task() -> int:
+    """Beat, daily: delete the webhooks' receipts applied more than 30 days ago."""
+    return intake.intake_receipts_prune()
+
+
+@shared_task
+def inbound_apply_task() -> int:
+    """Apply the inbound messages recorded at intake, in order per number (queued by the intake's
+    trigger; beat, every INBOUND_APPLY_SWEEP_SECONDS, as the safety net after a lost task or a crash).
+    Safe to run twice and concurrently: each batch locks its rows and marks them applied with their effects."""
+    intake.trigger_clear()
+    return applier.intake_apply_pending()

@@ -1,9 +1,11 @@
 """Provider webhooks: Twilio inbound and status callbacks, WhatsApp Cloud verification and events.
 
 No API token: each request is authenticated by its provider's signature (else 403). The
-order is always: size cap (413), signature (403), parse (400), apply. Applying is
-idempotent, so a provider's redelivery changes nothing twice. Nothing a request carries can
-cause a 500: a failure while applying answers 503 so that the provider tries again later.
+order is always: size cap (413), signature (403), parse (400), then the intake: an inbound
+message is recorded once (consent/intake, rule 15) and answered 200; workers apply it after. A
+redelivery records nothing twice. Status callbacks and WhatsApp preference updates are applied in
+the request, as idempotent updates. Nothing a request carries can cause a 500: a database failure
+answers 503 so that the provider tries again later.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import logging
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from consent import inbound
+from consent.intake import records as intake_records
+from consent.intake.services import intake_record, intake_trigger
 from consent.signatures import (
     TWILIO_SIGNATURE_HEADER,
     TWILIO_SIGNATURE_SETTINGS_HEADER,
@@ -98,13 +103,15 @@ def _unverifiable(setting: str) -> JsonResponse:
     return _error(403, detail)
 
 
-def twilio_inbound_apply(form, *, provider: str = TWILIO) -> inbound.InboundResult:
-    """A verified Twilio inbound form, parsed (PayloadError) and applied once: the webhook's path after
-    its signature check, also taken by `manage.py inbound` for a person typing on the console."""
-    message = parsers.parse_twilio_inbound(form)
-    result = inbound.inbound_message_receive(message=message, provider=provider)
-    logger.info("%s inbound %s: %s %s", provider, message.provider_message_id, result.outcome, result.intent.kind)
-    return result
+def twilio_inbound_record(form, *, provider: str = TWILIO) -> intake_records.IntakeRecord:
+    """A verified Twilio inbound form, parsed (PayloadError) into its intake record: the webhook's path
+    after its signature check, also taken by `manage.py inbound` for a person typing on the console."""
+    return _record(parsers.parse_twilio_inbound(form), provider)
+
+
+def _record(message: parsers.InboundMessage, provider: str) -> intake_records.IntakeRecord:
+    return intake_records.record_of(message, provider=provider, received_at=timezone.now(),
+                                    default_region=settings.DEFAULT_PHONE_REGION)
 
 
 def _callback_reference(request: HttpRequest) -> str:
@@ -135,11 +142,14 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if error:
         return error
     try:
-        twilio_inbound_apply(form)
+        record = twilio_inbound_record(form)
     except parsers.PayloadError as exc:
         return _error(400, f"Not a Twilio inbound message: {exc}.")
+    try:
+        intake_record(record)
     except Exception:
-        return _retry_later(f"twilio inbound {form.get('MessageSid', '')[:64]}")
+        return _retry_later(f"twilio inbound {record.provider_message_id}")
+    intake_trigger()
     return HttpResponse(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
 
 
@@ -181,11 +191,13 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
     if batch.ignored:
         logger.info("whatsapp webhook: ignored %s", ", ".join(batch.ignored[:20]))
     outcomes = {"messages": 0, "duplicates": 0, "statuses": 0, "preferences": 0, "ignored": len(batch.ignored)}
-    bucket = {"applied": "messages", "duplicate": "duplicates", "ignored": "ignored"}
     try:
         for message in batch.messages:
-            result = inbound.inbound_message_receive(message=message, provider=WHATSAPP_CLOUD)
-            outcomes[bucket[result.outcome]] += 1
+            record = _record(message, WHATSAPP_CLOUD)
+            if not intake_record(record):
+                outcomes["duplicates"] += 1
+            else:  # recorded either way; the applier ignores a sender that is no phone number
+                outcomes["messages" if intake_records.is_number(record.sender) else "ignored"] += 1
         for update in batch.statuses:
             inbound.provider_status_apply(update=update, provider=WHATSAPP_CLOUD)
             outcomes["statuses"] += 1
@@ -193,8 +205,12 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
             inbound.whatsapp_preference_apply(preference=preference)
             outcomes["preferences"] += 1
     except Exception:
-        # What was applied stays applied; the redelivery skips it (ids, forward-only statuses).
+        # What was recorded or applied stays; the redelivery skips it (ids, forward-only statuses).
+        if outcomes["messages"]:
+            intake_trigger()
         return _retry_later("whatsapp batch")
+    if outcomes["messages"]:
+        intake_trigger()
     return JsonResponse({"ok": True, **outcomes})
 
 
