@@ -40,9 +40,9 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, Max, Min, Q
 from django.utils import timezone
 
-from consent.fallback import promotions_held
+from consent.intake.fallback import promotions_held
 from consent.models import Channel, Consent, Contact
-from consent.selectors import contact_get_by_phone, contact_may_receive_promotion
+from consent.selectors import contact_get_by_phone, contact_may_receive_promotion, numbers_revoking_unapplied
 from consent.services import consents_lock, provider_refusal_apply
 from consent.webhooks.references import DELIVERY, twilio_status_callback
 from messaging import lifecycle
@@ -212,6 +212,12 @@ def local_send_instant(broadcast: Broadcast, contact) -> datetime:
     return candidate.astimezone(dt_timezone.utc)
 
 
+# A delivery whose number has a revocation received and not applied yet waits this long, then is claimed
+# again: by then the revocation is applied (and the delivery skipped) or was no revocation after all.
+REVOCATION_PENDING_WAIT = timedelta(seconds=5)
+REVOCATION_PENDING_RULE = "inbound-revocation-pending"
+
+
 def _broadcast_status(broadcast_id: int) -> str | None:
     return Broadcast.objects.filter(pk=broadcast_id).values_list("status", flat=True).first()
 
@@ -299,6 +305,8 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                                         claimed_at__gte=since, status__in=HANDED_OVER_STATUSES)
                 .exclude(broadcast_id=broadcast.pk).order_by().values_list("contact_id").annotate(n=Count("id"))
             )
+        # Rule 7: a revocation received (rule 15) and not applied yet counts as applied here.
+        held = numbers_revoking_unapplied([row[5] for row in rows], channel=broadcast.channel)
         book = policy_book()
         whatsapp = broadcast.channel == Channel.WHATSAPP
         skipped: dict[tuple[str, str], list[int]] = {}  # (reason, rule) → rows
@@ -311,6 +319,8 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                 skipped.setdefault((SkipReason.NO_NUMBER, ""), []).append(pk)
             elif authorized_by is None:
                 skipped.setdefault((SkipReason.CONSENT, ""), []).append(pk)
+            elif contact.phone in held:
+                waits.setdefault((now + REVOCATION_PENDING_WAIT, REVOCATION_PENDING_RULE), []).append(pk)
             elif broadcast.frequency_cap and recent.get(contact_id, 0) >= broadcast.frequency_cap:
                 skipped.setdefault((SkipReason.FREQUENCY_CAP, "broadcast-frequency-cap"), []).append(pk)
             elif whatsapp and contact.phone.startswith("+1"):
@@ -626,6 +636,8 @@ def broadcast_test_send(*, broadcast: Broadcast, phone: str, now: datetime | Non
     if promotions_held():
         raise ValidationError({"phone": "Webhooks received during a database outage are still being applied "
                                         "(one may be this contact's STOP): try again in a few seconds."})
+    if numbers_revoking_unapplied([contact.phone], channel=broadcast.channel):
+        raise ValidationError({"phone": "A revocation from this number was received and is being applied."})
     try:
         message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
                                attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")

@@ -5,7 +5,7 @@ from django.db.models.signals import post_migrate
 from config.health import readiness_detail
 
 from .database_role import app_role_grant
-from .fallback import inbound_backlog
+from .intake.fallback import inbound_backlog
 
 
 def _app_role_grant(sender, using="default", **kwargs):

@@ -1,11 +1,13 @@
 """Provider webhooks: Twilio inbound and status callbacks, WhatsApp Cloud verification and events.
 
 No API token: each request is authenticated by its provider's signature (else 403). The
-order is always: size cap (413), signature (403), parse (400), apply. Applying is
-idempotent, so a provider's redelivery changes nothing twice. When the database cannot be
-reached, the verified webhook is kept in the inbound fallback and answered 200 all the same
-(`accepted.webhook_accept`, rule 15). Nothing a request carries can cause a 500: a failure
-while applying, or a webhook that can be neither applied nor kept, answers 503 with Retry-After.
+order is always: size cap (413), signature (403), parse (400), then the intake: an inbound
+message is recorded once (consent/intake, rule 15) and answered 200; workers apply it after. A
+redelivery records nothing twice. Status callbacks and WhatsApp preference updates are applied in
+the request, as idempotent updates. When the database cannot be reached (or webhooks kept earlier
+still wait), the verified webhook is kept in the inbound fallback in Redis and answered 200 all the
+same (`accepted.webhook_accept`). Nothing a request carries can cause a 500: a failure while
+recording, or a webhook that can be neither recorded nor kept, answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import logging
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from consent import inbound
+from consent.intake import records as intake_records
 from consent.signatures import (
     TWILIO_SIGNATURE_HEADER,
     TWILIO_SIGNATURE_SETTINGS_HEADER,
@@ -29,7 +34,7 @@ from consent.signatures import (
 )
 
 from . import accepted, parsers
-from .accepted import twilio_inbound_apply
+from .accepted import TWILIO, WHATSAPP_CLOUD
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +103,17 @@ def _unverifiable(setting: str) -> JsonResponse:
     return _error(403, detail)
 
 
+def twilio_inbound_record(form, *, provider: str = TWILIO) -> intake_records.IntakeRecord:
+    """A verified Twilio inbound form, parsed (PayloadError) into its intake record: the webhook's path
+    after its signature check, also taken by `manage.py inbound` for a person typing on the console."""
+    return _record(parsers.parse_twilio_inbound(form), provider)
+
+
+def _record(message: parsers.InboundMessage, provider: str) -> intake_records.IntakeRecord:
+    return intake_records.record_of(message, provider=provider, received_at=timezone.now(),
+                                    default_region=settings.DEFAULT_PHONE_REGION)
+
+
 def _callback_reference(request: HttpRequest) -> str:
     """The `ref` we put on the StatusCallback URL (signed with the rest of the URL), or "".
 
@@ -135,16 +151,15 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if error:
         return error
     try:
-        parsers.parse_twilio_inbound(form)
+        record = twilio_inbound_record(form)
     except parsers.PayloadError as exc:
         return _error(400, f"Not a Twilio inbound message: {exc}.")
-    what = f"twilio inbound {form.get('MessageSid', '')[:64]}"
+    what = f"twilio inbound {record.provider_message_id}"
     try:
-        recorded, _ = accepted.webhook_accept(kind=accepted.TWILIO_INBOUND, payload={"form": form.dict()},
-                                              apply=lambda: twilio_inbound_apply(form))
+        accepted_as = accepted.webhook_accept(records=[record])
     except Exception:
         return _retry_later(what)
-    if not recorded:
+    if accepted_as is None:
         return _unrecorded(what)
     return HttpResponse(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
 
@@ -163,12 +178,12 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
         return _error(400, f"Not a Twilio status callback: {exc}.")
     what = f"twilio status {update.provider_message_id}"
     try:
-        recorded, _ = accepted.webhook_accept(
-            kind=accepted.TWILIO_STATUS, payload={"form": form.dict(), "reference": reference},
-            apply=lambda: accepted.twilio_status_apply(form, reference=reference))
+        accepted_as = accepted.webhook_accept(
+            update=(accepted.TWILIO_STATUS, {"form": form.dict(), "reference": reference}),
+            apply_updates=lambda: inbound.provider_status_apply(update=update, provider=TWILIO))
     except Exception:
         return _retry_later(what)
-    if not recorded:
+    if accepted_as is None:
         return _unrecorded(what)
     return HttpResponse(status=204)
 
@@ -192,17 +207,27 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
         return _error(400, f"Not a WhatsApp Cloud webhook: {exc}.")
     if batch.ignored:
         logger.info("whatsapp webhook: ignored %s", ", ".join(batch.ignored[:20]))
+    records = [_record(message, WHATSAPP_CLOUD) for message in batch.messages]
+    updates = bool(batch.statuses or batch.preferences)
     try:
-        # Kept whole if the database goes away half-way: what was applied is skipped when the drain
-        # applies it again (ids, forward-only statuses), as it is on Meta's redelivery.
-        recorded, outcomes = accepted.webhook_accept(kind=accepted.WHATSAPP, payload={"body": body.decode("utf-8")},
-                                                     apply=lambda: accepted.whatsapp_batch_apply(batch))
+        # Kept whole if the database goes away half-way: the drain inserts a recorded message again as a
+        # no-op and skips an applied update (forward-only statuses), as on Meta's redelivery.
+        accepted_as = accepted.webhook_accept(
+            records=records, update=(accepted.WHATSAPP_UPDATES, {"body": body.decode("utf-8")}) if updates else None,
+            apply_updates=(lambda: accepted.whatsapp_updates_apply(batch)) if updates else None)
     except Exception:
         return _retry_later("whatsapp batch")
-    if not recorded:
+    if accepted_as is None:
         return _unrecorded("whatsapp batch")
-    if outcomes is None:
+    if accepted_as.kept:
         return JsonResponse({"ok": True, "kept": True})
+    outcomes = {"messages": 0, "duplicates": 0, "statuses": len(batch.statuses), "preferences": len(batch.preferences),
+                "ignored": len(batch.ignored)}
+    for record, new in zip(records, accepted_as.new, strict=True):
+        if not new:
+            outcomes["duplicates"] += 1
+        else:  # recorded either way; the applier ignores a sender that is no phone number
+            outcomes["messages" if intake_records.is_number(record.sender) else "ignored"] += 1
     return JsonResponse({"ok": True, **outcomes})
 
 

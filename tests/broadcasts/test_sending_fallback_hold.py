@@ -10,11 +10,9 @@ from django.utils import timezone
 from broadcasts.models import BroadcastStatus, Delivery, DeliveryStatus, SkipReason
 from broadcasts.policies import RULES
 from broadcasts.sending import INBOUND_FALLBACK_RULE, broadcast_test_send
-from consent import fallback
 from consent.models import Consent, ConsentStatus
 from consent.tasks import inbound_fallback_drain_task
-from consent.webhooks.accepted import TWILIO_INBOUND
-from tests.plugins.fallback_redis import closed_port_url
+from tests.plugins.fallback_redis import closed_port_url, keep_twilio_inbound
 
 from .test_sending import fake_provider, make, run, tick  # noqa: F401  (fixture)
 
@@ -23,8 +21,7 @@ pytestmark = pytest.mark.django_db
 
 def keep_stop(phone, sid):
     """What the webhook does with a STOP while the database cannot be reached."""
-    fallback.fallback_append(kind=TWILIO_INBOUND, payload={"form": {
-        "MessageSid": sid, "From": phone, "To": "+15005550006", "Body": "STOP", "NumMedia": "0"}})
+    keep_twilio_inbound({"MessageSid": sid, "From": phone, "To": "+15005550006", "Body": "STOP", "NumMedia": "0"})
 
 
 def test_a_stop_kept_in_the_fallback_mid_broadcast_reaches_nobody_and_the_rest_follow(

@@ -14,10 +14,10 @@ from collections import Counter
 import pytest
 import requests
 
-from consent import fallback
+from consent.intake import fallback
 from consent.models import Consent, ConsentEvent, ConsentStatus, EventKind, Message
-from consent.webhooks.accepted import TWILIO_INBOUND
 from tests.broadcasts.conftest import phone_for
+from tests.plugins.fallback_redis import keep_twilio_inbound
 
 from .conftest import (  # noqa: F401 — the skipif condition names on_postgres_and_redis
     burst,
@@ -104,7 +104,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(topic
     # As the web process keeps them during an outage: every one waits in the fallback, then workers drain it.
     settings.INBOUND_FALLBACK_KEY = processes.env["INBOUND_FALLBACK_KEY"]
     for form in forms:
-        fallback.fallback_append(kind=TWILIO_INBOUND, payload={"form": form.dict()})
+        keep_twilio_inbound(form)
     processes.env.update(MESSAGE_REQUEUE_AFTER_SECONDS="5")
     with celery_sends_to(settings.CELERY_BROKER_URL, processes.queue):
         worker = processes.worker()  # drains at start

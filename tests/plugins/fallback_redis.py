@@ -9,6 +9,10 @@ import uuid
 import pytest
 import redis
 
+from consent.intake import fallback
+from consent.webhooks.accepted import RECORD
+from consent.webhooks.views import twilio_inbound_record
+
 URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/6"
 
 
@@ -55,3 +59,9 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"redis://127.0.0.1:{port}/0"
+
+
+def keep_twilio_inbound(form) -> str:
+    """What the webhook keeps of a verified Twilio inbound form while the database cannot be reached: its stream id."""
+    record = twilio_inbound_record(form)
+    return fallback.fallback_append([(RECORD, record.to_json())])[0]

@@ -1,13 +1,16 @@
 """Webhooks while the database cannot be reached: kept in the inbound fallback and answered 200, 503
-only when neither can take them, drained once and in order (rule 15). The outage itself is played
-by the apply step raising the error Django raises then; tests/faults/ cut a real database."""
+only when neither can take them, drained once and in order into the intake table and applied from there
+(rule 15). The outage itself is played by the intake write (and the updates applied in the request)
+raising the error Django raises then; tests/faults/ cut a real database."""
 
 import pytest
 from django.db import OperationalError
 
-from consent import fallback, inbound
-from consent.models import ConsentEvent, ConsentStatus, EventKind, Message
-from consent.tasks import inbound_fallback_drain_task
+from consent import inbound
+from consent.intake import fallback
+from consent.models import ConsentEvent, ConsentStatus, EventKind, InboundReceipt, Message
+from consent.tasks import inbound_apply_task, inbound_fallback_drain_task
+from consent.webhooks import accepted
 from tests.plugins.fallback_redis import closed_port_url
 
 from .payloads import twilio_form, whatsapp_body
@@ -20,16 +23,17 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def database_down(monkeypatch):
-    """Applying a webhook fails as when PostgreSQL refuses connections; .restore() ends the outage."""
+    """Recording a webhook fails as when PostgreSQL refuses connections; .restore() ends the outage."""
 
-    def refused(**kwargs):
+    def refused(*args, **kwargs):
         raise OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
 
     class Outage:
         def restore(self):
             monkeypatch.undo()
 
-    for name in ("inbound_message_receive", "provider_status_apply", "whatsapp_preference_apply"):
+    monkeypatch.setattr(accepted, "intake_record", refused)
+    for name in ("provider_status_apply", "whatsapp_preference_apply"):
         monkeypatch.setattr(inbound, name, refused)
     return Outage()
 
@@ -45,13 +49,15 @@ def test_a_stop_during_an_outage_is_kept_answered_200_and_applied_once_afterward
     assert [r.status_code for r in responses] == [200] * 3
     assert responses[0].content.decode().endswith("<Response/>")
     assert fallback.fallback_depth() == 3
+    assert not InboundReceipt.objects.exists()
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.ACTIVE and not revoked_events()
     assert fallback.promotions_held()
 
     database_down.restore()
     with run_on_commit():
-        assert inbound_fallback_drain_task() == 3
+        assert inbound_fallback_drain_task() == 3  # moved to the intake table, then applied by its applier
+    assert InboundReceipt.objects.get().applied_at is not None
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.REVOKED
     assert revoked_events() == 1
@@ -140,3 +146,28 @@ def test_readyz_shows_the_fallback_depth(api_client, fallback_redis, twilio_post
 def test_readyz_without_a_fallback_says_so(api_client, settings):
     settings.REDIS_URL = None
     assert api_client.get("/readyz/").json()["inbound"] == {"fallback": None, "fallback_set_aside": None}
+
+
+def test_a_start_after_recovery_waits_behind_the_kept_stop_and_the_number_ends_as_its_last_message_says(
+        topic, twilio_post, fallback_redis, database_down, run_on_commit, settings, monkeypatch):
+    """A STOP kept during the outage, then a START once the database answers again, before the drain ran
+    (no task runs here until the test runs it, as when the workers are still catching up)."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setattr(accepted, "enqueue", lambda *args, **kwargs: None)  # the kick goes nowhere
+    monkeypatch.setattr("consent.intake.services.enqueue", lambda *args, **kwargs: None)
+    consent = active_consent(topic)
+    assert twilio_post(INBOUND, inbound_form("STOP", sid="SM" + "1" * 32)).status_code == 200
+    database_down.restore()
+    assert twilio_post(INBOUND, inbound_form("START", sid="SM" + "2" * 32)).status_code == 200
+    # The START did not reach the intake table ahead of the STOP: it joined the fallback behind it.
+    assert not InboundReceipt.objects.exists() and fallback.fallback_depth() == 2
+    with run_on_commit():
+        assert inbound_fallback_drain_task() == 2
+    assert list(InboundReceipt.objects.order_by("id").values_list("intent", flat=True)) == ["stop", "start"]
+    with run_on_commit():
+        inbound_apply_task()
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.PENDING  # START (a new opt-in) last, as the person's last message says
+    # Once the fallback is empty, webhooks go to the intake table again.
+    assert twilio_post(INBOUND, inbound_form("STOP", sid="SM" + "3" * 32)).status_code == 200
+    assert fallback.fallback_depth() == 0 and InboundReceipt.objects.count() == 3

@@ -1,14 +1,21 @@
 """The inbound fallback: verified webhooks kept in Redis while the database cannot be reached (rule 15).
 
-A webhook whose signature verified and whose payload parsed is normally written to the database
-before its 200. When that write fails because the database cannot be reached, the verified payload
-is appended here instead (a Redis stream, in arrival order) and the provider still gets its 200.
-The drain moves the entries back, oldest first, once the database answers: each entry is applied
-through the webhook's own path inside a transaction, and deleted from the stream only after that
-transaction committed, so a crash in between applies it again, which is a no-op (one record per
-provider message id). While the stream holds anything, promotional sends wait
-(`promotions_held`) and new webhooks join the end of the stream, so that a number's STOP kept here
-is applied before any later message of theirs and before any promotional message to them.
+A verified inbound message is normally recorded at intake (one INSERT of its receipt) before its
+200. When that write fails because the database cannot be reached, its intake record (the same
+JSON shape, consent/intake/records.py, with its received_at) is appended here instead, to a Redis
+stream in arrival order, and the provider still gets its 200. Status callbacks and WhatsApp
+updates, applied in the request when the database answers, are kept here the same way.
+
+The drain moves entries back in stream order, many per transaction: each kept record is inserted
+into the intake table (idempotently: a receipt already there is not duplicated) and each kept update
+applied, and the entries are deleted from the stream only after that transaction committed, so a
+crash in between only inserts them again, which is a no-op. The intake's applier then applies the
+receipts as it applies any other; the drain applies no effect of a message itself.
+
+While the stream holds anything, promotional sends wait (`promotions_held`) and new webhooks join
+the end of the stream (`fallback_pending`), so that a number's STOP kept here reaches the intake
+table, and so the applier, before any later message of theirs, and no promotional message goes to
+them before the STOP counts at the send-time gate.
 
 Without REDIS_URL (the embedded default) there is no fallback: the webhook answers 503 when its own
 store cannot be written. Every Redis call has a timeout (INBOUND_FALLBACK_TIMEOUT).
@@ -31,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 # What a failed write means "the database cannot be reached" (Django wraps the driver's errors in these).
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
-FORMAT = 1  # the entry format, stored with each entry
-DRAIN_BATCH = 50
+FORMAT = 2  # the entry format, stored with each entry (1: whole webhooks, applied by the drain; none left)
+DRAIN_BATCH = 200  # entries per drain transaction
 DRAIN_LOCK_SECONDS = 10  # renewed after every batch; a killed drain blocks the next one this long
 SET_ASIDE = ":set-aside"  # the stream of entries the drain could not apply, beside the fallback's own
 
@@ -43,11 +50,11 @@ class FallbackUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    """One verified webhook kept in the fallback: its kind, its payload as the parser takes it."""
+    """One verified webhook (or part of one) kept in the fallback: its kind and its payload."""
 
-    kind: str  # "twilio_inbound" | "twilio_status" | "whatsapp"
+    kind: str  # "record" (an intake record's JSON) | "twilio_status" | "whatsapp_updates" (consent/webhooks/accepted.py)
     payload: dict
-    received_at: str  # ISO 8601, when the web process took it
+    received_at: str  # ISO 8601, when the web process kept it
     stream_id: str = ""
 
 
@@ -81,11 +88,17 @@ def _call(what: str, function, *args):
         raise FallbackUnavailable(f"{what}: {exc}") from exc
 
 
-def fallback_append(*, kind: str, payload: dict) -> str:
-    """Keep one verified webhook; its stream id. FallbackUnavailable when it could not be kept."""
-    entry = json.dumps({"v": FORMAT, "kind": kind, "payload": payload, "received_at": timezone.now().isoformat()},
-                       separators=(",", ":"))
-    return _text(_call("append", _client().xadd, _key(), {"entry": entry}))
+def fallback_append(entries: list[tuple[str, dict]]) -> list[str]:
+    """Keep (kind, payload) entries of one verified webhook, all or none, in order; their stream ids.
+
+    FallbackUnavailable when they could not be kept.
+    """
+    kept_at = timezone.now().isoformat()
+    pipe = _client().pipeline(transaction=True)
+    for kind, payload in entries:
+        pipe.xadd(_key(), {"entry": json.dumps({"v": FORMAT, "kind": kind, "payload": payload, "received_at": kept_at},
+                                               separators=(",", ":"))})
+    return [_text(stream_id) for stream_id in _call("append", pipe.execute)]
 
 
 def fallback_depth() -> int:
@@ -157,13 +170,14 @@ def _set_aside(client: redis.Redis, stream_id: str, fields: dict, reason: str) -
     _call("set aside", pipe.execute)
 
 
-def fallback_drain(*, apply: Callable[[Entry], None], batch: int = DRAIN_BATCH) -> int:
-    """Apply the fallback's entries in order, each in its own transaction, removing each after its commit.
+def fallback_drain(*, take: Callable[[Entry], None], batch: int = DRAIN_BATCH) -> int:
+    """Hand the fallback's entries to `take` in stream order, `batch` per transaction; how many it took.
 
-    One drain at a time (a Redis lock with an expiry, so that a killed drain does not block the next).
-    Stops at the first database error, the entry staying first in line, and raises it; an entry that
-    cannot be applied for any other reason is set aside in the `:set-aside` stream. Returns how many
-    entries it applied.
+    Each batch's entries are deleted from the stream only after its transaction committed. One drain
+    at a time (a Redis lock with an expiry, renewed after every batch, so that a killed drain does not
+    block the next for long). Stops at the first database error, the batch staying first in line, and
+    raises it; an entry `take` refuses for any other reason (each has its own savepoint) is set aside
+    in the `:set-aside` stream with the reason, never dropped.
     """
     if not configured():
         return 0
@@ -171,29 +185,37 @@ def fallback_drain(*, apply: Callable[[Entry], None], batch: int = DRAIN_BATCH) 
     lock = client.lock(_key(":drain"), timeout=DRAIN_LOCK_SECONDS)
     if not _call("lock", lambda: lock.acquire(blocking=False)):
         return 0
-    applied = 0
+    taken = 0
     try:
         while rows := _call("read", client.xrange, _key(), "-", "+", batch):
-            for raw_id, fields in rows:
-                entry = _decode(raw_id, fields)
-                if entry is None:
-                    _set_aside(client, _text(raw_id), fields, "unreadable entry")
-                    continue
-                try:
-                    with transaction.atomic():
-                        apply(entry)
-                except DATABASE_UNREACHABLE:
-                    raise
-                except Exception as exc:  # a payload this version cannot apply: kept aside, never dropped
-                    logger.exception("inbound fallback entry %s set aside", entry.stream_id)
-                    _set_aside(client, entry.stream_id, fields, f"{type(exc).__name__}: {exc}")
-                    continue
-                _call("delete", client.xdel, _key(), entry.stream_id)
-                applied += 1
+            done: list[str] = []
+            refused: list[tuple[str, dict, str]] = []  # (stream id, fields, reason)
+            with transaction.atomic():
+                for raw_id, fields in rows:
+                    entry = _decode(raw_id, fields)
+                    if entry is None:
+                        refused.append((_text(raw_id), fields, "unreadable entry"))
+                        continue
+                    try:
+                        with transaction.atomic():
+                            take(entry)
+                    except DATABASE_UNREACHABLE:
+                        raise
+                    except Exception as exc:  # a payload this version cannot take: kept aside, never dropped
+                        logger.exception("inbound fallback entry %s set aside", entry.stream_id)
+                        refused.append((entry.stream_id, fields, f"{type(exc).__name__}: {exc}"))
+                        continue
+                    done.append(entry.stream_id)
+            # Committed: only now may the entries leave Redis.
+            if done:
+                _call("delete", client.xdel, _key(), *done)
+            for stream_id, fields, reason in refused:
+                _set_aside(client, stream_id, fields, reason)
+            taken += len(done)
             _call("lock", lock.reacquire)
     finally:
         with contextlib.suppress(redis.RedisError):  # expired meanwhile: another drain may hold it now
             lock.release()
-    if applied:
-        logger.info("inbound fallback: %d webhooks applied from Redis", applied)
-    return applied
+    if taken:
+        logger.info("inbound fallback: %d entries moved from Redis to the database", taken)
+    return taken
