@@ -5,7 +5,6 @@ from django.db.models.signals import post_migrate
 from config.health import readiness_detail
 
 from .database_role import app_role_grant
-from .intake.fallback import inbound_backlog
 
 
 def _app_role_grant(sender, using="default", **kwargs):
@@ -19,4 +18,7 @@ class ConsentConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_app_role_grant, sender=self, dispatch_uid="consent.app_role_grant")
-        readiness_detail("inbound", inbound_backlog)
+        # why: the backlog reads a model, and models load after the app configs
+        from .intake.backlog import intake_backlog
+
+        readiness_detail("inbound", intake_backlog)

@@ -74,7 +74,6 @@ def assert_applied_once(stoppers, forms, prefix, stand_in):
 
 # The webhook still applies each message inside its request (about 100 a second here under this load):
 # the last answers of the burst come after ~20 s. The intake (record, 200, apply after) makes it pass.
-@pytest.mark.xfail(reason="webhooks are applied inside the request until the intake is merged", strict=True)
 def test_a_burst_of_2000_webhooks_in_2_s(topic, consented, use_stand_in, settings, processes):
     stoppers = consented(200, topic)
     forms = forms_for(stoppers, [phone_for(i) for i in range(1000, 2800)], prefix="B")

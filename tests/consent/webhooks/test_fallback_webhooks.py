@@ -8,9 +8,11 @@ from django.db import OperationalError
 
 from consent import inbound
 from consent.intake import fallback
+from consent.intake.services import intake_record
 from consent.models import ConsentEvent, ConsentStatus, EventKind, InboundReceipt, Message
 from consent.tasks import inbound_apply_task, inbound_fallback_drain_task
 from consent.webhooks import accepted
+from tests.consent.test_intake import record
 from tests.plugins.fallback_redis import closed_port_url
 
 from .payloads import twilio_form, whatsapp_body
@@ -138,14 +140,20 @@ def test_the_drain_leaves_everything_in_place_while_the_database_is_still_down(t
 
 
 def test_readyz_shows_the_fallback_depth(api_client, fallback_redis, twilio_post, topic, database_down):
-    assert api_client.get("/readyz/").json()["inbound"] == {"fallback": 0, "fallback_set_aside": 0}
+    assert api_client.get("/readyz/").json()["inbound"] == {"fallback": 0, "fallback_set_aside": 0, "unapplied": 0}
     twilio_post(INBOUND, inbound_form("STOP"))
     assert api_client.get("/readyz/").json()["inbound"]["fallback"] == 1
 
 
+def test_readyz_counts_what_is_recorded_and_not_applied_yet(api_client, fallback_redis, settings):
+    intake_record(record("STOP"))
+    assert api_client.get("/readyz/").json()["inbound"]["unapplied"] == 1
+
+
 def test_readyz_without_a_fallback_says_so(api_client, settings):
     settings.REDIS_URL = None
-    assert api_client.get("/readyz/").json()["inbound"] == {"fallback": None, "fallback_set_aside": None}
+    assert api_client.get("/readyz/").json()["inbound"] == {"fallback": None, "fallback_set_aside": None,
+                                                            "unapplied": 0}
 
 
 def test_a_start_after_recovery_waits_behind_the_kept_stop_and_the_number_ends_as_its_last_message_says(
