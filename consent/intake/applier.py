@@ -41,47 +41,40 @@ class Applied:
 
 
 def intake_apply_batch(*, limit: int = BATCH_SIZE) -> Applied:
-    """Apply up to `limit` unapplied rows, in id order per number, in one transaction."""
+    """Apply up to `limit` of the oldest unapplied rows, in id order per number, each in its own transaction."""
     done = Applied()
-    with transaction.atomic():
-        batch = list(InboundReceipt.objects.filter(applied_at__isnull=True).order_by("id")
-                     .select_for_update(skip_locked=True)
-                     .values_list("id", "sender", "provider", "message", "received_at")[:limit])
-        if not batch:
-            return done
-        mine = {row[0] for row in batch}
-        # A number's unapplied rows older than the batch's newest that this batch did not lock: the
-        # number's first such row bounds what may be applied now.
-        blocked: dict[str, int] = {}
-        older = (InboundReceipt.objects.filter(applied_at__isnull=True, sender__in={row[1] for row in batch},
-                                               id__lt=batch[-1][0])
-                 .exclude(id__in=mine).order_by().values_list("sender", "id"))
-        for sender, pk in older:
-            blocked[sender] = min(pk, blocked.get(sender, pk))
-        outcomes: dict[str, list[int]] = {}
-        for pk, sender, provider, message, received_at in batch:
-            if pk > blocked.get(sender, pk):
-                done.waiting += 1
-                continue
-            try:
-                result = inbound_message_receive(message=message_from_json(message), provider=provider,
-                                                 now=received_at)
-            except Exception as exc:
-                # Its savepoint is rolled back; the number's later rows wait behind it, in order.
-                logger.exception("inbound receipt %s not applied; retried later", pk)
-                blocked[sender] = pk
-                done.failed += 1
-                InboundReceipt.objects.filter(pk=pk).update(attempts=F("attempts") + 1,
-                                                            last_error=f"{type(exc).__name__}: {exc}"[:255])
-                continue
-            outcomes.setdefault(result.outcome, []).append(pk)
-            done.results[pk] = result
-            logger.info("%s inbound %s: %s %s", provider, message.get("provider_message_id", ""), result.outcome,
-                        result.intent.kind)
-        now = timezone.now()
-        for outcome, pks in outcomes.items():
-            InboundReceipt.objects.filter(pk__in=pks).update(applied_at=now, outcome=outcome)
-            done.applied += len(pks)
+    candidates = list(InboundReceipt.objects.filter(applied_at__isnull=True).order_by("id")
+                      .values_list("id", "sender")[:limit])
+    # Every older unapplied row of a number is among the candidates (they are the oldest rows): a number
+    # whose row here was taken by another applier, failed or waits is left for the next batch from then on.
+    held: set[str] = set()
+    for pk, sender in candidates:
+        if sender in held:
+            done.waiting += 1
+            continue
+        try:
+            with transaction.atomic():
+                row = (InboundReceipt.objects.filter(pk=pk, applied_at__isnull=True).select_for_update(skip_locked=True)
+                       .values_list("provider", "message", "received_at").first())
+                if row is None:  # another applier has it (or has just applied it)
+                    held.add(sender)
+                    done.waiting += 1
+                    continue
+                provider, message, received_at = row
+                result = inbound_message_receive(message=message_from_json(message), provider=provider, now=received_at)
+                InboundReceipt.objects.filter(pk=pk).update(applied_at=timezone.now(), outcome=result.outcome)
+        except Exception as exc:
+            # Rolled back, effects and mark alike; the number's later rows wait behind it, in order.
+            logger.exception("inbound receipt %s not applied; retried later", pk)
+            held.add(sender)
+            done.failed += 1
+            InboundReceipt.objects.filter(pk=pk).update(attempts=F("attempts") + 1,
+                                                        last_error=f"{type(exc).__name__}: {exc}"[:255])
+            continue
+        done.applied += 1
+        done.results[pk] = result
+        logger.info("%s inbound %s: %s %s", provider, message.get("provider_message_id", ""), result.outcome,
+                    result.intent.kind)
     return done
 
 

@@ -46,7 +46,7 @@ class IntakeRecord:
 
 
 def message_to_json(message: InboundMessage) -> dict:
-    data = asdict(message)
+    data = {name: getattr(message, name) for name in _MESSAGE_FIELDS}  # flat: no recursive asdict
     data["received_at"] = message.received_at.isoformat() if message.received_at else None
     return data
 
