@@ -8,6 +8,7 @@ from django.db import OperationalError
 
 from consent import inbound
 from consent.intake import fallback
+from consent.intake import services as intake_services
 from consent.intake.services import intake_record
 from consent.models import ConsentEvent, ConsentStatus, EventKind, InboundReceipt, Message
 from consent.tasks import inbound_apply_task, inbound_fallback_drain_task
@@ -156,13 +157,18 @@ def test_readyz_without_a_fallback_says_so(api_client, settings):
                                                             "unapplied": 0}
 
 
+@pytest.fixture
+def no_task_runs(monkeypatch):
+    """Nothing queued runs until the test runs it (as when the workers are still catching up)."""
+    monkeypatch.setattr(accepted, "enqueue", lambda *args, **kwargs: None)  # the drain's kick
+    monkeypatch.setattr(intake_services, "enqueue", lambda *args, **kwargs: None)  # the applier's trigger
+    yield
+    intake_services.trigger_clear()  # as the task would have: the next test's trigger queues again
+
+
 def test_a_start_after_recovery_waits_behind_the_kept_stop_and_the_number_ends_as_its_last_message_says(
-        topic, twilio_post, fallback_redis, database_down, run_on_commit, settings, monkeypatch):
-    """A STOP kept during the outage, then a START once the database answers again, before the drain ran
-    (no task runs here until the test runs it, as when the workers are still catching up)."""
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    monkeypatch.setattr(accepted, "enqueue", lambda *args, **kwargs: None)  # the kick goes nowhere
-    monkeypatch.setattr("consent.intake.services.enqueue", lambda *args, **kwargs: None)
+        topic, twilio_post, fallback_redis, database_down, run_on_commit, no_task_runs):
+    """A STOP kept during the outage, then a START once the database answers again, before the drain ran."""
     consent = active_consent(topic)
     assert twilio_post(INBOUND, inbound_form("STOP", sid="SM" + "1" * 32)).status_code == 200
     database_down.restore()
