@@ -265,10 +265,19 @@ def verify(contacts: int, sids: list[str]) -> dict:
         "consents_revoked": Consent.objects.filter(status=ConsentStatus.REVOKED).count(),
         "chain_ok": verify_chain().ok,
     }
+    # A number whose STOP arrived before its YES (the open-loop generator behind schedule sends both at
+    # once) is applied in arrival order: revoked, then "nothing pending". Arrival order is the receipt id.
+    first = {}
+    for sender, intent in receipts.order_by("id").values_list("sender", "intent"):
+        first.setdefault(sender, intent)
+    stop_first = sum(1 for intent in first.values() if intent == "stop")
+    checks["stop_arrived_first"] = stop_first
+    checks["nothing_pending_replies"] = Message.objects.filter(kind=Message.Kind.NOTHING_PENDING_REPLY).count()
     unique = len(set(sids))
     expected = {"receipts": unique, "receipts_applied": unique, "receipts_unapplied_anywhere": 0,
-                "inbound_messages": unique, "confirmed_events": contacts, "revoked_events": contacts,
-                "confirmed_replies": contacts, "stop_replies": contacts, "consents_revoked": contacts, "chain_ok": True}
+                "inbound_messages": unique, "confirmed_events": contacts - stop_first, "revoked_events": contacts,
+                "confirmed_replies": contacts - stop_first, "nothing_pending_replies": stop_first,
+                "stop_replies": contacts, "consents_revoked": contacts, "chain_ok": True}
     checks["exactly_once"] = all(checks[k] == v for k, v in expected.items())
     checks["expected"] = expected
     return checks
