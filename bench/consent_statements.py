@@ -125,7 +125,24 @@ def cases(contacts: int):
                 status=consent.status, confirmed_at=consent.confirmed_at, expires_at=consent.expires_at,
                 source=consent.source, updated_at=now, current_event=consent.current_event_id)
 
+    from consent.intake.records import record_fields, record_of
+    from consent.models import InboundReceipt
+    from consent.webhooks.parsers import InboundMessage
+
+    def receipt(i):
+        message = InboundMessage(channel="sms", provider_message_id=f"SMbench{time.perf_counter_ns()}{i}",
+                                 sender=person(i)[0].phone, text="STOP")
+        return record_fields(record_of(message, provider="twilio", received_at=timezone.now()))
+
+    def receipt_sql(i):
+        return rows.receipt_insert(InboundReceipt, receipt(i)) is not None
+
+    def receipt_orm(i):
+        # The ORM's nearest one-statement form, which cannot even tell whether the row was new.
+        return InboundReceipt.objects.bulk_create([InboundReceipt(**receipt(i))], ignore_conflicts=True)
+
     return [
+        ("receipt_insert (intake)", receipt_sql, receipt_orm, True),
         ("contact_with_suppression", contact_sql, contact_orm, False),
         ("consents_locked", locked_sql, locked_orm, True),
         ("update (YES: each row its event)", update_yes_sql, update_yes_orm, True),

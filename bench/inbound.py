@@ -1,20 +1,26 @@
-"""Inbound webhook benchmark: signed Twilio YES and STOP webhooks against gunicorn on PostgreSQL.
+"""Inbound webhook benchmark: signed Twilio YES and STOP webhooks against gunicorn, PostgreSQL and Redis.
 
-    .venv/bin/python bench/inbound.py [--contacts 2000] [--concurrency 16] [--duplicates 0.1]
-                                      [--workers 4] [--threads 2] [--database-url postgres://...]
+    flock /tmp/bench.lock .venv/bin/python bench/inbound.py [--contacts 2000] [--concurrency 16]
+        [--rate 300] [--duration 60] [--duplicates 0.1] [--workers 4] [--threads 2] [--database-url postgres://...]
 
-What it does:
-1. Creates a fresh PostgreSQL database (default `bench_inbound` on 127.0.0.1:5432), migrates it,
-   and gives N contacts a pending SMS consent (double opt-in, step one) through the services.
-2. Starts `gunicorn config.wsgi` (production settings, console providers, Celery publishing to a
-   Redis queue of its own that no worker consumes, so the web side alone is measured).
-3. Warms every worker up on contacts of its own (YES, STOP, a free text; not measured). Then,
-   from one asyncio load generator on loopback with keep-alive connections, sends every contact a
-   signed "YES" (phase 1) and then a signed "STOP" (phase 2); a fraction of webhooks is sent twice,
-   as providers redeliver, on different connections.
-4. Checks every one was applied exactly once (one inbound message per provider id, N confirmed and
-   N revoked events, one reply each, an intact ledger chain) and prints requests/s, p50 and p99,
-   also written to bench/results/inbound.json.
+One run, in this order:
+1. A fresh PostgreSQL database (default `bench_inbound`), migrated; contacts with a pending SMS consent
+   (double opt-in, step one, through the services): `--contacts` for the saturation phases and
+   rate × duration / 2 for the sustained one.
+2. **The floor**: a bare Django project (bench/floor/: no apps, no middleware) under the same gunicorn
+   command, whose one view verifies the Twilio signature and does one INSERT. Saturated as below.
+3. **The service**: `gunicorn config.wsgi` (production settings, console providers) and one Celery
+   worker applying inbound messages (`-Q` the apply queue, INBOUND_APPLY_QUEUE); replies go to a queue
+   no worker consumes, so that only intake and applying are measured. Warm-up on contacts of their own.
+   - saturation: from one asyncio load generator with `--concurrency` keep-alive connections, every
+     contact's signed YES, then every contact's STOP, a fraction sent twice (as providers redeliver):
+     accepted webhooks/s, p50/p99 of the 200, CPU per request of web, database, Redis and worker;
+   - sustained: `--rate` webhooks/s for `--duration` s, open loop (each request at its instant), each
+     contact's YES then its STOP a second later: p50/p99 of the 200, and from the 200 to applied
+     (the receipt's applied_at).
+4. Checks that every webhook was applied exactly once (one receipt and one inbound message per
+   provider id, each receipt applied, N confirmed and N revoked events, one reply each, an intact
+   ledger chain). Written to bench/results/inbound.json.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "inbound.json"
 AUTH_TOKEN = "bench-twilio-auth-token"
-QUEUE = "bench-inbound"
+QUEUE = "bench-inbound"  # replies and prompts: no worker consumes it
+APPLY_QUEUE = "bench-inbound-apply"  # the apply task: the benchmark's worker
 AREA_CODES = (415, 212, 646, 312, 617, 206, 303, 404, 512, 702)
 
 
@@ -73,6 +80,7 @@ def environment(args, port: int) -> dict:
         DATABASE_URL=args.database_url,
         CELERY_BROKER_URL=args.broker_url,
         CELERY_QUEUE=QUEUE,
+        INBOUND_APPLY_QUEUE=APPLY_QUEUE,
         REDIS_URL=args.redis_url,
         SMS_PROVIDER="console",
         WHATSAPP_PROVIDER="console",
@@ -96,7 +104,7 @@ def recreate_database(url: str) -> None:
 
 
 def setup_data(n: int) -> int:
-    """N contacts with a pending SMS consent; returns the topic id. Runs in this process."""
+    """N contacts (phone(0) … phone(n-1)) with a pending SMS consent; returns the topic id. Runs in this process."""
     import django
 
     django.setup()
@@ -238,22 +246,38 @@ def wait_for(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise SystemExit("gunicorn did not start")
 
 
-def verify(n: int, warm: int, sids: list[str]) -> dict:
-    from consent.models import ConsentEvent, ConsentStatus, EventKind, Message
+
+def verify(contacts: int, sids: list[str]) -> dict:
+    """Exactly once, over every contact that texted YES then STOP (warm-up included)."""
+    from consent.models import Consent, ConsentEvent, ConsentStatus, EventKind, InboundReceipt, Message
     from consent.verification import verify_chain
 
-    inbound = Message.objects.filter(direction=Message.Direction.INBOUND, provider_message_id__in=sids)
+    receipts = InboundReceipt.objects.filter(provider_message_id__in=sids)
     checks = {
-        "inbound_messages": inbound.count(),
+        "receipts": receipts.count(),
+        "receipts_applied": receipts.filter(applied_at__isnull=False, outcome="applied").count(),
+        "receipts_unapplied_anywhere": InboundReceipt.objects.filter(applied_at__isnull=True).count(),
+        "inbound_messages": Message.objects.filter(direction=Message.Direction.INBOUND, provider_message_id__in=sids).count(),
         "confirmed_events": ConsentEvent.objects.filter(kind=EventKind.CONFIRMED).count(),
         "revoked_events": ConsentEvent.objects.filter(kind=EventKind.REVOKED).count(),
         "confirmed_replies": Message.objects.filter(kind=Message.Kind.CONFIRMED_REPLY).count(),
         "stop_replies": Message.objects.filter(kind=Message.Kind.STOP_REPLY).count(),
-        "consents_revoked": __import__("consent.models").models.Consent.objects.filter(status=ConsentStatus.REVOKED).count(),
+        "consents_revoked": Consent.objects.filter(status=ConsentStatus.REVOKED).count(),
         "chain_ok": verify_chain().ok,
     }
-    expected = {"inbound_messages": 2 * n, "confirmed_events": n + warm, "revoked_events": n + warm,
-                "confirmed_replies": n + warm, "stop_replies": n + warm, "consents_revoked": n + warm, "chain_ok": True}
+    # A number whose STOP arrived before its YES (the open-loop generator behind schedule sends both at
+    # once) is applied in arrival order: revoked, then "nothing pending". Arrival order is the receipt id.
+    first = {}
+    for sender, intent in receipts.order_by("id").values_list("sender", "intent"):
+        first.setdefault(sender, intent)
+    stop_first = sum(1 for intent in first.values() if intent == "stop")
+    checks["stop_arrived_first"] = stop_first
+    checks["nothing_pending_replies"] = Message.objects.filter(kind=Message.Kind.NOTHING_PENDING_REPLY).count()
+    unique = len(set(sids))
+    expected = {"receipts": unique, "receipts_applied": unique, "receipts_unapplied_anywhere": 0,
+                "inbound_messages": unique, "confirmed_events": contacts - stop_first, "revoked_events": contacts,
+                "confirmed_replies": contacts - stop_first, "nothing_pending_replies": stop_first,
+                "stop_replies": contacts, "consents_revoked": contacts, "chain_ok": True}
     checks["exactly_once"] = all(checks[k] == v for k, v in expected.items())
     checks["expected"] = expected
     return checks
@@ -262,17 +286,138 @@ def verify(n: int, warm: int, sids: list[str]) -> dict:
 def purge_queue(broker_url: str) -> None:
     import redis
 
-    redis.Redis.from_url(broker_url).delete(QUEUE)
+    redis.Redis.from_url(broker_url).delete(QUEUE, APPLY_QUEUE)
+
+
+def unapplied() -> int:
+    from django.db import connection
+
+    from consent.models import InboundReceipt
+
+    count = InboundReceipt.objects.filter(applied_at__isnull=True).count()
+    connection.close()
+    return count
+
+
+def wait_applied(timeout: float = 300) -> float:
+    """Seconds until no receipt is left unapplied."""
+    started = time.perf_counter()
+    while unapplied():
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"receipts still unapplied after {timeout}s")
+        time.sleep(0.2)
+    return round(time.perf_counter() - started, 2)
+
+
+def gunicorn_start(args, port: int, env: dict, app: str) -> subprocess.Popen:
+    """The same gunicorn command for the floor and the service."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
+         "-k", args.worker_class, "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning",
+         # Spread the load generator's keep-alive connections evenly over the workers.
+         "--worker-connections", str(-(-args.concurrency // args.workers) + 1)],
+        cwd=ROOT, env=env,
+    )
+    wait_for(port, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def latency_figures(seconds: list[float]) -> dict:
+    ordered = sorted(seconds)
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000, 2),
+            "max_ms": round(ordered[-1] * 1000, 2)}
+
+
+async def run_open_loop(port: int, schedule: list[tuple[float, str, bytes]], connections: int) -> dict:
+    """Send each request at its instant (seconds from the start), on up to `connections` keep-alive
+    connections; the 200's latency and the wall-clock instant each was answered, by sid."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in schedule:
+        queue.put_nowait(item)
+    answered: dict[str, float] = {}
+    latencies: list[float] = []
+    late: list[float] = []
+    statuses: dict[int, int] = {}
+    start = time.perf_counter()
+
+    async def client():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while not queue.empty():
+                at, sid, request = queue.get_nowait()
+                delay = start + at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    late.append(-delay)
+                sent = time.perf_counter()
+                writer.write(request)
+                status, keep_alive = await _read_response(reader)
+                latencies.append(time.perf_counter() - sent)
+                answered[sid] = time.time()
+                statuses[status] = statuses.get(status, 0) + 1
+                if not keep_alive:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    result = {"requests": len(latencies), "seconds": round(elapsed, 3),
+              "requests_per_second": round(len(latencies) / elapsed, 1), **latency_figures(latencies),
+              "sent_late_p99_ms": round(sorted(late)[max(0, int(len(late) * 0.99) - 1)] * 1000, 2) if late else 0.0,
+              "statuses": statuses}
+    return result, answered
+
+
+def applied_latencies(answered: dict[str, float]) -> dict:
+    """From each 200 (its wall-clock instant) to its receipt's applied_at."""
+    from django.db import connection
+
+    from consent.models import InboundReceipt
+
+    applied = dict(InboundReceipt.objects.filter(provider_message_id__in=list(answered))
+                   .values_list("provider_message_id", "applied_at"))
+    connection.close()
+    delays = [max(0.0, applied[sid].timestamp() - at) for sid, at in answered.items() if applied.get(sid)]
+    return {"applied": len(delays), **latency_figures(delays)}
+
+
+def saturate(port: int, requests: list[bytes], concurrency: int, measured: dict) -> dict:
+    """One closed-loop phase with the CPU of every process measured."""
+    before = {name: cpu_seconds(match) for name, match in measured.items()}
+    own_cpu = time.process_time()
+    phase = asyncio.run(run_phase(port, requests, concurrency))
+    count = phase["requests"]
+    phase["load_generator_cpu_ms_per_request"] = round((time.process_time() - own_cpu) / count * 1000, 2)
+    for name, match in measured.items():
+        phase[f"{name}_cpu_ms_per_request"] = round(cpu_used(before[name], cpu_seconds(match)) / count * 1000, 2)
+    return phase
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contacts", type=int, default=2000)
+    parser.add_argument("--contacts", type=int, default=2000, help="contacts of the saturation phases")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=int, default=300, help="webhooks/s of the sustained phase")
+    parser.add_argument("--duration", type=int, default=60, help="seconds of the sustained phase")
+    parser.add_argument("--sustained-connections", type=int, default=32)
     parser.add_argument("--duplicates", type=float, default=0.1, help="fraction of webhooks delivered twice")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread keeps connections alive)")
+    parser.add_argument("--apply-concurrency", type=int, default=2, help="processes of the Celery worker that applies")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_inbound")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -290,80 +435,134 @@ def main() -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     started = time.perf_counter()
     warm = args.workers * args.threads * 8  # contacts whose YES and STOP warm every worker up first
-    setup_data(args.contacts + warm)
-    print(f"{args.contacts} pending consents created in {time.perf_counter() - started:.1f}s", flush=True)
+    sustained = args.rate * args.duration // 2  # each texts YES then STOP
+    total = args.contacts + sustained + warm
+    setup_data(total)
+    print(f"{total} pending consents created in {time.perf_counter() - started:.1f}s", flush=True)
+    db_name = urllib.parse.urlsplit(args.database_url).path.lstrip("/")
+    run = int(time.time())
+    measured = {
+        "web": lambda cmd: "gunicorn" in cmd and f"127.0.0.1:{port}" in cmd,
+        "db": lambda cmd: cmd.startswith("postgres: ") and f" {db_name} " in cmd,
+        "redis": lambda cmd: cmd.startswith("redis-server"),
+        "worker": lambda cmd: "celery" in cmd and APPLY_QUEUE in cmd,
+    }
 
-    gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
-         "-k", args.worker_class, "--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning",
-         # Spread the load generator's keep-alive connections evenly over the workers.
-         "--worker-connections", str(-(-args.concurrency // args.workers) + 1)],
+    def requests_for(prefix: str, first: int, count: int, text: str) -> tuple[list[str], list[bytes]]:
+        sids = [f"SM{prefix}{run}{i:08d}" for i in range(first, first + count)]
+        return sids, [build_request(port, sid, phone(i), text) for i, sid in zip(range(first, first + count), sids, strict=True)]
+
+    # 1. The floor, alone on the machine.
+    from django.db import connection
+
+    from bench.floor.settings import CREATE_TABLE
+
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE_TABLE)
+    connection.close()
+    floor_env = {**env, "DJANGO_SETTINGS_MODULE": "bench.floor.settings"}
+    floor = gunicorn_start(args, port, floor_env, "bench.floor.wsgi")
+    try:
+        asyncio.run(run_phase(port, requests_for("floorwarm", 0, warm * 3, "YES")[1], args.concurrency))
+        floor_requests, _ = with_duplicates(requests_for("floor", 0, 2 * args.contacts, "STOP")[1], args.duplicates, rng)
+        floor_phase = saturate(port, floor_requests, args.concurrency, {k: measured[k] for k in ("web", "db")})
+        print(f"floor: {json.dumps(floor_phase)}", flush=True)
+    finally:
+        stop(floor)
+
+    # 2. The service: web and the applying worker.
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", APPLY_QUEUE, "--concurrency",
+         str(args.apply_concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env,
     )
+    web = gunicorn_start(args, port, env, "config.wsgi")
+    phases, all_sids, duplicates = {}, [], 0
     try:
-        wait_for(port, gunicorn)
-        run = int(time.time())
-        # Warm-up on contacts of their own: every worker runs the measured path (statements prepared,
-        # connections open) before the clock starts; a text that is no keyword warms customer care.
+        # Warm-up on contacts of their own (statements prepared, connections open); a free text warms care.
+        first_warm = args.contacts + sustained
         for text in ("YES", "STOP", "hello, is anyone there?"):
-            warmup = [build_request(port, f"SMwarm{text[:4]}{run}{i:06d}", phone(args.contacts + i), text)
-                      for i in range(warm)]
-            asyncio.run(run_phase(port, warmup, args.concurrency))
+            sids, requests = requests_for(f"warm{text[:4]}", first_warm, warm, text)
+            all_sids += sids if text != "hello, is anyone there?" else []
+            asyncio.run(run_phase(port, requests, args.concurrency))
+        wait_applied()
+        warm_sids = [f"SMwarmhell{run}{i:08d}" for i in range(first_warm, first_warm + warm)]
 
-        db_name = urllib.parse.urlsplit(args.database_url).path.lstrip("/")
-
-        def is_web(cmdline):
-            return "gunicorn" in cmdline and f"127.0.0.1:{port}" in cmdline
-
-        def is_db(cmdline):
-            return cmdline.startswith("postgres: ") and f" {db_name} " in cmdline
-
-        def is_redis(cmdline):
-            return cmdline.startswith("redis-server")
-
-        phases, all_sids, duplicates = {}, [], 0
         for name, text in (("yes", "YES"), ("stop", "STOP")):
-            sids = [f"SM{name}{run}{i:08d}" for i in range(args.contacts)]
+            sids, requests = requests_for(name, 0, args.contacts, text)
             all_sids += sids
-            requests = [build_request(port, sid, phone(i), text) for i, sid in enumerate(sids)]
             requests, dup = with_duplicates(requests, args.duplicates, rng)
             duplicates += dup
-            web_cpu, db_cpu, redis_cpu = cpu_seconds(is_web), cpu_seconds(is_db), cpu_seconds(is_redis)
-            own_cpu = time.process_time()
-            phases[name] = asyncio.run(run_phase(port, requests, args.concurrency))
-            count = phases[name]["requests"]
-            phases[name]["load_generator_cpu_ms_per_request"] = round((time.process_time() - own_cpu) / count * 1000, 2)
-            phases[name]["redis_cpu_ms_per_request"] = round(cpu_used(redis_cpu, cpu_seconds(is_redis)) / count * 1000, 2)
-            phases[name]["web_cpu_ms_per_request"] = round(cpu_used(web_cpu, cpu_seconds(is_web)) / count * 1000, 2)
-            phases[name]["db_cpu_ms_per_request"] = round(cpu_used(db_cpu, cpu_seconds(is_db)) / count * 1000, 2)
+            phases[name] = saturate(port, requests, args.concurrency, measured)
+            phases[name]["applied_all_after_s"] = wait_applied()
             print(f"{name:>5}: {json.dumps(phases[name])}", flush=True)
+
+        # Sustained: each contact's YES, and its STOP a second later, at `rate` webhooks/s in all.
+        schedule = []
+        for k in range(sustained):
+            i = args.contacts + k
+            at = 2 * k / args.rate
+            for text, delay in (("YES", 0.0), ("STOP", 1.0)):
+                sid = f"SMsus{text[:1]}{run}{i:08d}"
+                schedule.append((at + delay, sid, build_request(port, sid, phone(i), text)))
+        schedule.sort(key=lambda item: item[0])
+        all_sids += [sid for _, sid, _ in schedule]
+        before = {name: cpu_seconds(match) for name, match in measured.items()}
+        phase, answered = asyncio.run(run_open_loop(port, schedule, args.sustained_connections))
+        for name, match in measured.items():
+            phase[f"{name}_cpu_ms_per_request"] = round(cpu_used(before[name], cpu_seconds(match)) / phase["requests"] * 1000, 2)
+        phase["applied_all_after_s"] = wait_applied()
+        phase["to_applied"] = applied_latencies(answered)
+        phases["sustained"] = phase
+        print(f"sustained: {json.dumps(phase)}", flush=True)
     finally:
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
+        stop(web)
+        stop(worker)
         purge_queue(args.broker_url)
 
-    total_requests = sum(p["requests"] for p in phases.values())
-    total_seconds = sum(p["seconds"] for p in phases.values())
-    checks = verify(args.contacts, warm, all_sids)
+    saturation = [phases["yes"], phases["stop"]]
+    accepted = round(sum(p["requests"] for p in saturation) / sum(p["seconds"] for p in saturation), 1)
+    checks = verify(args.contacts + sustained + warm, all_sids)
+    from consent.models import InboundReceipt
+
+    checks["care_warmup_applied"] = InboundReceipt.objects.filter(provider_message_id__in=warm_sids,
+                                                                  applied_at__isnull=False).count() == warm
+    targets = {
+        "accepted_per_second >= 600": accepted >= 600,
+        "accepted / floor >= 0.6": accepted / floor_phase["requests_per_second"] >= 0.6,
+        "sustained 200 p99 < 50 ms": phases["sustained"]["p99_ms"] < 50,
+        "sustained applied p99 < 2 s": phases["sustained"]["to_applied"]["p99_ms"] < 2000,
+        "exactly once": checks["exactly_once"],
+    }
     result = {
-        "benchmark": "inbound signed Twilio webhooks (YES then STOP), gunicorn + PostgreSQL",
+        "benchmark": "inbound signed Twilio webhooks (YES then STOP): intake under gunicorn, applied by a Celery "
+                     "worker, PostgreSQL + Redis; the floor in the same run",
         "machine": {"cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "config": {k: v for k, v in vars(args).items() if k not in ("database_url", "broker_url", "redis_url", "output")},
-        "gunicorn": f"-k {args.worker_class} -w {args.workers} --threads {args.threads}",
+        "gunicorn": f"-k {args.worker_class} -w {args.workers} --threads {args.threads} (floor and service)",
         "duplicates_sent": duplicates,
+        "floor": floor_phase,
         "phases": phases,
-        "total": {
-            "requests": total_requests,
-            "requests_per_second": round(total_requests / total_seconds, 1),
-            "p50_ms": max(p["p50_ms"] for p in phases.values()),
-            "p99_ms": max(p["p99_ms"] for p in phases.values()),
+        "summary": {
+            "accepted_per_second": accepted,
+            "floor_per_second": floor_phase["requests_per_second"],
+            "ratio_to_floor": round(accepted / floor_phase["requests_per_second"], 3),
+            "saturation_p50_ms": max(p["p50_ms"] for p in saturation),
+            "saturation_p99_ms": max(p["p99_ms"] for p in saturation),
+            "sustained_rate": phases["sustained"]["requests_per_second"],
+            "sustained_p50_ms": phases["sustained"]["p50_ms"],
+            "sustained_p99_ms": phases["sustained"]["p99_ms"],
+            "sustained_applied_p50_ms": phases["sustained"]["to_applied"]["p50_ms"],
+            "sustained_applied_p99_ms": phases["sustained"]["to_applied"]["p99_ms"],
         },
+        "targets": targets,
         "checks": checks,
     }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["total"]), flush=True)
+    print(json.dumps(result["summary"]), flush=True)
+    print(f"targets: {json.dumps(targets)}")
     print(f"exactly once: {checks['exactly_once']} ({json.dumps({k: v for k, v in checks.items() if k != 'expected'})})")
     print(f"written to {output}")
     if not checks["exactly_once"]:

@@ -117,6 +117,10 @@ RULES: dict[str, Rule] = {r.rule: r for r in (
          "Meta pauses delivery of marketing template messages to WhatsApp users with +1 numbers (since 2025-04-01): "
          "https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/marketing-templates/"
          "per-user-limits"),
+    Rule("inbound-fallback",
+         "Rules 7 and 15 of docs/design.md: webhooks received while the database could not be reached wait in the "
+         "inbound fallback (Redis) and may hold a STOP; promotional messages wait until they are applied "
+         "(setting INBOUND_FALLBACK_HOLD_SECONDS at a time)"),
     Rule("whatsapp-messaging-limit",
          "WhatsApp messaging limit: unique people a business may start conversations with per moving 24 hours "
          "(250, 2,000, 10,000, 100,000 or unlimited; setting WHATSAPP_MESSAGING_LIMIT): "

@@ -40,8 +40,9 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, Max, Min, Q
 from django.utils import timezone
 
+from consent.intake.fallback import promotions_held
 from consent.models import Channel, Consent, Contact
-from consent.selectors import contact_get_by_phone, contact_may_receive_promotion
+from consent.selectors import contact_get_by_phone, contact_may_receive_promotion, numbers_revoking_unapplied
 from consent.services import consents_lock, provider_refusal_apply
 from consent.webhooks.references import DELIVERY, twilio_status_callback
 from messaging import lifecycle
@@ -64,6 +65,8 @@ from .models import (
 from .sql import deliveries_mark_claimed
 
 logger = logging.getLogger(__name__)
+
+INBOUND_FALLBACK_RULE = "inbound-fallback"
 
 
 # --- content --------------------------------------------------------------------------------
@@ -209,6 +212,12 @@ def local_send_instant(broadcast: Broadcast, contact) -> datetime:
     return candidate.astimezone(dt_timezone.utc)
 
 
+# A delivery whose number has a revocation received and not applied yet waits this long, then is claimed
+# again: by then the revocation is applied (and the delivery skipped) or was no revocation after all.
+REVOCATION_PENDING_WAIT = timedelta(seconds=5)
+REVOCATION_PENDING_RULE = "inbound-revocation-pending"
+
+
 def _broadcast_status(broadcast_id: int) -> str | None:
     return Broadcast.objects.filter(pk=broadcast_id).values_list("status", flat=True).first()
 
@@ -281,6 +290,13 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
         batch.examined = len(rows)
         if not rows:
             return batch if _broadcast_status(broadcast.pk) == BroadcastStatus.SENDING else None
+        if promotions_held():
+            # Rule 7: a STOP kept in the inbound fallback is not applied yet and counts as applied, and
+            # which numbers it holds is not known before the drain: every row waits (one Redis call).
+            until = now + timedelta(seconds=float(settings.INBOUND_FALLBACK_HOLD_SECONDS))
+            batch.deferred = Delivery.objects.filter(pk__in=[row[0] for row in rows]).update(
+                status=DeliveryStatus.DEFERRED, not_before=until, rule=INBOUND_FALLBACK_RULE, status_at=now)
+            return batch
         recent = {}
         if broadcast.frequency_cap:
             since = now - timedelta(days=int(setting("BROADCAST_FREQUENCY_WINDOW_DAYS")))
@@ -289,6 +305,8 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                                         claimed_at__gte=since, status__in=HANDED_OVER_STATUSES)
                 .exclude(broadcast_id=broadcast.pk).order_by().values_list("contact_id").annotate(n=Count("id"))
             )
+        # Rule 7: a revocation received (rule 15) and not applied yet counts as applied here.
+        held = numbers_revoking_unapplied([row[5] for row in rows], channel=broadcast.channel)
         book = policy_book()
         whatsapp = broadcast.channel == Channel.WHATSAPP
         skipped: dict[tuple[str, str], list[int]] = {}  # (reason, rule) → rows
@@ -301,6 +319,8 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
                 skipped.setdefault((SkipReason.NO_NUMBER, ""), []).append(pk)
             elif authorized_by is None:
                 skipped.setdefault((SkipReason.NOT_CURRENT, ""), []).append(pk)
+            elif contact.phone in held:
+                waits.setdefault((now + REVOCATION_PENDING_WAIT, REVOCATION_PENDING_RULE), []).append(pk)
             elif broadcast.frequency_cap and recent.get(contact_id, 0) >= broadcast.frequency_cap:
                 skipped.setdefault((SkipReason.FREQUENCY_CAP, "broadcast-frequency-cap"), []).append(pk)
             elif whatsapp and contact.phone.startswith("+1"):
@@ -613,6 +633,11 @@ def broadcast_test_send(*, broadcast: Broadcast, phone: str, now: datetime | Non
         raise ValidationError({"phone": "No contact with this phone number."})
     if not contact_may_receive_promotion(contact_id=contact.pk, topic_id=broadcast.topic_id, channel=broadcast.channel, now=now):
         raise ValidationError({"phone": f"This contact has no current {broadcast.channel} consent for {broadcast.topic.slug}."})
+    if promotions_held():
+        raise ValidationError({"phone": "Webhooks received during a database outage are still being applied "
+                                        "(one may be this contact's STOP): try again in a few seconds."})
+    if numbers_revoking_unapplied([contact.phone], channel=broadcast.channel):
+        raise ValidationError({"phone": "A revocation from this number was received and is being applied."})
     try:
         message = outgoing_for(broadcast=broadcast, phone=contact.phone, country=contact.country,
                                attributes=contact.attributes, reference=f"broadcast-{broadcast.pk}-test")

@@ -1,6 +1,11 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+Apps add what an operator should see beside readiness (e.g. the inbound backlog) with
+`readiness_detail`, called from their AppConfig.ready: config imports no app.
+"""
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection
@@ -8,6 +13,13 @@ from django.http import JsonResponse
 from kombu import Connection
 
 logger = logging.getLogger(__name__)
+
+_details: dict[str, Callable[[], object]] = {}
+
+
+def readiness_detail(name: str, read: Callable[[], object]) -> None:
+    """Show `read()` under `name` in /readyz/'s JSON (informative: it does not decide readiness)."""
+    _details[name] = read
 
 
 def healthz(request):
@@ -19,7 +31,14 @@ def readyz(request):
     """The database and the broker are reachable."""
     checks = {"database": _check_database(), "broker": _check_broker()}
     ok = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    for name, read in _details.items():
+        try:
+            body[name] = read()
+        except Exception as exc:  # a detail that cannot be read never makes the probe fail
+            logger.warning("readiness: %s: %s", name, exc)
+            body[name] = "unreadable"
+    return JsonResponse(body, status=200 if ok else 503)
 
 
 def _check_database() -> str:

@@ -2,6 +2,8 @@ from django.apps import AppConfig
 from django.db import connections
 from django.db.models.signals import post_migrate
 
+from config.health import readiness_detail
+
 from .database_role import app_role_grant
 
 
@@ -16,3 +18,7 @@ class ConsentConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_app_role_grant, sender=self, dispatch_uid="consent.app_role_grant")
+        # why: the backlog reads a model, and models load after the app configs
+        from .intake.backlog import intake_backlog
+
+        readiness_detail("inbound", intake_backlog)

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from . import services
 from .ledger import event_append
-from .models import Consent, ConsentEvent, Contact, EventKind, Source, Suppression
+from .models import Consent, ConsentEvent, Contact, EventKind, InboundReceipt, Source, Suppression
 
 
 @dataclass
@@ -44,6 +44,9 @@ def contact_erase(*, contact: Contact, actor: str, reason: str = "", now: dateti
                                                reason="erasure", now=now))
     Suppression.objects.get_or_create(phone_pseudonym=contact.phone_pseudonym,
                                       defaults={"reason": "erased", "detail": reason[:255]})
+    # The webhooks' receipts hold the number and the texts; those applied go (one still waiting is applied
+    # first, against the erased contact, and goes with the receipts' daily upkeep).
+    InboundReceipt.objects.filter(sender=contact.phone, applied_at__isnull=False).delete()
     contact.phone = None
     contact.attributes = {}
     contact.country = ""

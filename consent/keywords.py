@@ -157,3 +157,19 @@ def parse_inbound(
                 return Intent(JOIN, topic)
             return Intent(kind, topic)
     return NO_INTENT
+
+
+def asks_to_stop(text: str | None, *, keywords: Mapping[str, Iterable[str]] | None = None) -> bool:
+    """Whether the text starts with a stop keyword: a bare STOP, or STOP and any topic.
+
+    Read where topics are not known (the intake of a webhook): "STOP PROMO" counts, as it may
+    stop that topic; so does "stop the red one", which the applier may then read as no keyword.
+    """
+    if not isinstance(text, str) or len(text) > MAX_KEYWORD_TEXT_LENGTH:
+        return False
+    folded = fold(text)
+    if not folded:
+        return False
+    table = _fold_table(configured_keywords() if keywords is None else keywords)
+    words = folded.split(" ")
+    return any(table.get(" ".join(words[:cut])) == STOP for cut in range(1, len(words) + 1))

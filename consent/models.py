@@ -316,6 +316,47 @@ class Message(OutboundMessage):
         return f"{self.direction} {self.kind} {self.channel} {self.status}"
 
 
+class InboundReceipt(models.Model):
+    """A verified inbound message as its webhook brought it, recorded before the 200 (rule 15).
+
+    One row per (channel, provider message id): a redelivered webhook inserts nothing. The applier
+    (consent/intake/applier.py) applies rows in `id` order per sender and sets `applied_at` in the
+    transaction of their effects. Until then a row that `revokes` counts as applied for the send-time
+    gate (rule 7).
+    """
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    provider = models.CharField(max_length=32)
+    provider_message_id = models.CharField(max_length=128)
+    sender = models.CharField(max_length=32, help_text="E.164 as Contact.phone stores it, or the raw sender.")
+    intent = models.CharField(max_length=16, help_text="The keyword kind read at intake (no topic keywords), or none.")
+    revokes = models.BooleanField(default=False, help_text="A STOP or a clear revocation in other words.")
+    message = models.JSONField(help_text="The parsed message (consent/intake/records.py).")
+    received_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+    # Database defaults: the intake's INSERT names only the record's columns (consent/rows.py).
+    outcome = models.CharField(max_length=16, blank=True, db_default="", help_text="applied | duplicate | ignored.")
+    attempts = models.PositiveIntegerField(db_default=0, help_text="Failed attempts to apply it.")
+    last_error = models.CharField(max_length=255, blank=True, db_default="")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "provider_message_id"], name="inboundreceipt_unique_message"),
+        ]
+        indexes = [
+            # The applier's queue and its per-sender order check: only the rows not applied yet.
+            models.Index(fields=["sender", "id"], condition=Q(applied_at__isnull=True), name="inboundreceipt_pending"),
+            models.Index(fields=["id"], condition=Q(applied_at__isnull=True), name="inboundreceipt_queue"),
+            # The send-time gate's check (rule 7): revocations received and not applied yet.
+            models.Index(fields=["sender"], condition=Q(applied_at__isnull=True, revokes=True),
+                         name="inboundreceipt_pending_stop"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} {self.provider_message_id} ({'applied' if self.applied_at else 'pending'})"
+
+
 class RevocationVia(models.TextChoices):
     """How a revocation recorded by staff reached them (in the ledger event's evidence)."""
 

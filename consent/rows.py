@@ -300,3 +300,35 @@ def ledger_append(event: Model, head_model: type[Model]) -> Model:
             event_pk = cursor.fetchone()[0]
             cursor.execute(f"{move} WHERE {pk} = 1", [event.seq, event.hash])
     return _saved(event, event_pk)
+
+
+# --- the intake of a webhook ------------------------------------------------------------------
+
+
+def receipt_insert(receipt_model: type[Model], values: dict) -> int | None:
+    """INSERT an inbound receipt unless its (channel, provider message id) is there: its id, or None.
+
+    The one write of a webhook's intake (docs/inbound.md), in autocommit. bench/consent_statements.py
+    (5 alternating rounds, PostgreSQL, building the record included on both sides): 296 µs CPU per call;
+    the ORM's nearest one-statement form, `bulk_create(ignore_conflicts=True)`, which cannot even tell a
+    new row from a redelivery, 557 µs: saves 262 µs per webhook.
+    """
+    key = ("receipt_insert", connection.vendor, receipt_model)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        meta = receipt_model._meta
+        fields = tuple(meta.get_field(name) for name in values)
+        conflict = ", ".join(_column(receipt_model, name) for name in ("channel", "provider_message_id"))
+        statement = _STATEMENTS[key] = (
+            f"INSERT INTO {_table(receipt_model)} ({', '.join(_quoted(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({conflict}) DO NOTHING "
+            f"RETURNING {_quoted(meta.pk.column)}",
+            fields,
+        )
+    sql, fields = statement
+    db = _database()
+    params = [field.get_db_prep_save(values[field.name], db) for field in fields]
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None

@@ -2,11 +2,12 @@
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import rows
-from .models import Consent, ConsentStatus, Contact, Suppression, Topic
+from .models import Consent, ConsentStatus, Contact, InboundReceipt, Suppression, Topic
 
 
 def consent_is_current(consent: Consent, now: datetime | None = None) -> bool:
@@ -62,6 +63,21 @@ def contact_may_receive_promotion(*, contact_id: int, topic_id: int, channel: st
     """The send-time gate for one contact: one query, the audience's own definition."""
     consents = Consent.objects.filter(contact_id=contact_id, topic_id=topic_id, channel=channel)
     return consents.may_receive_promotion(now or timezone.now()).exists()
+
+
+def numbers_revoking_unapplied(phones, *, channel: str) -> set[str]:
+    """Of `phones` (E.164), those with a revocation received and not applied yet on `channel` (any channel
+    with CONSENT_REVOKE_SCOPE=all): the send-time gate holds their promotional messages (rule 7).
+
+    One read of the partial index on unapplied revocations (a handful of rows at any time).
+    """
+    phones = [phone for phone in phones if phone]
+    if not phones:
+        return set()
+    receipts = InboundReceipt.objects.filter(applied_at__isnull=True, revokes=True, sender__in=phones)
+    if settings.CONSENT_REVOKE_SCOPE != "all":
+        receipts = receipts.filter(channel=channel)
+    return set(receipts.order_by().values_list("sender", flat=True))
 
 
 def contact_get_by_phone(e164: str) -> Contact | None:

@@ -1,11 +1,18 @@
 """Celery tasks: ids in, a service call, an explicit retry policy. Each may run twice safely."""
 
-from celery import shared_task
+import logging
+
+from celery import shared_task, signals
 
 from messaging.lifecycle import RETRY_POLICY, RetryLater, retry_delay
 
 from . import messaging, retention, services
 from .audit.tasks import ledger_checkpoint_task  # noqa: F401  (registered for autodiscovery)
+from .intake import applier, fallback
+from .intake import services as intake
+from .webhooks import accepted
+
+logger = logging.getLogger(__name__)
 
 MESSAGE_MAX_RETRIES = 8
 
@@ -44,3 +51,43 @@ def messages_upkeep_task() -> dict:
 def retention_erase_task() -> int:
     """Beat, daily: erase the personal data of contacts past CONSENT_RETENTION_DAYS (idempotent)."""
     return len(retention.retention_erase())
+
+
+@shared_task
+def inbound_fallback_drain_task() -> int:
+    """Beat, every few seconds, at worker start and when a webhook joins a waiting fallback: move the
+    webhooks kept in Redis during a database outage into the intake table, in order, then queue the
+    applier. Safe to run twice (one drain at a time; inserting a receipt again is a no-op)."""
+    try:
+        moved = fallback.fallback_drain(take=accepted.fallback_entry_take)
+    except fallback.DATABASE_UNREACHABLE as exc:
+        logger.warning("inbound fallback: the database is still unreachable (%s); the next drain retries", exc)
+        return 0
+    except fallback.FallbackUnavailable as exc:
+        logger.warning("inbound fallback: Redis unreachable (%s); the next drain retries", exc)
+        return 0
+    if moved:
+        intake.intake_trigger()
+    return moved
+
+
+@signals.worker_ready.connect
+def _drain_at_worker_start(sender=None, **kwargs):
+    """A worker that starts (after a crash, after the database came back) drains what waits at once."""
+    if fallback.configured():
+        inbound_fallback_drain_task.delay()
+
+
+@shared_task
+def inbound_receipts_prune_task() -> int:
+    """Beat, daily: delete the webhooks' receipts applied more than 30 days ago."""
+    return intake.intake_receipts_prune()
+
+
+@shared_task
+def inbound_apply_task() -> int:
+    """Apply the inbound messages recorded at intake, in order per number (queued by the intake's
+    trigger; beat, every INBOUND_APPLY_SWEEP_SECONDS, as the safety net after a lost task or a crash).
+    Safe to run twice and concurrently: each batch locks its rows and marks them applied with their effects."""
+    intake.trigger_clear()
+    return applier.intake_apply_pending()

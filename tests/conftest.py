@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-pytest_plugins = ["tests.plugins.providers", "tests.plugins.worker"]
+pytest_plugins = ["tests.plugins.providers", "tests.plugins.worker", "tests.plugins.fallback_redis"]
 
 
 @pytest.fixture(autouse=True)
@@ -11,7 +11,10 @@ def clear_pumping_limits():
     """Each test starts with fresh opt-in limit counters (they live in the process's cache)."""
     from django.core.cache import cache
 
+    from consent.intake.services import trigger_clear
+
     cache.clear()
+    trigger_clear()  # the intake's trigger key lives in Redis itself when there is one
 
 
 @pytest.fixture

@@ -187,11 +187,25 @@ CELERY_BEAT_SCHEDULE = {
     "revocation-reviews-due": {"task": "consent.tasks.revocation_reviews_apply_due_task", "schedule": 60.0},
     "ledger-verify-full": {"task": "consent.audit.tasks.ledger_verify_task", "schedule": 86400.0},
     "consent-retention": {"task": "consent.tasks.retention_erase_task", "schedule": 86400.0},
+    # The safety net of inbound intake: applies what a lost or crashed apply task left (docs/inbound.md).
+    "inbound-apply": {"task": "consent.tasks.inbound_apply_task",
+                      "schedule": env.float("INBOUND_APPLY_SWEEP_SECONDS", 10.0)},
+    "inbound-receipts-prune": {"task": "consent.tasks.inbound_receipts_prune_task", "schedule": 86400.0},
     "broadcasts-tick": {"task": "broadcasts.tasks.broadcasts_tick_task",
                         "schedule": env.float("BROADCAST_TICK_SECONDS", 5.0)},
 }
+if REDIS_URL:
+    # Webhooks kept in Redis during a database outage go back to the database (one XLEN when there are none).
+    CELERY_BEAT_SCHEDULE["inbound-fallback-drain"] = {"task": "consent.tasks.inbound_fallback_drain_task",
+                                                      "schedule": env.float("INBOUND_FALLBACK_DRAIN_SECONDS", 2.0)}
 # Only the signer (`celery -A config worker -Q audit-signer --concurrency 1`) holds AUDIT_SIGNING_KEY.
 CELERY_TASK_ROUTES = {"consent.audit.tasks.ledger_checkpoint_task": {"queue": "audit-signer"}}
+# Inbound applying may have workers of its own (`-Q inbound`), so that no broadcast's tasks delay a STOP.
+INBOUND_APPLY_QUEUE = env.str("INBOUND_APPLY_QUEUE", "")
+if INBOUND_APPLY_QUEUE:
+    CELERY_TASK_ROUTES["consent.tasks.inbound_apply_task"] = {"queue": INBOUND_APPLY_QUEUE}
+# Seconds the intake's trigger key lives: at most one apply task queued per this while one waits.
+INBOUND_APPLY_TRIGGER_SECONDS = env.int("INBOUND_APPLY_TRIGGER_SECONDS", 5)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 REST_FRAMEWORK = {
@@ -313,7 +327,8 @@ LOGGING = {
     "filters": {"personal_data": {"()": "config.logging.PersonalDataFilter"},
                 # The broadcast tick every few seconds: its beat and worker lines at DEBUG.
                 "quiet_tick": {"()": "config.logging.DemoteToDebug",
-                               "names": ["broadcasts-tick", "broadcasts.tasks.broadcasts_tick_task["]}},
+                               "names": ["broadcasts-tick", "broadcasts.tasks.broadcasts_tick_task[",
+                                         "inbound-fallback-drain", "consent.tasks.inbound_fallback_drain_task["]}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["personal_data"]},
                  "django.server": {"class": "logging.StreamHandler", "formatter": "django.server",
                                    "filters": ["personal_data"]}},
@@ -365,5 +380,10 @@ OPTIN_MAX_PER_NUMBER_PER_DAY = env.int("OPTIN_MAX_PER_NUMBER_PER_DAY", 5)
 OPTIN_MAX_PER_API_USER_PER_HOUR = env.int("OPTIN_MAX_PER_API_USER_PER_HOUR", 1000)
 OPTIN_REPEAT_PROMPT_AFTER_MINUTES = env.int("OPTIN_REPEAT_PROMPT_AFTER_MINUTES", 10)  # a fresh pending prompt is not resent
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", 262144)
+# The inbound fallback (consent/intake/fallback.py, REDIS_URL; none without it): the stream's key, the timeout of
+# every Redis call it makes, and how long promotional sends wait while webhooks are kept there.
+INBOUND_FALLBACK_KEY = env.str("INBOUND_FALLBACK_KEY", "consent:inbound-fallback")
+INBOUND_FALLBACK_TIMEOUT = env.float("INBOUND_FALLBACK_TIMEOUT", 1.0)
+INBOUND_FALLBACK_HOLD_SECONDS = env.float("INBOUND_FALLBACK_HOLD_SECONDS", 5.0)
 # Queued transactional messages older than this are handed to the broker again (broker outages).
 MESSAGE_REQUEUE_AFTER_SECONDS = env.int("MESSAGE_REQUEUE_AFTER_SECONDS", 900)

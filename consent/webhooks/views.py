@@ -1,9 +1,13 @@
 """Provider webhooks: Twilio inbound and status callbacks, WhatsApp Cloud verification and events.
 
 No API token: each request is authenticated by its provider's signature (else 403). The
-order is always: size cap (413), signature (403), parse (400), apply. Applying is
-idempotent, so a provider's redelivery changes nothing twice. Nothing a request carries can
-cause a 500: a failure while applying answers 503 so that the provider tries again later.
+order is always: size cap (413), signature (403), parse (400), then the intake: an inbound
+message is recorded once (consent/intake, rule 15) and answered 200; workers apply it after. A
+redelivery records nothing twice. Status callbacks and WhatsApp preference updates are applied in
+the request, as idempotent updates. When the database cannot be reached (or webhooks kept earlier
+still wait), the verified webhook is kept in the inbound fallback in Redis and answered 200 all the
+same (`accepted.webhook_accept`). Nothing a request carries can cause a 500: a failure while
+recording, or a webhook that can be neither recorded nor kept, answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import logging
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from consent import inbound
+from consent.intake import records as intake_records
 from consent.signatures import (
     TWILIO_SIGNATURE_HEADER,
     TWILIO_SIGNATURE_SETTINGS_HEADER,
@@ -27,13 +33,12 @@ from consent.signatures import (
     verify_whatsapp_signature,
 )
 
-from . import parsers
+from . import accepted, parsers
+from .accepted import TWILIO, WHATSAPP_CLOUD
 
 logger = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-TWILIO = "twilio"
-WHATSAPP_CLOUD = "whatsapp_cloud"
 
 
 def max_body_bytes() -> int:
@@ -98,13 +103,15 @@ def _unverifiable(setting: str) -> JsonResponse:
     return _error(403, detail)
 
 
-def twilio_inbound_apply(form, *, provider: str = TWILIO) -> inbound.InboundResult:
-    """A verified Twilio inbound form, parsed (PayloadError) and applied once: the webhook's path after
-    its signature check, also taken by `manage.py inbound` for a person typing on the console."""
-    message = parsers.parse_twilio_inbound(form)
-    result = inbound.inbound_message_receive(message=message, provider=provider)
-    logger.info("%s inbound %s: %s %s", provider, message.provider_message_id, result.outcome, result.intent.kind)
-    return result
+def twilio_inbound_record(form, *, provider: str = TWILIO) -> intake_records.IntakeRecord:
+    """A verified Twilio inbound form, parsed (PayloadError) into its intake record: the webhook's path
+    after its signature check, also taken by `manage.py inbound` for a person typing on the console."""
+    return _record(parsers.parse_twilio_inbound(form), provider)
+
+
+def _record(message: parsers.InboundMessage, provider: str) -> intake_records.IntakeRecord:
+    return intake_records.record_of(message, provider=provider, received_at=timezone.now(),
+                                    default_region=settings.DEFAULT_PHONE_REGION)
 
 
 def _callback_reference(request: HttpRequest) -> str:
@@ -122,6 +129,15 @@ def _callback_reference(request: HttpRequest) -> str:
 
 def _retry_later(what: str) -> HttpResponse:
     logger.exception("webhook %s could not be applied; the provider will retry", what)
+    return _unavailable()
+
+
+def _unrecorded(what: str) -> HttpResponse:
+    logger.error("webhook %s refused with 503: neither the database nor the inbound fallback can record it", what)
+    return _unavailable()
+
+
+def _unavailable() -> HttpResponse:
     response = _error(503, "Temporarily unable to process this webhook; retry later.")
     response["Retry-After"] = "30"
     return response
@@ -135,11 +151,16 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if error:
         return error
     try:
-        twilio_inbound_apply(form)
+        record = twilio_inbound_record(form)
     except parsers.PayloadError as exc:
         return _error(400, f"Not a Twilio inbound message: {exc}.")
+    what = f"twilio inbound {record.provider_message_id}"
+    try:
+        accepted_as = accepted.webhook_accept(records=[record])
     except Exception:
-        return _retry_later(f"twilio inbound {form.get('MessageSid', '')[:64]}")
+        return _retry_later(what)
+    if accepted_as is None:
+        return _unrecorded(what)
     return HttpResponse(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
 
 
@@ -150,14 +171,20 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     form, error = _twilio_form(request)
     if error:
         return error
+    reference = _callback_reference(request)
     try:
-        update = parsers.parse_twilio_status(form, reference=_callback_reference(request))
+        update = parsers.parse_twilio_status(form, reference=reference)
     except parsers.PayloadError as exc:
         return _error(400, f"Not a Twilio status callback: {exc}.")
+    what = f"twilio status {update.provider_message_id}"
     try:
-        inbound.provider_status_apply(update=update, provider=TWILIO)
+        accepted_as = accepted.webhook_accept(
+            update=(accepted.TWILIO_STATUS, {"form": form.dict(), "reference": reference}),
+            apply_updates=lambda: inbound.provider_status_apply(update=update, provider=TWILIO))
     except Exception:
-        return _retry_later(f"twilio status {update.provider_message_id}")
+        return _retry_later(what)
+    if accepted_as is None:
+        return _unrecorded(what)
     return HttpResponse(status=204)
 
 
@@ -180,21 +207,27 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
         return _error(400, f"Not a WhatsApp Cloud webhook: {exc}.")
     if batch.ignored:
         logger.info("whatsapp webhook: ignored %s", ", ".join(batch.ignored[:20]))
-    outcomes = {"messages": 0, "duplicates": 0, "statuses": 0, "preferences": 0, "ignored": len(batch.ignored)}
-    bucket = {"applied": "messages", "duplicate": "duplicates", "ignored": "ignored"}
+    records = [_record(message, WHATSAPP_CLOUD) for message in batch.messages]
+    updates = bool(batch.statuses or batch.preferences)
     try:
-        for message in batch.messages:
-            result = inbound.inbound_message_receive(message=message, provider=WHATSAPP_CLOUD)
-            outcomes[bucket[result.outcome]] += 1
-        for update in batch.statuses:
-            inbound.provider_status_apply(update=update, provider=WHATSAPP_CLOUD)
-            outcomes["statuses"] += 1
-        for preference in batch.preferences:
-            inbound.whatsapp_preference_apply(preference=preference)
-            outcomes["preferences"] += 1
+        # Kept whole if the database goes away half-way: the drain inserts a recorded message again as a
+        # no-op and skips an applied update (forward-only statuses), as on Meta's redelivery.
+        accepted_as = accepted.webhook_accept(
+            records=records, update=(accepted.WHATSAPP_UPDATES, {"body": body.decode("utf-8")}) if updates else None,
+            apply_updates=(lambda: accepted.whatsapp_updates_apply(batch)) if updates else None)
     except Exception:
-        # What was applied stays applied; the redelivery skips it (ids, forward-only statuses).
         return _retry_later("whatsapp batch")
+    if accepted_as is None:
+        return _unrecorded("whatsapp batch")
+    if accepted_as.kept:
+        return JsonResponse({"ok": True, "kept": True})
+    outcomes = {"messages": 0, "duplicates": 0, "statuses": len(batch.statuses), "preferences": len(batch.preferences),
+                "ignored": len(batch.ignored)}
+    for record, new in zip(records, accepted_as.new, strict=True):
+        if not new:
+            outcomes["duplicates"] += 1
+        else:  # recorded either way; the applier ignores a sender that is no phone number
+            outcomes["messages" if intake_records.is_number(record.sender) else "ignored"] += 1
     return JsonResponse({"ok": True, **outcomes})
 
 

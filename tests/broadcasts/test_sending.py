@@ -951,3 +951,64 @@ def test_twilio_status_callback_of_a_broadcast_delivery_carries_its_reference(us
     get_provider("sms").send(message)
     [sent] = use_stand_in.messages(to=phone_for(1))
     assert sent["status_callback"] == "https://consent.example.com/webhooks/twilio/status/?ref=delivery-456"
+
+
+# --- the gate sees a revocation received and not applied yet (rules 7 and 15) --------------------
+
+
+def _stop_at_intake(phone, text="STOP", channel="sms"):
+    """A STOP recorded by the webhook's intake, not applied yet (no apply task has run)."""
+    from consent.intake import records
+    from consent.intake.services import intake_record
+    from consent.webhooks.parsers import InboundMessage
+
+    message = InboundMessage(channel=channel, provider_message_id=f"SMgate{phone}{text[:4]}{channel}", sender=phone,
+                             text=text)
+    assert intake_record(records.record_of(message, provider="twilio", received_at=timezone.now()))
+
+
+@pytest.mark.parametrize("text", ["STOP", "please stop texting me"])
+def test_a_stop_recorded_between_fanout_and_claim_holds_the_message_until_applied(topic, consented, text):
+    from consent.intake.applier import intake_apply_pending
+
+    contacts, broadcast = _launched(topic, 3, consented)
+    _stop_at_intake(contacts[1].phone, text)  # lands at intake after the fan-out, before the claim
+    batch = sending.claim_batch(broadcast=broadcast, lo=0, hi=None, limit=100, now=timezone.now())
+    assert sorted(c.contact_id for c in batch.claims) == sorted([contacts[0].pk, contacts[2].pk])
+    held = Delivery.objects.get(broadcast=broadcast, contact=contacts[1])
+    assert (held.status, held.rule) == (DeliveryStatus.DEFERRED, sending.REVOCATION_PENDING_RULE)
+    assert held.authorized_by is None
+    assert intake_apply_pending() == 1
+    later = timezone.now() + sending.REVOCATION_PENDING_WAIT + timedelta(seconds=1)
+    batch = sending.claim_batch(broadcast=broadcast, lo=0, hi=None, limit=100, now=later)
+    assert batch.claims == []
+    held.refresh_from_db()
+    assert (held.status, held.skip_reason) == (DeliveryStatus.SKIPPED, SkipReason.NOT_CURRENT)
+
+
+def test_a_pending_stop_on_another_channel_holds_only_with_scope_all(topic, consented, settings):
+    contacts, broadcast = _launched(topic, 2, consented)
+    _stop_at_intake(contacts[0].phone, channel="whatsapp")
+    batch = sending.claim_batch(broadcast=broadcast, lo=0, hi=None, limit=1, now=timezone.now())
+    assert [c.contact_id for c in batch.claims] == [contacts[0].pk]  # scope channel: SMS is not held
+    settings.CONSENT_REVOKE_SCOPE = "all"
+    _stop_at_intake(contacts[1].phone, channel="whatsapp")
+    batch = sending.claim_batch(broadcast=broadcast, lo=0, hi=None, limit=100, now=timezone.now())
+    assert batch.claims == [] and batch.deferred == 1
+
+
+def test_a_non_revoking_text_at_intake_holds_nothing(topic, consented):
+    contacts, broadcast = _launched(topic, 1, consented)
+    _stop_at_intake(contacts[0].phone, "where is my order?")
+    batch = sending.claim_batch(broadcast=broadcast, lo=0, hi=None, limit=100, now=timezone.now())
+    assert [c.contact_id for c in batch.claims] == [contacts[0].pk]
+
+
+def test_a_test_send_is_refused_while_a_stop_waits(topic, consented, fake_provider):
+    from django.core.exceptions import ValidationError
+
+    contacts, broadcast = _launched(topic, 1, consented)
+    _stop_at_intake(contacts[0].phone)
+    with pytest.raises(ValidationError, match="revocation"):
+        sending.broadcast_test_send(broadcast=broadcast, phone=contacts[0].phone)
+    assert fake_provider.sent == []

@@ -111,3 +111,13 @@ def test_the_readme_walkthrough_runs_as_written(topic):
     maybe, clear = (inbound(prefix.group(1), *step) for step in steps[6:])
     assert "review queue" in maybe and "revocation in other words" in clear and "stop_reply" in clear
     assert consent_status() == ConsentStatus.REVOKED
+
+
+def test_the_command_records_the_message_and_applies_it_at_once(topic, run_on_commit):
+    from consent.models import InboundReceipt
+
+    with run_on_commit():
+        inbound(PHONE, "JOIN PROMO")
+    receipt = InboundReceipt.objects.get()
+    assert (receipt.provider, receipt.intent, receipt.outcome) == ("console", "none", "applied")
+    assert receipt.applied_at is not None

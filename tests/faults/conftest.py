@@ -1,5 +1,6 @@
-"""Fault-injection helpers: a private redis-server, worker and beat processes, a TCP proxy that
-can cut the database away. Every process is started and stopped by the test that needs it.
+"""Fault-injection helpers: a private redis-server (AOF on or off), web (gunicorn), worker and beat
+processes, the database refusing every connection (or a TCP proxy that cuts it away), signed Twilio
+webhooks. Every process is started and stopped by the test that needs it.
 
 These tests need PostgreSQL and a Redis broker (several processes share one database and one
 broker, as in production) and are skipped otherwise.
@@ -17,14 +18,21 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+import requests
 from django.db import connection
+from django.http import QueryDict
+from psycopg import sql
 
+from consent.signatures import twilio_signature
 from tests.broadcasts.conftest import consented  # noqa: F401  (fixture: contacts with a current consent)
 from tests.broadcasts.test_worker import Worker
 from tests.plugins.worker import ROOT, _database_url
 
 PRIVATE_REDIS_PORT = 6390
+PUBLIC_BASE_URL = "http://testserver"  # what the web process checks webhook signatures against
+TWILIO_INBOUND = "/webhooks/twilio/inbound/"
 
 
 def on_postgres_and_redis() -> bool:
@@ -42,16 +50,17 @@ def wait_until(condition, timeout, what, logs=()):
 
 
 class RedisServer:
-    """A redis-server of the test's own on a spare port (never the shared one on 6379)."""
+    """A redis-server of the test's own on a spare port (never the shared one on 6379); with `aof`, an
+    append-only file in `workdir` (fsync every second, as docker-compose.yml runs it) kept across restarts."""
 
-    def __init__(self, port, workdir):
-        self.port, self.workdir, self.process = port, workdir, None
+    def __init__(self, port, workdir, aof=False):
+        self.port, self.workdir, self.process, self.aof = port, workdir, None, aof
         self.url = f"redis://127.0.0.1:{port}"
 
     def start(self):
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.aof else "no", "--appendfsync", "everysec", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_until(self.ping, 10, f"redis-server on {self.port}")
         return self
@@ -71,10 +80,11 @@ class RedisServer:
 
 
 @pytest.fixture
-def private_redis(tmp_path):
+def private_redis(tmp_path, request):
+    """A private redis-server; `@pytest.mark.parametrize("private_redis", ["aof"], indirect=True)` turns AOF on."""
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
-    server = RedisServer(PRIVATE_REDIS_PORT, tmp_path)
+    server = RedisServer(PRIVATE_REDIS_PORT, tmp_path, aof=getattr(request, "param", None) == "aof")
     if server.ping():
         pytest.skip(f"port {PRIVATE_REDIS_PORT} is taken")
     server.start()
@@ -118,6 +128,9 @@ def processes(settings, tmp_path):
             self.log = tmp_path / "processes.log"
             self.started = []
             self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.faults.worker_settings", "CELERY_QUEUE": self.queue,
+                        "PUBLIC_BASE_URL": PUBLIC_BASE_URL, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,testserver",
+                        # Each test its own inbound fallback stream on the shared Redis.
+                        "INBOUND_FALLBACK_KEY": f"fault-fallback-{uuid.uuid4().hex[:8]}",
                         "DATABASE_URL": _database_url(connection.settings_dict), "PYTHONPATH": str(ROOT),
                         "BROADCAST_SMS_RATE_PER_SECOND": "0", "BROADCAST_WHATSAPP_RATE_PER_SECOND": "0",
                         "BROADCAST_BATCH_SIZE": "20", "BROADCAST_CLAIM_SIZE": "4", "BROADCAST_SEND_CONCURRENCY": "4",
@@ -132,6 +145,11 @@ def processes(settings, tmp_path):
             worker = Worker(self.queue, self.env, self.log).start()
             self.started.append(worker)
             return worker
+
+        def web(self, workers=2, threads=4):
+            web = Web(None, self.env, self.log).start(workers=workers, threads=threads)
+            self.started.append(web)
+            return web
 
         def beat(self, name):
             beat = Beat(self.env, self.log, tmp_path / f"beat-{name}").start()
@@ -235,3 +253,97 @@ class TcpProxy:
         self.stopping = True
         self.cut()
         self.listener.close()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Web(Worker):
+    """gunicorn serving the service with the product's gunicorn.conf.py, in its own process group."""
+
+    def start(self, workers=2, threads=4):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers",
+             str(workers), "--worker-class", "gthread", "--threads", str(threads), "--timeout", "30",
+             "--graceful-timeout", "2", "--backlog", "4096"],
+            cwd=ROOT, env=self.env, stdout=self.log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+
+        def up():
+            with contextlib.suppress(requests.RequestException):
+                return requests.get(self.url + "/healthz/", timeout=2).status_code == 200
+            return False
+
+        wait_until(up, 60, "gunicorn to serve /healthz/", [self.log])
+        return self
+
+
+def stop_form(phone, sid, body="STOP"):
+    form = QueryDict(mutable=True)
+    form.update({"MessageSid": sid, "SmsMessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "0" * 32,
+                 "From": phone, "To": "+15005550006", "Body": body, "NumMedia": "0", "ApiVersion": "2010-04-01"})
+    return form
+
+
+def signed_twilio(token, form, path=TWILIO_INBOUND):
+    """(body, headers) of the form as Twilio posts it to PUBLIC_BASE_URL + path."""
+    return form.urlencode().encode(), {"Content-Type": "application/x-www-form-urlencoded", "Host": "testserver",
+                                       "X-Twilio-Signature": twilio_signature(token, PUBLIC_BASE_URL + path, form)}
+
+
+def post_twilio(session, web, token, form, path=TWILIO_INBOUND, timeout=20):
+    body, headers = signed_twilio(token, form, path)
+    return session.post(web.url + path, data=body, headers=headers, timeout=timeout)
+
+
+@contextlib.contextmanager
+def database_refused():
+    """The test database refuses every connection (ALLOW_CONNECTIONS false, every backend but this test's
+    own terminated), as a database that is down does; allowed again on exit."""
+    settings_dict = connection.settings_dict
+    name = settings_dict["NAME"]
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        own = cursor.fetchone()[0]
+    admin = psycopg.connect(host=settings_dict.get("HOST") or "127.0.0.1", port=settings_dict.get("PORT") or 5432,
+                            user=settings_dict.get("USER") or "postgres", password=settings_dict.get("PASSWORD") or None,
+                            dbname="postgres", autocommit=True, connect_timeout=5)
+    try:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                      (name, own))
+        yield
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+        admin.close()
+
+
+def burst(web, token, forms, seconds, threads=48):
+    """Post every form within `seconds` (evenly scheduled, from `threads` keep-alive clients); for each,
+    (status or the transport error, seconds from its scheduled instant to the answer)."""
+    start = time.monotonic() + 0.5
+    step = seconds / max(1, len(forms))
+    results = [None] * len(forms)
+
+    def client(offset):
+        session = requests.Session()
+        for i in range(offset, len(forms), threads):
+            due = start + i * step
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                status = post_twilio(session, web, token, forms[i], timeout=30).status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            results[i] = (status, time.monotonic() - due)
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results

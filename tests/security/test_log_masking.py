@@ -72,16 +72,31 @@ def test_not_found_contact_urls_are_logged_masked(auditor_client, app_log):
 
 
 def test_a_failure_traceback_is_masked(topic, twilio_inbound, app_log, monkeypatch):
-    from consent import inbound
+    from consent.intake import applier
 
     def explode(**kwargs):
         raise RuntimeError(f"cannot reach {PHONE} with Authorization: Token {'a' * 40}")
 
-    monkeypatch.setattr(inbound, "inbound_message_receive", explode)
-    assert twilio_inbound(PHONE, "STOP", "SM" + "5" * 32).status_code == 503
+    monkeypatch.setattr(applier, "inbound_message_receive", explode)
+    assert twilio_inbound(PHONE, "STOP", "SM" + "5" * 32).status_code == 200  # recorded; applying failed
     log = app_log.getvalue()
     assert "Traceback" in log and "RuntimeError" in log
     assert_clean(log, "a" * 40)
+
+
+def test_an_intake_failure_traceback_is_masked(topic, twilio_inbound, app_log, monkeypatch):
+    from django.db import OperationalError
+
+    from consent.webhooks import views
+
+    def explode(record):
+        raise OperationalError(f"cannot record {PHONE}")
+
+    monkeypatch.setattr(views, "intake_record", explode)
+    assert twilio_inbound(PHONE, "STOP", "SM" + "6" * 32).status_code == 503
+    log = app_log.getvalue()
+    assert "Traceback" in log and "OperationalError" in log
+    assert_clean(log)
 
 
 def test_exception_text_is_masked_for_every_handler_not_only_the_first():

@@ -1,4 +1,6 @@
-"""A text from a person, applied as a verified webhook would be: for trying the service with the console provider."""
+"""A text from a person, recorded and applied as a verified webhook would be: for trying the service with the
+console provider. Unlike a webhook, which workers apply after the 200, it applies at once, so that the person
+typing sees the effect."""
 
 import uuid
 
@@ -8,9 +10,12 @@ from django.http import QueryDict
 
 from config.logging import mask
 from consent import revocation
-from consent.models import Channel, Message, RevocationReview
+from consent.inbound import InboundResult
+from consent.intake.applier import intake_apply_batch
+from consent.intake.services import intake_record
+from consent.models import Channel, InboundReceipt, Message, RevocationReview
 from consent.phones import InvalidPhoneNumber, parse_phone
-from consent.webhooks.views import twilio_inbound_apply
+from consent.webhooks.views import twilio_inbound_record
 
 CONSOLE = "console"
 
@@ -42,9 +47,22 @@ class Command(BaseCommand):
             "Body": text,
             "NumMedia": "0",
         })
-        result = twilio_inbound_apply(form, provider=CONSOLE)
-        for line in _describe(result, e164, channel):
+        record = twilio_inbound_record(form, provider=CONSOLE)
+        intake_record(record)
+        for line in _describe(_apply_now(record), e164, channel):
             self.stdout.write(line)
+
+
+def _apply_now(record) -> InboundResult:
+    """Apply what is recorded, in order, until this record is applied: its result."""
+    receipt = InboundReceipt.objects.get(channel=record.channel, provider_message_id=record.provider_message_id)
+    while True:
+        batch = intake_apply_batch()
+        if receipt.pk in batch.results:
+            return batch.results[receipt.pk]
+        if not batch.applied:
+            receipt.refresh_from_db()
+            return InboundResult("ignored", reason=receipt.last_error or "not applied yet (an older message waits)")
 
 
 def _describe(result, phone: str, channel: str):
