@@ -162,8 +162,6 @@ def no_task_runs(monkeypatch):
     """Nothing queued runs until the test runs it (as when the workers are still catching up)."""
     monkeypatch.setattr(accepted, "enqueue", lambda *args, **kwargs: None)  # the drain's kick
     monkeypatch.setattr(intake_services, "enqueue", lambda *args, **kwargs: None)  # the applier's trigger
-    yield
-    intake_services.trigger_clear()  # as the task would have: the next test's trigger queues again
 
 
 def test_a_start_after_recovery_waits_behind_the_kept_stop_and_the_number_ends_as_its_last_message_says(
