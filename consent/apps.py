@@ -18,7 +18,6 @@ class ConsentConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_app_role_grant, sender=self, dispatch_uid="consent.app_role_grant")
-        # why: the backlog reads a model, and models load after the app configs
-        from .intake.backlog import intake_backlog
+        from .intake.backlog import intake_backlog  # why: it reads a model, and models load after the app configs
 
         readiness_detail("inbound", intake_backlog)

@@ -158,12 +158,13 @@ def test_readyz_without_a_fallback_says_so(api_client, settings):
 
 
 @pytest.fixture
-def no_task_runs(monkeypatch):
-    """Nothing queued runs until the test runs it (as when the workers are still catching up)."""
-    monkeypatch.setattr(accepted, "enqueue", lambda *args, **kwargs: None)  # the drain's kick
-    monkeypatch.setattr(intake_services, "enqueue", lambda *args, **kwargs: None)  # the applier's trigger
-    yield
-    intake_services.trigger_clear()  # as the task would have: the next test's trigger queues again
+def no_task_runs():
+    """Nothing queued runs until the test runs it (as when the workers are still catching up). Its own
+    patches: the outage's restore() undoes those of the test's monkeypatch."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accepted, "enqueue", lambda *args, **kwargs: None)  # the drain's kick
+        patch.setattr(intake_services, "enqueue", lambda *args, **kwargs: None)  # the applier's trigger
+        yield
 
 
 def test_a_start_after_recovery_waits_behind_the_kept_stop_and_the_number_ends_as_its_last_message_says(
