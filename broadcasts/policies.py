@@ -121,6 +121,9 @@ RULES: dict[str, Rule] = {r.rule: r for r in (
          "Rules 7 and 15 of docs/design.md: webhooks received while the database could not be reached wait in the "
          "inbound fallback (Redis) and may hold a STOP; promotional messages wait until they are applied "
          "(setting INBOUND_FALLBACK_HOLD_SECONDS at a time)"),
+    Rule("inbound-revocation-pending",
+         "Rule 7 of docs/design.md: a STOP (or a clear revocation in other words) received at intake and not yet "
+         "applied counts as applied for the send-time gate; the delivery waits until the applier has run"),
     Rule("whatsapp-messaging-limit",
          "WhatsApp messaging limit: unique people a business may start conversations with per moving 24 hours "
          "(250, 2,000, 10,000, 100,000 or unlimited; setting WHATSAPP_MESSAGING_LIMIT): "

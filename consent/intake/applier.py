@@ -1,11 +1,12 @@
 """The applier: recorded inbound messages applied in arrival order per number, each exactly once.
 
-A batch is one transaction: it locks up to `limit` unapplied rows in `id` order (`FOR UPDATE SKIP
-LOCKED`, so concurrent appliers take different rows), leaves out every row of a number that has an
-older unapplied row it did not lock (another applier has it: that number waits for the next batch),
-applies the others with consent/inbound.py, and marks them applied in the same transaction. A crash
-rolls the whole batch back, effects and marks alike; a redelivered webhook never gets here twice
-(the intake's unique key). On SQLite, which has no row locks, IMMEDIATE transactions let one
+A batch reads up to `limit` of the oldest unapplied rows in `id` order and applies each in its own
+transaction: the row is locked (`FOR UPDATE SKIP LOCKED`, so concurrent appliers take different rows),
+applied with consent/inbound.py and marked applied in that transaction. A number whose row another
+applier holds, or whose row failed, is left out from that row on (its later rows wait for the next
+batch, in order). A crash rolls back the row in hand, effects and mark alike; a redelivered webhook
+never gets here twice (the intake's unique key). (One transaction per batch held the ledger's head
+lock for the whole batch and serialised the appliers.) On SQLite, which has no row locks, IMMEDIATE transactions let one
 applier in at a time.
 """
 
