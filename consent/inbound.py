@@ -117,10 +117,19 @@ def _intent_of(message: InboundMessage) -> tuple[kw.Intent, dict[str, Topic]]:
     return kw.NO_INTENT, topics
 
 
-def inbound_message_receive(*, message: InboundMessage, provider: str, now: datetime | None = None) -> InboundResult:
-    """Store an inbound message once and apply its keyword, if it is one."""
+def inbound_message_receive(*, message: InboundMessage, provider: str, now: datetime | None = None,
+                            savepoint: bool = True) -> InboundResult:
+    """Store an inbound message once and apply its keyword, if it is one.
+
+    `savepoint=False` inside a caller's transaction that rolls back as a whole on any error (the
+    applier's batch): no savepoint of its own, and a redelivery's IntegrityError propagates.
+    """
+    if not savepoint:
+        with transaction.atomic(savepoint=False):
+            return _receive(message=message, provider=provider, now=now or timezone.now())
     try:
-        return _receive(message=message, provider=provider, now=now or timezone.now())
+        with transaction.atomic():
+            return _receive(message=message, provider=provider, now=now or timezone.now())
     except IntegrityError:
         # The insert of the message is what the unique (channel, provider_message_id) index
         # refuses for a redelivery; when both copies race, the second waits for the first
@@ -130,7 +139,6 @@ def inbound_message_receive(*, message: InboundMessage, provider: str, now: date
         raise
 
 
-@transaction.atomic
 def _receive(*, message: InboundMessage, provider: str, now: datetime) -> InboundResult:
     try:
         contact = services.contact_get_or_create(phone=message.sender)
@@ -161,12 +169,15 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     confirm = revoking and not provider_answered
     # The confirmation names the brand; without CONSENT_BRAND_NAME a bare stop names the topics it is
     # about to revoke (one read, before any write).
-    confirmation = None
+    confirmation, locked = None, None
     if confirm:
         confirmation = revocation_confirmation_body(topic=topic)
         if confirmation is None:
-            confirmation = revocation_confirmation_body(revoked=services.revocation_topics_open(
-                contact=contact, channel=message.channel))
+            # One statement locks what will be revoked and names it (two channels or more: a read first).
+            locked = services.revocation_consents_lock(contact=contact, channel=channel)
+            confirmation = revocation_confirmation_body(
+                revoked=[c.topic for c in locked] if locked is not None
+                else services.revocation_topics_open(contact=contact, channel=channel))
 
     def reply(kind, body, reply_topic=None, *, with_inbound=False):
         """Queue a reply; with_inbound stores it in one statement with the inbound message."""
@@ -221,7 +232,7 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
         result.consents = services.revocation_apply(
             contact=contact, channel=channel, source=source, topic=topic,
             reason="revocation in other words" if text_revocation else "keyword", evidence=evidence, now=now,
-            confirm=False)
+            confirm=False, locked=locked)
     elif intent.kind in (kw.START, kw.JOIN):
         targets = [topic] if topic else services.topics_last_revoked(contact=contact, channel=channel)
         if not targets:

@@ -436,10 +436,14 @@ def optin_confirm_by_token(*, token: str, source: str, evidence: dict | None = N
 
 @transaction.atomic(savepoint=False)  # no caller recovers from its errors inside a larger transaction
 def consent_revoke(*, contact: Contact, channel: str, source: str, topic: Topic | None = None, reason: str = "",
-                   evidence: dict | None = None, actor: str = "system", now: datetime | None = None) -> list[Consent]:
-    """Revoke every pending or active consent of the contact on `channel` (or only `topic`)."""
+                   evidence: dict | None = None, actor: str = "system", now: datetime | None = None,
+                   locked: list[Consent] | None = None) -> list[Consent]:
+    """Revoke every pending or active consent of the contact on `channel` (or only `topic`).
+
+    `locked`: those consents as `revocation_consents_lock` returned them earlier in this transaction.
+    """
     now = now or timezone.now()
-    consents = _consents_locked(contact, channel, statuses=OPEN_STATUSES, topic=topic)
+    consents = _consents_locked(contact, channel, statuses=OPEN_STATUSES, topic=topic) if locked is None else locked
     if not consents:
         return []
     updated_at = timezone.now()
@@ -477,21 +481,23 @@ def revocation_channels(*, channel: str, topic: Topic | None) -> list[str]:
 @transaction.atomic(savepoint=False)  # no caller recovers from its errors inside a larger transaction
 def revocation_apply(*, contact: Contact, channel: str, source: str, topic: Topic | None = None, reason: str = "",
                      evidence: dict | None = None, actor: str = "system", now: datetime | None = None,
-                     given_before: datetime | None = None, confirm: bool = True) -> list[Consent]:
+                     given_before: datetime | None = None, confirm: bool = True,
+                     locked: list[Consent] | None = None) -> list[Consent]:
     """Revoke as a bare STOP does (or one topic), in the configured scope, with the one confirmation.
 
     `given_before`: only consents requested or confirmed by then (a review decided later must not undo
     a newer decision of the person). `confirm=False` for a caller that queues the confirmation itself
     (a STOP reply stored with its inbound message). Nothing revoked, nothing to confirm. The
     consents are locked and the confirmation stored before the first ledger append: the ledger's
-    head stays locked from the append to the commit, and nothing of ours follows it.
+    head stays locked from the append to the commit, and nothing of ours follows it. `locked`: what
+    `revocation_consents_lock` returned for this revocation (a caller that named its topics first).
     """
     now = now or timezone.now()
     channels = revocation_channels(channel=channel, topic=topic)
     if not confirm and given_before is None and len(channels) == 1:
         # The hot path of every STOP: consent_revoke locks, revokes and appends, one statement each.
         return consent_revoke(contact=contact, channel=channel, source=source, topic=topic, reason=reason,
-                              evidence=evidence, actor=actor, now=now)
+                              evidence=evidence, actor=actor, now=now, locked=locked)
     if len(channels) > 1 and connection.features.has_select_for_update:
         # Every channel's consents locked, in one order, before the first append holds the head.
         list(Consent.objects.select_for_update().filter(contact=contact, channel__in=channels,
@@ -518,6 +524,15 @@ def revocation_apply(*, contact: Contact, channel: str, source: str, topic: Topi
             revoked += consent_revoke(contact=contact, channel=each, source=source, topic=consent.topic,
                                       reason=reason, evidence=evidence, actor=actor, now=now)
     return revoked
+
+
+def revocation_consents_lock(*, contact: Contact, channel: str, topic: Topic | None = None) -> list[Consent] | None:
+    """What a revocation in this transaction will revoke, row-locked, when it covers its own channel only
+    (None otherwise: see `revocation_topics_open`). Pass it to `revocation_apply` as `locked`."""
+    _require_transaction()
+    if len(revocation_channels(channel=channel, topic=topic)) > 1:
+        return None
+    return _consents_locked(contact, channel, statuses=OPEN_STATUSES, topic=topic)
 
 
 def revocation_topics_open(*, contact: Contact, channel: str, topic: Topic | None = None) -> list[Topic]:
