@@ -3,8 +3,15 @@
 Appends are serialised by a row lock on the single ChainHead row, taken as the last step
 of the caller's transaction, so any number of web and worker processes produce one
 gap-free chain. Callers must already be inside `transaction.atomic()`.
+
+Inside `appends_at_end()` (PostgreSQL) an append takes its event's key at once and the chain
+fields at the block's end: the head is locked once, for one INSERT of all the block's events and
+the commit, instead of from the first append of a long transaction to its end.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 
 from django.db import connection
@@ -73,11 +80,17 @@ def event_append(
     evidence: dict | None = None,
     occurred_at: datetime | None = None,
 ) -> ConsentEvent:
-    """Append one event to the chain, in the caller's transaction."""
-    head_seq, head_hash = _lock_head()
+    """Append one event to the chain, in the caller's transaction (or at the end of `appends_at_end()`)."""
+    deferred = _deferred.get()
+    if deferred is not None:
+        if not connection.in_atomic_block:
+            raise RuntimeError("event_append must run inside transaction.atomic()")
+        head_seq, head_hash = None, ""
+    else:
+        head_seq, head_hash = _lock_head()
     now = timezone.now()
     event = ConsentEvent(
-        seq=head_seq + 1,
+        seq=None if head_seq is None else head_seq + 1,
         occurred_at=occurred_at or now,
         recorded_at=now,
         kind=kind,
@@ -94,8 +107,65 @@ def event_append(
         evidence=_clean_evidence(evidence or {}),
         prev_hash=head_hash,
     )
+    if deferred is not None:
+        return deferred.add(event)
     event.hash = chain_hash(head_hash, chained_fields(event))
     return rows.ledger_append(event, ChainHead)
+
+
+class _Deferred:
+    """The events of one `appends_at_end()` block, and the keys reserved for them."""
+
+    RESERVE = 64  # keys taken from the sequence at a time
+
+    def __init__(self):
+        self.events: list[ConsentEvent] = []
+        self.keys: list[int] = []
+
+    def add(self, event: ConsentEvent) -> ConsentEvent:
+        if not self.keys:
+            self.keys = rows.ids_reserve(ConsentEvent, self.RESERVE)
+        event.pk = self.keys.pop(0)
+        self.events.append(event)
+        return event
+
+
+_deferred: ContextVar[_Deferred | None] = ContextVar("ledger_deferred", default=None)
+
+
+@contextmanager
+def appends_at_end() -> Iterator[None]:
+    """Within the block, `event_append` returns its event with its key but without its place in the chain
+    (seq, hashes, recorded_at), which all the block's events get, in order, as the block ends.
+
+    For one transaction's worth of work that reads no event it appended (the applier's batch: one row
+    per number). Must run inside `transaction.atomic()`; an error inside the block appends nothing.
+    Without row locks (SQLite) appends stay immediate.
+    """
+    if connection.vendor != "postgresql" or _deferred.get() is not None:
+        yield
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("appends_at_end must run inside transaction.atomic()")
+    deferred = _Deferred()
+    token = _deferred.set(deferred)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+    if deferred.events:
+        _chain_in(deferred.events)
+
+
+def _chain_in(events: list[ConsentEvent]) -> None:
+    """Give deferred events their places after the head (locked until the commit) and insert them at once."""
+    head_seq, head_hash = _lock_head()
+    now = timezone.now()
+    for event in events:
+        head_seq += 1
+        event.seq, event.recorded_at, event.prev_hash = head_seq, now, head_hash
+        event.hash = head_hash = chain_hash(head_hash, chained_fields(event))
+    rows.ledger_append_many(events, ChainHead)
 
 
 def _clean_evidence(evidence: dict) -> dict:

@@ -1,14 +1,17 @@
 """The applier: recorded inbound messages applied in arrival order per number, each exactly once.
 
-A batch reads up to `limit` of the oldest unapplied rows in `id` order, locks those no other applier
-holds (`FOR UPDATE SKIP LOCKED`) and applies them with consent/inbound.py in one transaction, marking
-them applied in it. A number whose row another applier holds is left out from that row on (its later
-rows wait for the next batch, in order). A batch that raises rolls back whole and is applied again one
-row per transaction, so that a row that fails holds back only its own number (and, once failed, is
-tried alone from then on). A crash rolls back the batch in hand, effects and marks alike; a redelivered
-webhook never gets here twice (the intake's unique key). One transaction per row cost a commit each,
-flushed to disk with the ledger's head locked: about 200 rows/s (bench/inbound.py). On SQLite, which
-has no row locks, IMMEDIATE transactions let one applier in at a time."""
+A batch locks the oldest unapplied rows no other applier holds (`FOR UPDATE SKIP LOCKED`), one per
+number, and applies them with consent/inbound.py in one transaction, marking them applied in it; their
+ledger events are chained in by one statement at the end (`ledger.appends_at_end`), so concurrent
+appliers hold the ledger's head only for that statement and the commit. A number's row waits for a
+later batch while an older row of it is not this batch's (another applier holds it) or this batch
+applies an older one. A batch that raises rolls back whole and is applied again one row per
+transaction, so that a row that fails holds back only its own number (and, once failed, rows go one
+by one until it is applied). A crash rolls back the batch in hand, effects and marks alike; a
+redelivered webhook never gets here twice (the intake's unique key). One transaction per row cost a
+commit each, flushed to disk with the ledger's head locked: about 200 rows/s (bench/inbound.py). On
+SQLite, which has no row locks, IMMEDIATE transactions let one applier in at a time and appends stay
+immediate."""
 
 from __future__ import annotations
 
@@ -17,9 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Min
 from django.utils import timezone
 
+from .. import ledger
 from ..inbound import InboundResult, inbound_message_receive
 from ..models import InboundReceipt
 from .records import IntakeRecord, message_from_json
@@ -44,43 +48,51 @@ class Applied:
 def intake_apply_batch(*, limit: int = BATCH_SIZE) -> Applied:
     """Apply up to `limit` of the oldest unapplied rows, in id order per number.
 
-    Together in one transaction when it can (one commit for the batch); a batch that raises rolls back
-    whole and is applied again one row per transaction, so that one bad row holds back only its number.
+    Together in one transaction when it can (`_apply_together`); a batch that raises rolls back whole
+    and its rows are applied again one per transaction, so that one bad row holds back only its number.
     Rows that failed before go one by one straight away.
     """
+    if not InboundReceipt.objects.filter(applied_at__isnull=True, attempts__gt=0).exists():
+        try:
+            return _apply_together(limit)
+        except Exception:
+            logger.warning("inbound batch rolled back; applying its rows one by one", exc_info=True)
     candidates = list(InboundReceipt.objects.filter(applied_at__isnull=True).order_by("id")
-                      .values_list("id", "sender", "attempts")[:limit])
+                      .values_list("id", "sender")[:limit])
     # Every older unapplied row of a number is among the candidates (they are the oldest rows): a number
     # whose row here was taken by another applier, failed or waits is left for the next batch from then on.
-    if len(candidates) > 1 and not any(attempts for _, _, attempts in candidates):
-        try:
-            return _apply_together([(pk, sender) for pk, sender, _ in candidates])
-        except Exception:
-            logger.warning("inbound batch of %s rows rolled back; applying them one by one", len(candidates),
-                           exc_info=True)
-    return _apply_one_by_one([(pk, sender) for pk, sender, _ in candidates])
+    return _apply_one_by_one(candidates)
 
 
-def _apply_together(candidates: list[tuple[int, str]]) -> Applied:
-    """One transaction: the candidates this applier could lock (SKIP LOCKED), their effects, their marks.
+def _apply_together(limit: int) -> Applied:
+    """One transaction: the oldest rows no other applier holds (SKIP LOCKED), one per number, applied and
+    marked; their ledger events are chained in at the end (`ledger.appends_at_end`).
 
-    The ledger's head is locked from the batch's first append to its commit, so concurrent appliers
-    append one batch after the other; what they save is a commit (and its flush to disk) per row and
-    the row's own lock, savepoint and mark statements.
+    So concurrent appliers take different rows and hold the ledger's head only for their last statement
+    and commit. A number's row is left for a later batch when an older row of that number is not this
+    batch's to apply (another applier holds it, or it arrived as this batch began) or when this batch
+    applies an older row of it already: each row then reads what the ones before it wrote.
     """
     done = Applied()
-    with transaction.atomic():
-        locked = {pk: (provider, message, received_at) for pk, provider, message, received_at in
-                  InboundReceipt.objects.filter(pk__in=[pk for pk, _ in candidates], applied_at__isnull=True)
-                  .select_for_update(skip_locked=True).values_list("id", "provider", "message", "received_at")}
-        held: set[str] = set()
+    with transaction.atomic(), ledger.appends_at_end():
+        locked = list(InboundReceipt.objects.filter(applied_at__isnull=True).order_by("id")
+                      .select_for_update(skip_locked=True)
+                      .values_list("id", "sender", "provider", "message", "received_at")[:limit])
+        if not locked:
+            return done
+        first: dict[str, int] = {}
+        for pk, sender, *_ in locked:
+            first.setdefault(sender, pk)
+        older_elsewhere = {sender for sender, oldest in
+                           InboundReceipt.objects.filter(applied_at__isnull=True, sender__in=list(first))
+                           .exclude(pk__in=[row[0] for row in locked]).values("sender")
+                           .annotate(oldest=Min("id")).values_list("sender", "oldest")
+                           if oldest < first[sender]}
         by_outcome: dict[str, list[int]] = {}
-        for pk, sender in candidates:
-            if sender in held or pk not in locked:  # another applier has it (or has just applied it)
-                held.add(sender)
+        for pk, sender, provider, message, received_at in locked:
+            if sender in older_elsewhere or first[sender] != pk:
                 done.waiting += 1
                 continue
-            provider, message, received_at = locked[pk]
             result = inbound_message_receive(message=message_from_json(message), provider=provider, now=received_at,
                                              savepoint=False)
             by_outcome.setdefault(result.outcome, []).append(pk)

@@ -104,6 +104,19 @@ def test_yes_then_stop_ends_revoked_whatever_the_batch_size(topic):
     assert not InboundReceipt.objects.filter(applied_at__isnull=True).exists()
 
 
+def test_a_batch_applies_one_row_per_number_and_the_next_row_in_the_next_batch(topic):
+    pending(topic)
+    pending(topic, OTHER)
+    intake_record(record("YES"))
+    intake_record(record("STOP"))
+    intake_record(record("YES", phone=OTHER))
+    batch = applier.intake_apply_batch()
+    assert (batch.applied, batch.waiting) == (2, 1)  # the STOP reads what its YES wrote: next batch
+    assert status() == ConsentStatus.ACTIVE and status(OTHER) == ConsentStatus.ACTIVE
+    assert applier.intake_apply_batch().applied == 1
+    assert status() == ConsentStatus.REVOKED
+
+
 def test_each_row_is_applied_once_and_marked_with_its_effects(topic):
     pending(topic)
     intake_record(record("YES"))
@@ -240,9 +253,10 @@ def test_a_broker_outage_still_answers_200_and_beat_applies_later(topic, post_sm
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif("not __import__('django.db').db.connection.vendor == 'postgresql'", reason="row locks: PostgreSQL")
 def test_two_concurrent_appliers_keep_each_numbers_order(topic, monkeypatch):
-    """Applier A holds the YES of number 0 inside its transaction (its ledger append done, not committed);
-    B runs meanwhile over every row: it must leave number 0's YES and, behind it, number 0's STOP, and
-    apply the others; once A commits, the next batch applies the STOP: every number ends revoked."""
+    """Applier A holds the YES of number 0 inside its transaction (its ledger append made, not committed);
+    B runs meanwhile over every row: it must leave numbers 0-2 (A's) and apply the YES of 3-5, and it is
+    not held up by A (the ledger's head is locked only as a batch ends); the next batches apply the
+    STOPs: every number ends revoked, each row once."""
     from django.db import connection
 
     numbers = [f"+1415556{i:04d}" for i in range(6)]
@@ -278,8 +292,10 @@ def test_two_concurrent_appliers_keep_each_numbers_order(topic, monkeypatch):
     a.start()
     assert a_inside.wait(timeout=10)
     b.start()
-    # B applies the YES of numbers 3-5 and then waits for A's ledger head; the STOPs of 0-2 it must leave.
-    b.join(timeout=2)
+    # B applies the YES of numbers 3-5 and commits while A is still inside; the STOPs it leaves.
+    b.join(timeout=10)
+    assert not b.is_alive(), "the second applier waited for the first"
+    assert results["B"].applied == 3
     release_a.set()
     a.join(30), b.join(30)
     assert errors == []
