@@ -77,13 +77,18 @@ def webhook_accept(*, records: list[IntakeRecord] = (), update: tuple[str, dict]
     """Record a verified webhook: its `records` at intake and its update applied, or all kept in the fallback.
 
     Kept when the database cannot be reached, and also while webhooks already wait in the fallback,
-    so that none overtakes an older one from the same number. None only when it could be neither
+    so that none overtakes an older one from the same number (unless Redis stops answering just then:
+    it is recorded at intake rather than lost). None only when it could be neither
     recorded nor kept (the caller answers 503). Any other error propagates. Queues the applier when a
     record is new.
     """
     entries = [(RECORD, record.to_json()) for record in records] + ([update] if update else [])
     if fallback.fallback_pending():
-        return _keep(entries, kick=True)
+        kept = _keep(entries, kick=True)
+        if kept is not None:
+            return kept
+        # Redis went away between the two calls: the database is then the one durable place left (and
+        # nothing can be drained from the stream before Redis is back anyway).
     accepted = Accepted()
     try:
         for record in records:

@@ -87,6 +87,19 @@ def test_a_webhook_arriving_while_the_fallback_holds_some_joins_them_in_order(
     assert kinds[kinds.index(EventKind.REVOKED):] == [EventKind.REVOKED, EventKind.REQUESTED, EventKind.CONFIRMATION_SENT]
 
 
+def test_redis_going_away_between_the_depth_and_the_append_records_at_intake_not_503(
+        topic, twilio_post, fallback_redis, monkeypatch):
+    fallback.fallback_append([("record", {"n": 0})])  # something waits: a new webhook would join it
+
+    def gone(entries):
+        raise fallback.FallbackUnavailable("append: Connection refused")
+
+    monkeypatch.setattr(fallback, "fallback_append", gone)
+    response = twilio_post(INBOUND, inbound_form("STOP"))
+    assert response.status_code == 200
+    assert InboundReceipt.objects.filter(intent="stop").count() == 1  # the one durable place left
+
+
 def test_neither_database_nor_fallback_is_503_with_retry_after(topic, twilio_post, settings, database_down):
     settings.REDIS_URL = closed_port_url()
     response = twilio_post(INBOUND, inbound_form("STOP"))
