@@ -8,7 +8,8 @@ STOP): a statement stays if it saves more than 5 % of that (about 0.43 ms), alon
 work with the statements it always runs with (the ledger append: the head's lock, the event's INSERT
 and the head's move). Rows are built the
 documented way (`Model.from_db`) after the ORM's own converters, so they read exactly as through
-the ORM; rows inserted by hand are returned the same way. Everything else in consent uses the ORM; the
+the ORM; rows inserted by hand are returned the same way. One statement is here for what it does, not
+for speed: taking ledger keys before their events' INSERT (`ids_reserve`). Everything else in consent uses the ORM; the
 statements measured and retired (a STOP's consent and token updates, the suppression check) are named
 at their ORM call sites with their figures.
 """
@@ -211,12 +212,12 @@ def consents_locked(*, contact_id: int, channel: str, statuses: Sequence[str], t
 # --- inserts: the ledger append and the messages of a webhook ------------------------------------
 
 
-def _insert_statement(model: type[Model], rows: int = 1, *, with_pk: bool = False) -> tuple[str, tuple]:
-    key = ("insert", connection.vendor, model, rows, with_pk)
+def _insert_statement(model: type[Model], rows: int = 1) -> tuple[str, tuple]:
+    key = ("insert", connection.vendor, model, rows)
     statement = _STATEMENTS.get(key)
     if statement is None:
         meta = model._meta
-        fields = tuple(f for f in meta.concrete_fields if with_pk or not f.primary_key)
+        fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
         row = f"({', '.join(['%s'] * len(fields))})"
         statement = _STATEMENTS[key] = (
             f"INSERT INTO {_table(model)} ({', '.join(_quoted(f.column) for f in fields)}) "
@@ -304,22 +305,15 @@ def ledger_append(event: Model, head_model: type[Model]) -> Model:
 
 def ids_reserve(model: type[Model], count: int) -> list[int]:
     """`count` keys of `model` taken from its sequence now (PostgreSQL), for rows inserted later in the
-    transaction (`ledger_append_many`); a key taken and never used leaves a gap in ids, never in `seq`."""
-    sql = f"SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
+    transaction (`ledger.appends_at_end`); a key taken and never used leaves a gap in ids, never in `seq`.
+
+    Not for speed: the ORM has no way to take keys before the INSERT, which a consent's pointer to its
+    confirming event needs when the event is chained in at the end of the transaction.
+    """
+    sql = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
     with connection.cursor() as cursor:
         cursor.execute(sql, [model._meta.db_table, model._meta.pk.column, count])
         return [row[0] for row in cursor.fetchall()]
-
-
-def ledger_append_many(events: Sequence[Model], head_model: type[Model]) -> None:
-    """INSERT events whose keys were reserved (`ids_reserve`) and move the chain head to the last one,
-    in one statement (PostgreSQL; the head's lock held). The applier's batch: one append per batch."""
-    sql, fields = _insert_statement(type(events[0]), len(events), with_pk=True)
-    params = [value for event in events for value in _prepared(event, fields)]
-    head, pk = _table(head_model), _quoted(head_model._meta.pk.column)
-    move = f"UPDATE {head} SET {_column(head_model, 'seq')} = %s, {_column(head_model, 'hash')} = %s"
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH event AS ({sql}) {move} WHERE {head}.{pk} = 1", [*params, events[-1].seq, events[-1].hash])
 
 
 # --- the intake of a webhook ------------------------------------------------------------------

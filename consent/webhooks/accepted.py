@@ -82,9 +82,11 @@ def webhook_accept(*, records: list[IntakeRecord] = (), update: tuple[str, dict]
     recorded nor kept (the caller answers 503). Any other error propagates. Queues the applier when a
     record is new.
     """
-    entries = [(RECORD, record.to_json()) for record in records] + ([update] if update else [])
+    def entries() -> list[tuple[str, dict]]:  # built only when kept (a webhook's JSON is not free)
+        return [(RECORD, record.to_json()) for record in records] + ([update] if update else [])
+
     if fallback.fallback_pending():
-        kept = _keep(entries, kick=True)
+        kept = _keep(entries(), kick=True)
         if kept is not None:
             return kept
         # Redis went away between the two calls: the database is then the one durable place left (and
@@ -99,7 +101,7 @@ def webhook_accept(*, records: list[IntakeRecord] = (), update: tuple[str, dict]
         logger.warning("webhook: the database cannot be reached (%s); keeping it in the inbound fallback",
                        type(exc).__name__)
         # Records already inserted are inserted again by the drain, which is a no-op.
-        return _keep(entries, kick=False)
+        return _keep(entries(), kick=False)
     finally:
         if any(accepted.new):
             intake_trigger()
