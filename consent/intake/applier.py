@@ -89,6 +89,7 @@ def _apply_together(limit: int) -> Applied:
                            .annotate(oldest=Min("id")).values_list("sender", "oldest")
                            if oldest < first[sender]}
         by_outcome: dict[str, list[int]] = {}
+        providers: dict[int, str] = {}
         for pk, sender, provider, message, received_at in locked:
             if sender in older_elsewhere or first[sender] != pk:
                 done.waiting += 1
@@ -97,12 +98,13 @@ def _apply_together(limit: int) -> Applied:
                                              savepoint=False)
             by_outcome.setdefault(result.outcome, []).append(pk)
             done.results[pk] = result
+            providers[pk] = provider
         applied_at = timezone.now()
         for outcome, pks in by_outcome.items():
             InboundReceipt.objects.filter(pk__in=pks).update(applied_at=applied_at, outcome=outcome)
     done.applied = len(done.results)
-    for result in done.results.values():
-        logger.info("inbound %s: %s %s", result.message.provider_message_id if result.message else "",
+    for pk, result in done.results.items():
+        logger.info("%s inbound %s: %s %s", providers[pk], result.message.provider_message_id if result.message else "",
                     result.outcome, result.intent.kind)
     return done
 
