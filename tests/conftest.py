@@ -6,6 +6,16 @@ from rest_framework.test import APIClient
 pytest_plugins = ["tests.plugins.providers", "tests.plugins.worker", "tests.plugins.fallback_redis"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def celery_tasks_discovered(django_db_setup):
+    """Celery's task discovery runs once, before the first test, not inside whichever test first queues a
+    task: its Django fix-up calls django.setup() again, which reconfigures logging under that test (and
+    a log-capturing test then sees nothing, depending on the order the tests ran in)."""
+    from config.celery import app
+
+    app.loader.import_default_modules()
+
+
 @pytest.fixture(autouse=True)
 def clear_pumping_limits():
     """Each test starts with fresh opt-in limit counters (they live in the process's cache)."""
