@@ -418,6 +418,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread keeps connections alive)")
     parser.add_argument("--apply-concurrency", type=int, default=2, help="processes of the Celery worker that applies")
+    parser.add_argument("--apply-nice", type=int, default=0,
+                        help="run the applying worker at this CPU niceness (0: as the web; 10: it yields the CPU to intake)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_inbound")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -472,7 +474,7 @@ def main() -> None:
 
     # 2. The service: web and the applying worker.
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", APPLY_QUEUE, "--concurrency",
+        [*(["nice", "-n", str(args.apply_nice)] if args.apply_nice else []), sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", APPLY_QUEUE, "--concurrency",
          str(args.apply_concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env,
     )
