@@ -167,14 +167,20 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     may_message = (intent.is_keyword or text_revocation) and selectors.contact_is_messageable(contact)
     revoking = intent.kind == kw.STOP or text_revocation
     confirm = revoking and not provider_answered
+    if message.channel == Channel.WHATSAPP:
+        # The person's own message opens the 24-hour customer-care window (free-form replies). The contact's
+        # row first, then its consents, as an erasure locks them: two writers of one contact never cross.
+        until = (message.received_at or now) + WHATSAPP_WINDOW
+        Contact.objects.filter(pk=contact.pk).exclude(whatsapp_window_until__gte=until).update(whatsapp_window_until=until)
+        contact.refresh_from_db(fields=["whatsapp_window_until"])
     # The confirmation names the brand; without CONSENT_BRAND_NAME a bare stop names the topics it is
-    # about to revoke (one read, before any write).
+    # about to revoke (one locking read, which the revocation then uses).
     confirmation, locked = None, None
     if confirm:
         confirmation = revocation_confirmation_body(topic=topic)
         if confirmation is None:
             # One statement locks what will be revoked and names it (two channels or more: a read first).
-            locked = services.revocation_consents_lock(contact=contact, channel=channel)
+            locked = services.revocation_consents_lock(contact=contact, channel=channel, topic=topic)
             confirmation = revocation_confirmation_body(
                 revoked=[c.topic for c in locked] if locked is not None
                 else services.revocation_topics_open(contact=contact, channel=channel))
@@ -189,9 +195,10 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
             messages_store([inbound])
         return None
 
-    # The inbound message is the first write of the transaction: a redelivery (the unique provider
-    # message id) aborts it before any change. The replies to STOP and YES, the bulk of the traffic,
-    # are known before the consent change and are stored with it; anything else follows it.
+    # The inbound message comes before any consent change: a redelivery (the unique provider message id)
+    # aborts the transaction before one (in the applier's batch, the whole batch, which is then applied
+    # row by row). The replies to STOP and YES, the bulk of the traffic, are known before the consent
+    # change and are stored with it; anything else follows it.
     pending = None
     if confirmation:
         reply(Message.Kind.STOP_REPLY, confirmation, topic, with_inbound=True)
@@ -203,11 +210,6 @@ def _receive(*, message: InboundMessage, provider: str, now: datetime) -> Inboun
     else:
         messages_store([inbound])
 
-    if message.channel == Channel.WHATSAPP:
-        # The person's own message opens the 24-hour customer-care window (free-form replies).
-        until = (message.received_at or now) + WHATSAPP_WINDOW
-        Contact.objects.filter(pk=contact.pk).exclude(whatsapp_window_until__gte=until).update(whatsapp_window_until=until)
-        contact.refresh_from_db(fields=["whatsapp_window_until"])
     if inbound.kind == Message.Kind.INBOUND:
         conversation_message_receive(message=inbound, now=now)  # rule 18: care opens or continues a conversation
 

@@ -139,8 +139,10 @@ def appends_at_end() -> Iterator[None]:
     (seq, hashes, recorded_at), which all the block's events get, in order, as the block ends.
 
     For one transaction's worth of work that reads no event it appended (the applier's batch: one row
-    per number). Must run inside `transaction.atomic()`; an error inside the block appends nothing.
-    Without row locks (SQLite) appends stay immediate.
+    per number). Must run inside `transaction.atomic()`; an error that leaves the block appends nothing
+    (and its transaction rolls back). Events do not follow savepoints: a caller inside the block must
+    not catch an error after an append and go on. A block inside a block is the outer one. Without row
+    locks (SQLite) appends stay immediate.
     """
     if connection.vendor != "postgresql" or _deferred.get() is not None:
         yield

@@ -489,7 +489,8 @@ def revocation_apply(*, contact: Contact, channel: str, source: str, topic: Topi
     a newer decision of the person). `confirm=False` for a caller that queues the confirmation itself
     (a STOP reply stored with its inbound message). Nothing revoked, nothing to confirm. The
     consents are locked and the confirmation stored before the first ledger append: the ledger's
-    head stays locked from the append to the commit, and nothing of ours follows it. `locked`: what
+    head stays locked from the append to the commit, and nothing of ours follows it (inside the
+    applier's batch the append is chained in at the batch's end, `ledger.appends_at_end`). `locked`: what
     `revocation_consents_lock` returned for this revocation (a caller that named its topics first).
     """
     now = now or timezone.now()

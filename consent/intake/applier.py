@@ -40,7 +40,7 @@ class Applied:
     """What one batch did."""
 
     applied: int = 0  # rows marked applied (outcomes applied, duplicate and ignored)
-    waiting: int = 0  # rows left for a later batch: an older row of their number was not in this one
+    waiting: int = 0  # rows left for a later batch: an older row of their number is elsewhere or in this batch
     failed: int = 0  # rows whose effects raised: rolled back, retried later (with the rows after them)
     results: dict[int, InboundResult] = field(default_factory=dict)  # receipt id → what applying it did
 
