@@ -363,7 +363,9 @@ def _revoke_consents_given_before(contact: Contact, channel: str, before: dateti
     """
     revoked = []
     open_consents = Consent.objects.filter(contact=contact, channel=channel, status__in=services.OPEN_STATUSES)
-    for consent in open_consents.select_related("topic").order_by("id"):
+    # All of them locked at once, in id order, before the first append takes the ledger's head: a writer
+    # that holds some of them (the inbound applier's batch) and waits for the head never waits on us.
+    for consent in open_consents.select_for_update(of=("self",)).select_related("topic").order_by("id"):
         given_at = consent.requested_at or consent.confirmed_at  # a new request resets requested_at
         if given_at is not None and given_at > before:
             continue
