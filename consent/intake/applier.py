@@ -52,11 +52,13 @@ def intake_apply_batch(*, limit: int = BATCH_SIZE) -> Applied:
     and its rows are applied again one per transaction, so that one bad row holds back only its number.
     Rows that failed before go one by one straight away.
     """
-    if not InboundReceipt.objects.filter(applied_at__isnull=True, attempts__gt=0).exists():
-        try:
-            return _apply_together(limit)
-        except Exception:
-            logger.warning("inbound batch rolled back; applying its rows one by one", exc_info=True)
+    try:
+        together = _apply_together(limit)
+    except Exception:
+        together = None
+        logger.warning("inbound batch rolled back; applying its rows one by one", exc_info=True)
+    if together is not None:
+        return together
     candidates = list(InboundReceipt.objects.filter(applied_at__isnull=True).order_by("id")
                       .values_list("id", "sender")[:limit])
     # Every older unapplied row of a number is among the candidates (they are the oldest rows): a number
@@ -64,22 +66,25 @@ def intake_apply_batch(*, limit: int = BATCH_SIZE) -> Applied:
     return _apply_one_by_one(candidates)
 
 
-def _apply_together(limit: int) -> Applied:
+def _apply_together(limit: int) -> Applied | None:
     """One transaction: the oldest rows no other applier holds (SKIP LOCKED), one per number, applied and
     marked; their ledger events are chained in at the end (`ledger.appends_at_end`).
 
     So concurrent appliers take different rows and hold the ledger's head only for their last statement
     and commit. A number's row is left for a later batch when an older row of that number is not this
     batch's to apply (another applier holds it, or it arrived as this batch began) or when this batch
-    applies an older row of it already: each row then reads what the ones before it wrote.
+    applies an older row of it already: each row then reads what the ones before it wrote. None, having
+    applied nothing, when a row it locked failed before: those go one by one.
     """
     done = Applied()
     with transaction.atomic(), ledger.appends_at_end():
         locked = list(InboundReceipt.objects.filter(applied_at__isnull=True).order_by("id")
                       .select_for_update(skip_locked=True)
-                      .values_list("id", "sender", "provider", "message", "received_at")[:limit])
+                      .values_list("id", "sender", "provider", "message", "received_at", "attempts")[:limit])
         if not locked:
             return done
+        if any(row[-1] for row in locked):
+            return None
         first: dict[str, int] = {}
         for pk, sender, *_ in locked:
             first.setdefault(sender, pk)
@@ -90,7 +95,7 @@ def _apply_together(limit: int) -> Applied:
                            if oldest < first[sender]}
         by_outcome: dict[str, list[int]] = {}
         providers: dict[int, str] = {}
-        for pk, sender, provider, message, received_at in locked:
+        for pk, sender, provider, message, received_at, _ in locked:
             if sender in older_elsewhere or first[sender] != pk:
                 done.waiting += 1
                 continue
