@@ -23,6 +23,8 @@ from django.db import transaction
 from django.db.models import F, Min
 from django.utils import timezone
 
+from config.enqueue import publishes_together
+
 from .. import ledger
 from ..inbound import InboundResult, inbound_message_receive
 from ..models import InboundReceipt
@@ -50,20 +52,22 @@ def intake_apply_batch(*, limit: int = BATCH_SIZE) -> Applied:
 
     Together in one transaction when it can (`_apply_together`); a batch that raises rolls back whole
     and its rows are applied again one per transaction, so that one bad row holds back only its number.
-    Rows that failed before go one by one straight away.
+    Rows that failed before go one by one straight away. The batch's replies go to the broker together
+    once it is applied (`publishes_together`: one round trip, not one per reply).
     """
-    try:
-        together = _apply_together(limit)
-    except Exception:
-        together = None
-        logger.warning("inbound batch rolled back; applying its rows one by one", exc_info=True)
-    if together is not None:
-        return together
-    candidates = list(InboundReceipt.objects.filter(applied_at__isnull=True).order_by("id")
-                      .values_list("id", "sender")[:limit])
-    # Every older unapplied row of a number is among the candidates (they are the oldest rows): a number
-    # whose row here was taken by another applier, failed or waits is left for the next batch from then on.
-    return _apply_one_by_one(candidates)
+    with publishes_together():
+        try:
+            together = _apply_together(limit)
+        except Exception:
+            together = None
+            logger.warning("inbound batch rolled back; applying its rows one by one", exc_info=True)
+        if together is not None:
+            return together
+        candidates = list(InboundReceipt.objects.filter(applied_at__isnull=True).order_by("id")
+                          .values_list("id", "sender")[:limit])
+        # Every older unapplied row of a number is among the candidates (they are the oldest rows): a number
+        # whose row here was taken by another applier, failed or waits is left for the next batch from then on.
+        return _apply_one_by_one(candidates)
 
 
 def _apply_together(limit: int) -> Applied | None:
