@@ -156,6 +156,7 @@ class ClaimBatch:
     claims: list[Claim] = field(default_factory=list)
     skipped: int = 0
     deferred: int = 0
+    held: bool = False  # promotions are held (inbound fallback): nothing of the range may go now
 
 
 def _zones(contact) -> tuple[str, ...]:
@@ -296,6 +297,7 @@ def claim_batch(*, broadcast: Broadcast, lo: int, hi: int | None, limit: int, no
             until = now + timedelta(seconds=float(settings.INBOUND_FALLBACK_HOLD_SECONDS))
             batch.deferred = Delivery.objects.filter(pk__in=[row[0] for row in rows]).update(
                 status=DeliveryStatus.DEFERRED, not_before=until, rule=INBOUND_FALLBACK_RULE, status_at=now)
+            batch.held = True
             return batch
         recent = {}
         if broadcast.frequency_cap:
@@ -588,6 +590,10 @@ def broadcast_send_range(*, broadcast_id: int, lo: int, hi: int | None) -> Range
             break
         result.skipped += batch.skipped
         result.deferred += batch.deferred
+        if batch.held:
+            # Deferring the rest of the range row by row, at the send rate, would keep this worker from the
+            # drain that ends the hold: the deferred rows are woken again as any deferred row is.
+            break
         if batch.claims:
             result.claimed += len(batch.claims)
             outcomes = send_all([claim.message for claim in batch.claims])

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from broadcasts.models import BroadcastStatus, Delivery, DeliveryStatus, SkipReason
+from broadcasts.models import OPEN_STATUSES, BroadcastStatus, Delivery, DeliveryStatus, SkipReason
 from broadcasts.policies import RULES
 from broadcasts.sending import INBOUND_FALLBACK_RULE, broadcast_test_send
 from consent.models import Consent, ConsentStatus
@@ -37,7 +37,10 @@ def test_a_stop_kept_in_the_fallback_mid_broadcast_reaches_nobody_and_the_rest_f
     broadcast = run(make(topic), run_on_commit)
     assert len(fake_provider.sent) == 4  # the claim in flight (4 rows) went; every later claim waits
     held = Delivery.objects.filter(broadcast=broadcast, status=DeliveryStatus.DEFERRED)
-    assert held.count() == 8 and {d.rule for d in held} == {INBOUND_FALLBACK_RULE}
+    # The claim that saw the hold deferred its rows and the task stopped there (deferring the rest row by
+    # row, at the send rate, would keep the worker from the drain): the rest of the range is still open.
+    assert held.exists() and {d.rule for d in held} == {INBOUND_FALLBACK_RULE}
+    assert Delivery.objects.filter(broadcast=broadcast, status__in=OPEN_STATUSES).count() == 8
     assert INBOUND_FALLBACK_RULE in RULES  # its source, like every rule a delivery names
     assert broadcast.status == BroadcastStatus.SENDING
 
