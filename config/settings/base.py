@@ -206,6 +206,13 @@ if INBOUND_APPLY_QUEUE:
     CELERY_TASK_ROUTES["consent.tasks.inbound_apply_task"] = {"queue": INBOUND_APPLY_QUEUE}
 # Seconds the intake's trigger key lives: at most one apply task queued per this while one waits.
 INBOUND_APPLY_TRIGGER_SECONDS = env.int("INBOUND_APPLY_TRIGGER_SECONDS", 5)
+# Seconds an apply task waits after the webhook that queued it, gathering the messages that follow into
+# its batches (0: at once): a few rows per batch and a task each cost the worker more per row (docs/inbound.md).
+INBOUND_APPLY_GATHER_SECONDS = env.float("INBOUND_APPLY_GATHER_SECONDS", 0.2)
+if not 0 <= INBOUND_APPLY_GATHER_SECONDS < INBOUND_APPLY_TRIGGER_SECONDS:
+    raise ImproperlyConfigured("INBOUND_APPLY_GATHER_SECONDS must be at least 0 and less than "
+                               f"INBOUND_APPLY_TRIGGER_SECONDS ({INBOUND_APPLY_TRIGGER_SECONDS}), "
+                               "which keeps other webhooks from queueing another task meanwhile.")
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 REST_FRAMEWORK = {

@@ -62,3 +62,16 @@ def test_an_escaped_dollar_is_a_literal_dollar(monkeypatch):
     """A secret may start with "$" (Django's own generator uses it): written "\\$", it is read as written."""
     monkeypatch.setenv("EDGE_PROBE", r"\$ecret-with-$-inside")
     assert env.str("EDGE_PROBE", "") == "$ecret-with-$-inside"
+
+
+@pytest.mark.parametrize("gather", ["-1", "5", "9.5"])
+def test_an_apply_gather_not_shorter_than_the_trigger_key_is_refused(tmp_path, gather):
+    """Gathering as long as the trigger key lives would let the key expire first: a second task queued meanwhile."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL")}
+    environ.update(DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT), DJANGO_SETTINGS_MODULE="config.settings.local",
+                   INBOUND_APPLY_GATHER_SECONDS=gather, INBOUND_APPLY_TRIGGER_SECONDS="5")
+    code = "from django.conf import settings as s; print(s.INBOUND_APPLY_GATHER_SECONDS)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    assert "INBOUND_APPLY_GATHER_SECONDS must be at least 0 and less than INBOUND_APPLY_TRIGGER_SECONDS (5)" in result.stderr

@@ -231,6 +231,20 @@ def test_a_webhook_is_answered_once_recorded_and_one_apply_task_serves_a_burst(t
     assert len(queued) == 2  # the task started: the next message queues the next one
 
 
+@pytest.mark.parametrize("gather,countdown", [(0.2, 0.2), (0, None)])
+def test_the_apply_task_is_queued_to_start_after_the_gathering_delay(topic, post_sms, monkeypatch, settings,
+                                                                      gather, countdown):
+    from consent.intake import services as intake_services
+
+    settings.INBOUND_APPLY_GATHER_SECONDS = gather
+    queued = []
+    monkeypatch.setattr(intake_services, "enqueue", lambda name, **options: queued.append((name, options)))
+    pending(topic)
+    assert post_sms("STOP", "SMgather1").status_code == 200
+    assert post_sms("STOP", "SMgather2").status_code == 200
+    assert queued == [(intake_services.APPLY_TASK, {"retry": False, "countdown": countdown})]
+
+
 def test_a_broker_outage_still_answers_200_and_beat_applies_later(topic, post_sms, monkeypatch):
     from consent.intake import services as intake_services
     from consent.tasks import inbound_apply_task
