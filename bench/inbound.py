@@ -17,7 +17,8 @@ One run, in this order:
      accepted webhooks/s, p50/p99 of the 200, CPU per request of web, database, Redis and worker;
    - sustained: `--rate` webhooks/s for `--duration` s, open loop (each request at its instant), each
      contact's YES then its STOP a second later: p50/p99 of the 200, and from the 200 to applied
-     (the receipt's applied_at).
+     (the receipt's applied_at), and how many rows a batch applied on average (a batch marks its
+     rows with one applied_at).
 4. Checks that every webhook was applied exactly once (one receipt and one inbound message per
    provider id, each receipt applied, N confirmed and N revoked events, one reply each, an intact
    ledger chain). Written to bench/results/inbound.json.
@@ -391,7 +392,11 @@ def applied_latencies(answered: dict[str, float]) -> dict:
                    .values_list("provider_message_id", "applied_at"))
     connection.close()
     delays = [max(0.0, applied[sid].timestamp() - at) for sid, at in answered.items() if applied.get(sid)]
-    return {"applied": len(delays), **latency_figures(delays)}
+    # A batch marks its rows with one applied_at: how many batches applied the phase, a figure of how well
+    # the appliers gathered (a few rows per batch cost the worker several times as much CPU per row).
+    batches = len(set(applied.values()) - {None})
+    return {"applied": len(delays), **latency_figures(delays), "batches": batches,
+            "rows_per_batch": round(len(delays) / batches, 1) if batches else None}
 
 
 def saturate(port: int, requests: list[bytes], concurrency: int, measured: dict) -> dict:
@@ -556,6 +561,7 @@ def main() -> None:
             "sustained_p99_ms": phases["sustained"]["p99_ms"],
             "sustained_applied_p50_ms": phases["sustained"]["to_applied"]["p50_ms"],
             "sustained_applied_p99_ms": phases["sustained"]["to_applied"]["p99_ms"],
+            "sustained_rows_per_batch": phases["sustained"]["to_applied"]["rows_per_batch"],
         },
         "targets": targets,
         "checks": checks,
