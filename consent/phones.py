@@ -29,10 +29,36 @@ def parse_phone(text: str, *, default_region: str | None = None) -> ParsedPhone:
     return _parse(text, default_region)
 
 
+def phone_e164(text: str, *, default_region: str | None = None) -> str:
+    """Only the E.164 form of `parse_phone(text)` (InvalidPhoneNumber alike), without its country and time
+    zones: what an inbound webhook records. The time zones cost as much again as the parse itself."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidPhoneNumber("Enter a phone number.")
+    return _e164(text, default_region)
+
+
 # Parsing and validating against the numbering plan is the costliest step of an inbound webhook,
 # and the same senders write again (JOIN then YES, STOP): valid results are kept (a few MB at most).
 @lru_cache(maxsize=20_000)
 def _parse(text: str, default_region: str | None) -> ParsedPhone:
+    number = _valid_number(text, default_region)
+    country = phonenumbers.region_code_for_number(number) or ""
+    if country == "001":
+        country = ""
+    zones = tuple(z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown")
+    return ParsedPhone(e164=_format(number), country=country, timezones=zones)
+
+
+@lru_cache(maxsize=20_000)
+def _e164(text: str, default_region: str | None) -> str:
+    return _format(_valid_number(text, default_region))
+
+
+def _format(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _valid_number(text: str, default_region: str | None) -> phonenumbers.PhoneNumber:
     raw = text.strip()
     if len(raw) > 32:
         raise InvalidPhoneNumber("This is too long to be a phone number.")
@@ -49,9 +75,4 @@ def _parse(text: str, default_region: str | None) -> ParsedPhone:
         raise InvalidPhoneNumber("Not a possible phone number for its country (check the length).")
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhoneNumber("Not a valid phone number (unknown prefix for its country).")
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    country = phonenumbers.region_code_for_number(number) or ""
-    if country == "001":
-        country = ""
-    zones = tuple(z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown")
-    return ParsedPhone(e164=e164, country=country, timezones=zones)
+    return number

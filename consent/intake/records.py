@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import keywords as kw
 from .. import revocation
-from ..phones import InvalidPhoneNumber, parse_phone
+from ..phones import InvalidPhoneNumber, phone_e164
 from ..webhooks.parsers import InboundMessage
 
 SHAPE_VERSION = 1
@@ -62,7 +62,7 @@ def message_from_json(data: dict) -> InboundMessage:
 def sender_of(message: InboundMessage, default_region: str | None = None) -> str:
     """The sender as Contact.phone stores it (E.164), or as the provider gave it when it is no number."""
     try:
-        return parse_phone(message.sender, default_region=default_region).e164
+        return phone_e164(message.sender, default_region=default_region)
     except InvalidPhoneNumber:
         return message.sender
 
@@ -70,7 +70,7 @@ def sender_of(message: InboundMessage, default_region: str | None = None) -> str
 def is_number(sender: str) -> bool:
     """Whether a recorded sender is a phone number (the applier ignores a message from anything else)."""
     try:
-        return parse_phone(sender).e164 == sender
+        return phone_e164(sender) == sender
     except InvalidPhoneNumber:
         return False
 
