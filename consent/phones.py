@@ -24,21 +24,24 @@ class ParsedPhone:
 
 def parse_phone(text: str, *, default_region: str | None = None) -> ParsedPhone:
     """Parse `text` into E.164, or raise InvalidPhoneNumber with a reason a person can act on."""
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidPhoneNumber("Enter a phone number.")
-    return _parse(text, default_region)
+    return _parse(_given(text), default_region)
 
 
 def phone_e164(text: str, *, default_region: str | None = None) -> str:
     """Only the E.164 form of `parse_phone(text)` (InvalidPhoneNumber alike), without its country and time
     zones: what an inbound webhook records. The time zones cost as much again as the parse itself."""
+    return _e164(_given(text), default_region)
+
+
+def _given(text) -> str:
     if not isinstance(text, str) or not text.strip():
         raise InvalidPhoneNumber("Enter a phone number.")
-    return _e164(text, default_region)
+    return text
 
 
 # Parsing and validating against the numbering plan is the costliest step of an inbound webhook,
-# and the same senders write again (JOIN then YES, STOP): valid results are kept (a few MB at most).
+# and the same senders write again (JOIN then YES, STOP): valid results are kept (a few MB at most),
+# in each of the two caches below (an inbound webhook fills the E.164 one; opt-ins, contacts and the applier the full one).
 @lru_cache(maxsize=20_000)
 def _parse(text: str, default_region: str | None) -> ParsedPhone:
     number = _valid_number(text, default_region)
