@@ -129,15 +129,20 @@ def setup_data(n: int) -> int:
     return topic.pk
 
 
-def build_request(port: int, sid: str, sender: str, body: str) -> bytes:
-    from consent.signatures import twilio_signature
-
-    path = "/webhooks/twilio/inbound/"
-    form = {
+def twilio_form(sid: str, sender: str, body: str) -> dict[str, str]:
+    """The form of a Twilio inbound SMS webhook, as Twilio sends it."""
+    return {
         "ToCountry": "US", "SmsMessageSid": sid, "NumMedia": "0", "SmsSid": sid, "SmsStatus": "received",
         "Body": body, "FromCountry": "US", "To": "+14155550199", "NumSegments": "1", "MessageSid": sid,
         "AccountSid": "AC00000000000000000000000000000000", "From": sender, "ApiVersion": "2010-04-01",
     }
+
+
+def build_request(port: int, sid: str, sender: str, body: str) -> bytes:
+    from consent.signatures import twilio_signature
+
+    path = "/webhooks/twilio/inbound/"
+    form = twilio_form(sid, sender, body)
     signature = twilio_signature(AUTH_TOKEN, f"http://127.0.0.1:{port}{path}", form)
     payload = urllib.parse.urlencode(form).encode()
     head = (

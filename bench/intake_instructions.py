@@ -11,8 +11,9 @@ the intake record, its INSERT and both Redis calls), not what the database or Re
 kernel's time in system calls.
 
 One process is run twice under callgrind through Django's WSGI handler (no gunicorn, no sockets of
-its own): once with only the warm-up (`--warmup` webhooks: imports, first statements, connections),
-once with `--webhooks` more. The difference, divided by `--webhooks`, is the figure. Every webhook
+its own). Both runs build the same `--warmup` + `--webhooks` signed requests; one then answers only the
+warm-up (imports, first statements, connections), the other all of them. The difference, divided by
+`--webhooks`, is the figure: building and signing the requests is not in it. Every webhook
 has a sender of its own, so the phone-number cache never hits (as for a number's first message).
 Needs `valgrind` (Debian's package). Written to bench/results/intake_instructions.json.
 """
@@ -38,14 +39,16 @@ BASE_URL = "http://127.0.0.1:8000"
 PATH = "/webhooks/twilio/inbound/"
 
 
-def drive(total: int, measured: int) -> None:
-    """In this process: `total` signed webhooks through the WSGI handler (the last `measured` of them counted)."""
+def drive(built: int, answered: int) -> None:
+    """In this process: `built` signed webhooks built, then the first `answered` of them through the WSGI handler.
+
+    Both runs build as many, so that the difference between them is the answering alone."""
     import django
 
     django.setup()
     from django.core.wsgi import get_wsgi_application
 
-    from bench.inbound import AUTH_TOKEN, phone
+    from bench.inbound import AUTH_TOKEN, phone, twilio_form
     from consent.signatures import twilio_signature
 
     application = get_wsgi_application()
@@ -56,9 +59,7 @@ def drive(total: int, measured: int) -> None:
         statuses[status] = statuses.get(status, 0) + 1
 
     def environ(i: int) -> dict:
-        form = {"MessageSid": f"SM{run}{i:08d}", "AccountSid": "AC" + "0" * 32, "From": phone(i),
-                "To": "+14155550199", "Body": "STOP" if i % 2 else "YES", "NumMedia": "0", "NumSegments": "1",
-                "SmsStatus": "received", "ApiVersion": "2010-04-01"}
+        form = twilio_form(f"SM{run}{i:08d}", phone(i), "STOP" if i % 2 else "YES")
         body = urllib.parse.urlencode(form).encode()
         return {"REQUEST_METHOD": "POST", "PATH_INFO": PATH, "SCRIPT_NAME": "", "QUERY_STRING": "",
                 "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(body)),
@@ -68,17 +69,17 @@ def drive(total: int, measured: int) -> None:
                 "wsgi.run_once": False, "HTTP_USER_AGENT": "TwilioProxy/1.1",
                 "HTTP_X_TWILIO_SIGNATURE": twilio_signature(AUTH_TOKEN, BASE_URL + PATH, form)}
 
-    requests = [environ(i) for i in range(total)]  # built before any is counted: both runs build them all
-    for request in requests:
+    requests = [environ(i) for i in range(built)]
+    for request in requests[:answered]:
         response = application(request, start_response)
         b"".join(response)
         response.close()
-    if statuses != {"200 OK": total}:
+    if statuses != {"200 OK": answered}:
         raise SystemExit(f"not every webhook was answered 200: {statuses}")
-    print(json.dumps({"answered": total, "measured": measured}))
+    print(json.dumps({"built": built, "answered": answered}))
 
 
-def callgrind_total(env: dict, total: int, measured: int) -> int:
+def callgrind_total(env: dict, built: int, answered: int) -> int:
     import redis
 
     redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5).flushdb()  # the trigger key: unset in both runs
@@ -86,7 +87,7 @@ def callgrind_total(env: dict, total: int, measured: int) -> int:
         out = Path(folder) / "callgrind.out"
         result = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
-             "--drive", str(total), str(measured)],
+             "--drive", str(built), str(answered)],
             env=env, capture_output=True, text=True, timeout=1800)
         if result.returncode != 0:
             raise SystemExit(f"callgrind run failed:\n{result.stderr[-3000:]}")
@@ -116,8 +117,9 @@ def main() -> None:
     recreate_database(args.database_url)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=600)
     started = time.monotonic()
-    warm = callgrind_total(env, args.warmup, 0)
-    counted = callgrind_total(env, args.warmup + args.webhooks, args.webhooks)
+    built = args.warmup + args.webhooks
+    warm = callgrind_total(env, built, args.warmup)
+    counted = callgrind_total(env, built, built)
     per_webhook = (counted - warm) / args.webhooks
     import redis  # for the parser in use: hiredis or redis-py's own
 
