@@ -302,7 +302,8 @@ class Flow:
             got = [m for m in self.provider_messages(phone) if body in m["body"]]
             wanted = 1 if phone in reaches else 0
             if len(got) != wanted:
-                fail(f"broadcast {name}: {len(got)} messages to {phone} at the stand-in, expected {wanted}")
+                fail(f"broadcast {name}: {len(got)} messages to {phone} at the stand-in, expected {wanted}; "
+                     f"the broadcast as the API shows it: {done}")
         say(f"broadcast {created['id']} completed, stats {done['stats']}: once to {', '.join(reaches)}"
             + (f", nothing to {', '.join(spared)}" if spared else ""))
 
