@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.nul.RejectNulMiddleware",  # PostgreSQL cannot store NUL: 400 at the edge, not a 500
+    "config.webhook_lane.WebhookLaneMiddleware",  # provider webhooks: their view, none of the browser's middleware
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -41,6 +41,8 @@ def test_stop_revokes_and_answers_empty_twiml_and_one_confirmation(topic, twilio
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/xml")
     assert response.content.decode().endswith("<Response/>")
+    assert response["Content-Length"] == str(len(response.content))
+    assert "X-Frame-Options" not in response  # answered by the webhook lane (config/webhook_lane.py)
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.REVOKED
     event = ConsentEvent.objects.filter(kind=EventKind.REVOKED).get()
