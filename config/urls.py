@@ -4,12 +4,13 @@ from drf_spectacular.views import SpectacularAPIView
 
 from config import docs, health
 
+# Provider webhooks first: their paths are matched before the others are tried (the busiest, by far).
 urlpatterns = [
+    path("webhooks/", include("consent.webhooks.urls")),
     path("admin/", admin.site.urls),
     path("workspace/", include("broadcasts.dashboard.urls")),
     path("api/v1/", include("consent.urls")),
     path("api/v1/", include("broadcasts.urls")),
-    path("webhooks/", include("consent.webhooks.urls")),
     path("optin/", include("consent.optin.urls")),
     path("preferences/", include("consent.optin.preference_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
