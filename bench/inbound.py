@@ -11,7 +11,10 @@ One run, in this order:
    command, whose one view verifies the Twilio signature and does one INSERT. Saturated as below.
 3. **The service**: `gunicorn config.wsgi` (production settings, console providers) and one Celery
    worker applying inbound messages (`-Q` the apply queue, INBOUND_APPLY_QUEUE); replies go to a queue
-   no worker consumes, so that only intake and applying are measured. Warm-up on contacts of their own.
+   no worker consumes, so that only intake and applying are measured. The worker runs with the CPU
+   shares docker-compose.yml gives its `worker` (`cpu_shares`), in a cgroup of its own as Docker puts a
+   container, when this machine lets the benchmark make one (root, cgroup v1's or v2's cpu controller);
+   else without, and the results say which (`config.apply_priority`). Warm-up on contacts of their own.
    - saturation: from one asyncio load generator with `--concurrency` keep-alive connections, every
      contact's signed YES, then every contact's STOP, a fraction sent twice (as providers redeliver):
      accepted webhooks/s, p50/p99 of the 200, CPU per request of web, database, Redis and worker;
@@ -315,6 +318,45 @@ def wait_applied(timeout: float = 300) -> float:
     return round(time.perf_counter() - started, 2)
 
 
+def compose_worker_cpu_shares() -> int:
+    """`cpu_shares` of docker-compose.yml's worker (Docker's default, 1024, when it sets none)."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return int(compose["services"]["worker"].get("cpu_shares", 1024))
+
+
+def cpu_group(shares: int) -> tuple[Path | None, str]:
+    """(a cgroup whose processes get `shares` of the CPU as a Docker container with cpu_shares does, how).
+
+    cgroup v1's cpu controller takes the shares as they are; v2's takes a weight, converted as Docker
+    converts them. (None, why) when this machine does not let the benchmark make one."""
+    name = f"bench-inbound-apply-{os.getpid()}"
+    v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+    try:
+        if (v1 / "cpu.shares").exists():
+            group = v1 / name
+            group.mkdir()
+            (group / "cpu.shares").write_text(str(shares))
+            return group, f"cgroup v1 cpu.shares={shares}"
+        if "cpu" in (v2 / "cgroup.controllers").read_text().split():
+            group = v2 / name
+            group.mkdir()
+            weight = 1 + (shares - 2) * 9999 // 262142
+            (group / "cpu.weight").write_text(str(weight))
+            return group, f"cgroup v2 cpu.weight={weight} (cpu_shares {shares})"
+    except OSError as exc:
+        return None, f"none: no cgroup could be made ({exc.strerror})"
+    return None, "none: no cgroup cpu controller"
+
+
+def join_group(group: Path | None):
+    """preexec_fn: the child (and every process it forks) joins `group` before it runs."""
+    if group is None:
+        return None
+    return lambda: (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
 def gunicorn_start(args, port: int, env: dict, app: str) -> subprocess.Popen:
     """The same gunicorn command for the floor and the service."""
     proc = subprocess.Popen(
@@ -429,7 +471,10 @@ def main() -> None:
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread keeps connections alive)")
     parser.add_argument("--apply-concurrency", type=int, default=2, help="processes of the Celery worker that applies")
     parser.add_argument("--apply-nice", type=int, default=0,
-                        help="run the applying worker at this CPU niceness (0: as the web; 10: it yields the CPU to intake)")
+                        help="run the applying worker at this CPU niceness as well (0: none)")
+    parser.add_argument("--apply-cpu-shares", type=int, default=None,
+                        help="CPU shares of the applying worker's cgroup (default: docker-compose.yml's worker "
+                             "cpu_shares; 0: no cgroup, as one process among the others)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_inbound")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -482,11 +527,15 @@ def main() -> None:
     finally:
         stop(floor)
 
-    # 2. The service: web and the applying worker.
+    # 2. The service: web and the applying worker, with the worker's CPU shares as docker-compose.yml gives them.
+    if args.apply_cpu_shares is None:
+        args.apply_cpu_shares = compose_worker_cpu_shares()
+    group, args.apply_priority = cpu_group(args.apply_cpu_shares) if args.apply_cpu_shares else (None, "none (asked)")
+    print(f"applying worker's CPU priority: {args.apply_priority}", flush=True)
     worker = subprocess.Popen(
         [*(["nice", "-n", str(args.apply_nice)] if args.apply_nice else []), sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", APPLY_QUEUE, "--concurrency",
          str(args.apply_concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env,
+        cwd=ROOT, env=env, preexec_fn=join_group(group),
     )
     web = gunicorn_start(args, port, env, "config.wsgi")
     phases, all_sids, duplicates = {}, [], 0
@@ -531,6 +580,11 @@ def main() -> None:
         stop(web)
         stop(worker)
         purge_queue(args.broker_url)
+        if group is not None:
+            try:
+                group.rmdir()
+            except OSError:  # a process of the worker's still there: left, harmless
+                pass
 
     saturation = [phases["yes"], phases["stop"]]
     accepted = round(sum(p["requests"] for p in saturation) / sum(p["seconds"] for p in saturation), 1)
