@@ -12,7 +12,7 @@ from itertools import pairwise
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
 from config.enqueue import enqueue, enqueue_on_commit
@@ -327,16 +327,16 @@ def deliveries_enqueue_open(*, broadcast: Broadcast, wake_only: bool = False, no
 
 
 def broadcast_finish_if_done(*, broadcast_id: int, now: datetime | None = None) -> bool:
-    """sending → completed once the fan-out is done and no row is open or in flight."""
+    """sending → completed once the fan-out is done and no row is open or in flight.
+
+    One UPDATE whose condition holds both: read apart, the tick could find no rows (the fan-out had
+    not inserted them yet), then find the fan-out done (it had since), and complete a broadcast whose
+    rows were all still queued, none of them ever sent.
+    """
     now = now or timezone.now()
-    busy = Delivery.objects.filter(
-        broadcast_id=broadcast_id, status__in=(*OPEN_STATUSES, DeliveryStatus.SENDING)
-    ).exists()
-    if busy:
-        return False
-    done = Broadcast.objects.filter(pk=broadcast_id, status=BroadcastStatus.SENDING, fanout_done=True).update(
-        status=BroadcastStatus.COMPLETED, completed_at=now, updated_at=now
-    )
+    busy = Delivery.objects.filter(broadcast_id=OuterRef("pk"), status__in=(*OPEN_STATUSES, DeliveryStatus.SENDING))
+    done = Broadcast.objects.filter(pk=broadcast_id, status=BroadcastStatus.SENDING, fanout_done=True).filter(
+        ~Exists(busy)).update(status=BroadcastStatus.COMPLETED, completed_at=now, updated_at=now)
     if done:
         logger.info("broadcast %s completed", broadcast_id)
     return bool(done)

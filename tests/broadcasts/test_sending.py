@@ -1012,3 +1012,37 @@ def test_a_test_send_is_refused_while_a_stop_waits(topic, consented, fake_provid
     with pytest.raises(ValidationError, match="revocation"):
         sending.broadcast_test_send(broadcast=broadcast, phone=contacts[0].phone)
     assert fake_provider.sent == []
+
+
+def test_the_tick_never_completes_a_broadcast_whose_fan_out_lands_while_it_looks(topic, consented):
+    """The interleaving the production stage caught: the beat's tick looked for open rows of a broadcast just
+    launched (none yet), the fan-out then inserted its rows and marked itself done, and the tick completed
+    the broadcast with every row still queued, none ever sent. Here the fan-out runs right after the tick's
+    first statement on the delivery table in broadcast_finish_if_done: whatever that statement is, the
+    broadcast must stay `sending` with its rows open."""
+    from django.db import connection
+
+    consented(2, topic)
+    broadcast = make(topic)
+    services.broadcast_schedule(broadcast=broadcast)
+    assert services.broadcast_launch(broadcast_id=broadcast.pk)
+    state = {"fanned_out": False}
+
+    def fan_out_after_first_delivery_query(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not state["fanned_out"] and Delivery._meta.db_table in sql:
+            state["fanned_out"] = True
+            assert services.broadcast_fanout(broadcast_id=broadcast.pk) == 2
+        return result
+
+    with connection.execute_wrapper(fan_out_after_first_delivery_query):
+        completed = services.broadcast_finish_if_done(broadcast_id=broadcast.pk)
+    assert state["fanned_out"]
+    broadcast.refresh_from_db()
+    assert not completed and broadcast.status == BroadcastStatus.SENDING and broadcast.fanout_done
+    assert set(Delivery.objects.filter(broadcast=broadcast).values_list("status", flat=True)) == {DeliveryStatus.QUEUED}
+    # Once every row is handed over and recorded, the same call completes it.
+    Delivery.objects.filter(broadcast=broadcast).update(status=DeliveryStatus.SENT)
+    assert services.broadcast_finish_if_done(broadcast_id=broadcast.pk)
+    broadcast.refresh_from_db()
+    assert broadcast.status == BroadcastStatus.COMPLETED
