@@ -69,11 +69,21 @@ def _retry_after(window: int, now: float) -> int:
     return int(window - now % window) + 1
 
 
-def _count(key: str, window: int, now: float) -> int:
-    """Add one to the fixed-window counter for `key` and return the new count, atomically across processes."""
+def _count(key: str, window: int, now: float, *, once: str = "") -> int:
+    """Add one to the fixed-window counter for `key` and return the new count, atomically across processes.
+
+    `once` names the occurrence counted (a prompt: its topic, channel and instant): counted already in
+    this window, it is not counted again and the count is returned as it stands. The counters live
+    outside the database, so a transaction that rolls back does not take its count back, and the
+    applier applies a batch that rolled back again, row by row, with the instant each message arrived:
+    without `once` one JOIN counted twice towards the number's limits. (A crash between the marker and
+    the increment counts one prompt too few, never one too many.)
+    """
     cache = caches["default"]
     bucket = f"optin-limit:{key}:{window}:{int(now // window)}"
     timeout = window + 60
+    if once and not cache.add(f"{bucket}:once:{once}", 1, timeout=timeout):
+        return int(cache.get(bucket) or 0)
     if isinstance(cache, RedisCache):  # INCR is atomic on the server
         cache.add(bucket, 0, timeout=timeout)
         try:
@@ -120,17 +130,21 @@ def page_request_allowed(*, ip: str, now: float | None = None) -> None:
                             retry_after=_retry_after(HOUR, now))
 
 
-def prompt_allowed(*, e164: str, actor: str = "", now: float | None = None) -> None:
-    """Count one confirmation prompt to `e164` (asked for by API user `actor`, if any), or raise LimitExceeded."""
+def prompt_allowed(*, e164: str, actor: str = "", now: float | None = None, once: str = "") -> None:
+    """Count one confirmation prompt to `e164` (asked for by API user `actor`, if any), or raise LimitExceeded.
+
+    `once` names the prompt, so that the same prompt asked for again (its transaction applied again) is
+    counted once (`_count`)."""
     limits = Limits.from_settings()
     now = time.time() if now is None else now
-    if actor and _count(f"user:{actor}", HOUR, now) > limits.per_api_user_per_hour:
+    subject = phone_pseudonym(e164, pseudonym_key())
+    once = f"{subject}:{once}" if once else ""  # one API request may ask prompts for many numbers at one instant
+    if actor and _count(f"user:{actor}", HOUR, now, once=once) > limits.per_api_user_per_hour:
         raise LimitExceeded("This API user has asked for the maximum number of confirmation prompts for this hour.",
                             retry_after=_retry_after(HOUR, now))
-    subject = phone_pseudonym(e164, pseudonym_key())
-    if _count(f"number:{subject}", HOUR, now) > limits.per_number_per_hour:
+    if _count(f"number:{subject}", HOUR, now, once=once) > limits.per_number_per_hour:
         raise LimitExceeded("We have already sent several messages to this number. Please try again in an hour.",
                             retry_after=_retry_after(HOUR, now))
-    if _count(f"number-day:{subject}", DAY, now) > limits.per_number_per_day:
+    if _count(f"number-day:{subject}", DAY, now, once=once) > limits.per_number_per_day:
         raise LimitExceeded("This number has received the maximum number of confirmation messages for today.",
                             retry_after=_retry_after(DAY, now))

@@ -282,8 +282,10 @@ def optin_request(*, phone: str, topic: Topic, channel: str, source: str, eviden
     if _prompt_is_fresh(consent, now):
         return OptinResult(consent=consent, created=False)
     try:
+        # Named by topic, channel and instant: the applier applies a batch that rolled back again with the
+        # instants its messages arrived, and that same prompt is then counted once.
         limits.prompt_allowed(e164=contact.phone, actor=actor if actor.startswith("user:") else "",
-                              now=now.timestamp())
+                              now=now.timestamp(), once=f"{topic.pk}:{channel}:{now.isoformat()}")
     except limits.LimitExceeded as exc:
         raise OptinLimited(str(exc), retry_after=exc.retry_after) from None
     confirm_by = now + timedelta(hours=settings.CONSENT_CONFIRMATION_WINDOW_HOURS)

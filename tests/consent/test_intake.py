@@ -170,6 +170,31 @@ def test_a_failing_row_waits_with_the_later_rows_of_its_number_and_no_other(topi
     assert status(PHONE) == ConsentStatus.REVOKED
 
 
+def test_a_join_in_a_batch_that_rolled_back_counts_once_towards_the_number_limits(topic, monkeypatch, settings):
+    """The batch rolls back and its rows are applied again one by one: the limits' counters, outside the
+    database, are not rolled back, and the JOIN's prompt must not count twice (here: be refused)."""
+    from django.core.cache import caches
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "intake-join-once"}}
+    settings.OPTIN_MAX_PER_NUMBER_PER_HOUR = 1
+    caches["default"].clear()
+    intake_record(record("JOIN PROMO"))
+    intake_record(record("hello", phone=OTHER))
+    real = applier.inbound_message_receive
+
+    def flaky(*, message, **kwargs):
+        if message.sender == OTHER:
+            raise RuntimeError("database hiccup")
+        return real(message=message, **kwargs)
+
+    monkeypatch.setattr(applier, "inbound_message_receive", flaky)
+    batch = applier.intake_apply_batch()
+    assert (batch.applied, batch.failed) == (1, 1)
+    assert status() == ConsentStatus.PENDING
+    assert Message.objects.filter(kind=Message.Kind.CONFIRMATION_PROMPT, contact__phone=PHONE).count() == 1
+
+
 def test_effects_take_the_instant_the_message_was_received(topic):
     consent = pending(topic)
     received = timezone.now()

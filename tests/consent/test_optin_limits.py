@@ -103,6 +103,48 @@ def test_a_repeat_inside_the_window_changes_nothing(topic):
     assert prompts() == 2
 
 
+# The counters live outside the database (Redis), as a cache that no rollback reaches: LocMemCache here.
+OUTSIDE_THE_DATABASE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                    "LOCATION": "optin-limits-outside"}}
+
+
+def test_a_prompt_asked_again_after_its_transaction_rolled_back_is_counted_once(topic, settings):
+    from django.core.cache import caches
+    from django.db import transaction
+
+    settings.CACHES = OUTSIDE_THE_DATABASE
+    settings.OPTIN_MAX_PER_NUMBER_PER_HOUR = 1
+    caches["default"].clear()
+    with time_machine.travel(START):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.SMS_KEYWORD, now=START)
+            raise RuntimeError("another message of the batch failed")
+        # The same prompt (same topic, channel and instant), as the applier asks for it again: counted once.
+        assert services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.SMS_KEYWORD,
+                                      now=START).created
+    assert prompts() == 1
+    with time_machine.travel(START + timedelta(minutes=11)):  # another prompt, past the repeat window: counted
+        with pytest.raises(services.OptinLimited):
+            services.optin_request(phone=PHONE, topic=topic, channel="sms", source=Source.SMS_KEYWORD)
+
+
+def test_prompts_at_one_instant_for_many_numbers_each_count_for_the_api_user(settings):
+    from django.core.cache import caches
+
+    from consent import limits
+
+    settings.CACHES = OUTSIDE_THE_DATABASE
+    settings.OPTIN_MAX_PER_API_USER_PER_HOUR = 2
+    caches["default"].clear()
+    ask = lambda phone: limits.prompt_allowed(e164=phone, actor="user:7", now=START.timestamp(),  # noqa: E731
+                                              once=f"1:sms:{START.isoformat()}")
+    ask("+14155550001")
+    ask("+14155550002")
+    ask("+14155550002")  # the same prompt again: not counted
+    with pytest.raises(limits.LimitExceeded, match="API user"):
+        ask("+14155550003")
+
+
 def test_counting_is_serialised_on_a_cache_without_atomic_increments(settings):
     """The database cache's incr is a read then a write: the counter takes a lock there."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
