@@ -1,5 +1,7 @@
 """The keyword engine: real-world spellings of each keyword, and texts that must not match."""
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -194,6 +196,27 @@ def test_defaults_are_used_without_override(settings):
 )
 def test_fold(text, folded):
     assert fold(text) == folded
+
+
+def _fold_by_character(text):
+    """fold's rule, one character at a time: combining marks dropped, runs of letters and digits kept."""
+    words, current = [], []
+    for char in unicodedata.normalize("NFKD", text):
+        if unicodedata.combining(char):
+            continue
+        if char.isalnum():
+            current.append(char)
+        elif current:
+            words.append("".join(current))
+            current = []
+    if current:
+        words.append("".join(current))
+    return " ".join(words).casefold()
+
+
+@given(st.text(max_size=40))
+def test_fold_keeps_the_rule_for_any_text(text):
+    assert fold(text) == _fold_by_character(text)
 
 
 @given(st.text(max_size=40))
