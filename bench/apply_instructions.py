@@ -69,22 +69,18 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--drive":
         drive(int(sys.argv[2]), Path(sys.argv[3]))
         return
+    from bench.inbound import migrated_environment, store_arguments
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=300, help="contacts: each sends YES then STOP")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_apply_instructions")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    store_arguments(parser, "bench_apply_instructions")
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
     args = parser.parse_args()
 
     import redis
 
-    from bench.inbound import environment, recreate_database
-
-    env = environment(args, 8000)
-    recreate_database(args.database_url)
+    env = migrated_environment(args, 8000)
     redis.Redis.from_url(args.redis_url, socket_timeout=5).flushdb()  # the opt-in limits' counters
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=600)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)

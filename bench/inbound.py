@@ -107,6 +107,23 @@ def recreate_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def store_arguments(parser, database: str) -> None:
+    """The stores the benchmarks of the inbound path run against: PostgreSQL (database `database`), the
+    broker and Redis."""
+    parser.add_argument("--database-url", default=f"postgres://postgres@127.0.0.1:5432/{database}")
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+
+
+def migrated_environment(args, port: int) -> dict:
+    """The service's environment (`environment`), its database recreated and migrated for this run."""
+    env = environment(args, port)
+    recreate_database(args.database_url)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True,
+                   timeout=600)
+    return env
+
+
 def setup_data(n: int) -> int:
     """N contacts (phone(0) … phone(n-1)) with a pending SMS consent; returns the topic id. Runs in this process."""
     import django
@@ -475,21 +492,16 @@ def main() -> None:
     parser.add_argument("--apply-cpu-shares", type=int, default=None,
                         help="CPU shares of the applying worker's cgroup (default: docker-compose.yml's worker "
                              "cpu_shares; 0: no cgroup, as one process among the others)")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_inbound")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    store_arguments(parser, "bench_inbound")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     load_before = os.getloadavg()
     port = free_port()
-    env = environment(args, port)
-    os.environ.update(env)
-
     print(f"database {args.database_url}: recreating and migrating", flush=True)
-    recreate_database(args.database_url)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    env = migrated_environment(args, port)
+    os.environ.update(env)
     started = time.perf_counter()
     warm = args.workers * args.threads * 8  # contacts whose YES and STOP warm every worker up first
     sustained = args.rate * args.duration // 2  # each texts YES then STOP

@@ -101,21 +101,17 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--drive":
         drive(int(sys.argv[2]), int(sys.argv[3]))
         return
+    from bench.inbound import migrated_environment, store_arguments
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--webhooks", type=int, default=300, help="webhooks counted (the difference of the two runs)")
     parser.add_argument("--warmup", type=int, default=150, help="webhooks before them, in both runs")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/bench_intake_instructions")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/15")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    store_arguments(parser, "bench_intake_instructions")
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
     args = parser.parse_args()
 
-    from bench.inbound import environment, recreate_database
-
-    env = environment(args, 8000)
+    env = migrated_environment(args, 8000)
     env["PUBLIC_BASE_URL"] = BASE_URL
-    recreate_database(args.database_url)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=600)
     started = time.monotonic()
     built = args.warmup + args.webhooks
     warm = callgrind_total(env, built, args.warmup)
