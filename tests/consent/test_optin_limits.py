@@ -136,8 +136,10 @@ def test_prompts_at_one_instant_for_many_numbers_each_count_for_the_api_user(set
     settings.CACHES = OUTSIDE_THE_DATABASE
     settings.OPTIN_MAX_PER_API_USER_PER_HOUR = 2
     caches["default"].clear()
-    ask = lambda phone: limits.prompt_allowed(e164=phone, actor="user:7", now=START.timestamp(),  # noqa: E731
-                                              once=f"1:sms:{START.isoformat()}")
+
+    def ask(phone):
+        limits.prompt_allowed(e164=phone, actor="user:7", now=START.timestamp(), once=f"1:sms:{START.isoformat()}")
+
     ask("+14155550001")
     ask("+14155550002")
     ask("+14155550002")  # the same prompt again: not counted
